@@ -1,0 +1,23 @@
+"""The nasir graph IR: nodes, regions, graphs, shapes, costs, verification, serialization."""
+
+from nasir.ir.graph import ArchParam, Graph, InputGroup
+from nasir.ir.nodes import (
+    BlockNode,
+    Candidate,
+    ChoiceNode,
+    ConcatNode,
+    GateNode,
+    InputNode,
+    KernelCandidate,
+    MergedConvNode,
+    Node,
+    OpNode,
+    OutputNode,
+    Region,
+    SumNode,
+)
+
+__all__ = [
+    "ArchParam", "BlockNode", "Candidate", "ChoiceNode", "ConcatNode", "GateNode", "Graph", "InputGroup",
+    "InputNode", "KernelCandidate", "MergedConvNode", "Node", "OpNode", "OutputNode", "Region", "SumNode",
+]

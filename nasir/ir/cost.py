@@ -1,0 +1,103 @@
+"""Cost model: parameters and multiply-accumulates (reported as FLOPs) per node and candidate.
+
+Shapes must be inferred first (``nasir.ir.verify.infer_shapes``). Supernet cost counts every
+candidate; ``arch_cost`` counts only what a fixed architecture runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nasir.ir.graph import Graph
+from nasir.ir.nodes import BlockNode, ChoiceNode, MergedConvNode, Node, OpNode, Region
+
+
+@dataclass(frozen=True)
+class Cost:
+    params: int = 0
+    flops: int = 0
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(self.params + other.params, self.flops + other.flops)
+
+
+def _input_shape(node: Node, region: Region) -> list[int]:
+    src = region[node.inputs[0]]
+    assert src.shape is not None, "run shape inference before asking for costs"
+    return src.shape
+
+
+def node_cost(node: Node, region: Region) -> Cost:
+    """Supernet cost of one node: all candidates of a choice are counted."""
+    if isinstance(node, OpNode):
+        shape = _input_shape(node, region)
+        return Cost(node.attrs.params(shape), node.attrs.macs(shape))
+    if isinstance(node, ChoiceNode):
+        total = Cost()
+        for cand in node.candidates:
+            total = total + region_cost(cand.body)
+        return total
+    if isinstance(node, MergedConvNode):
+        c_in = _input_shape(node, region)[0]
+        params = 0
+        for kc in node.kernels:
+            if kc.source != "conv":
+                continue
+            if kc.pointwise:
+                params += c_in * kc.kernel**2 + node.out_channels * c_in
+            else:
+                params += node.out_channels * (c_in // node.groups) * kc.kernel**2
+        k = max(kc.dilation * (kc.kernel - 1) + 1 for kc in node.kernels)
+        o, h, w = node.shape or [0, 0, 0]
+        dense_groups = 1 if any(kc.pointwise for kc in node.kernels) else node.groups
+        return Cost(params, o * h * w * (c_in // dense_groups) * k * k)
+    if isinstance(node, BlockNode):
+        return region_cost(node.body)
+    return Cost()
+
+
+def region_cost(region: Region) -> Cost:
+    total = Cost()
+    for node in region.nodes:
+        total = total + node_cost(node, region)
+    return total
+
+
+def graph_cost(graph: Graph) -> Cost:
+    return region_cost(graph.body)
+
+
+def candidate_costs(node: ChoiceNode) -> list[Cost]:
+    return [region_cost(c.body) for c in node.candidates]
+
+
+def arch_cost(graph: Graph, arch: dict[str, int]) -> Cost:
+    """Cost of the fixed architecture choosing original index ``arch[name]`` for each parameter."""
+    return _arch_region_cost(graph.body, arch)
+
+
+def _arch_region_cost(region: Region, arch: dict[str, int]) -> Cost:
+    total = Cost()
+    for node in region.nodes:
+        if isinstance(node, ChoiceNode):
+            pick = arch[node.arch]
+            for cand, cover in zip(node.candidates, node.covers):
+                if pick in cover:
+                    total = total + _arch_region_cost(cand.body, arch)
+        elif isinstance(node, BlockNode):
+            total = total + _arch_region_cost(node.body, arch)
+        elif isinstance(node, MergedConvNode):
+            pick = arch[node.arch]
+            c_in = _input_shape(node, region)[0]
+            o, h, w = node.shape or [0, 0, 0]
+            for kc, cover in zip(node.kernels, node.covers):
+                if pick not in cover or kc.source != "conv":
+                    continue
+                if kc.pointwise:
+                    total = total + Cost(c_in * kc.kernel**2 + o * c_in, (c_in * kc.kernel**2 + o * c_in) * h * w)
+                else:
+                    per = o * (c_in // node.groups) * kc.kernel**2
+                    total = total + Cost(per, per * h * w)
+        else:
+            total = total + node_cost(node, region)
+    return total

@@ -1,0 +1,190 @@
+"""The top-level IR object: a region of nodes plus the architecture-parameter table."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from nasir.diagnostics import NasirError, SourceLoc
+from nasir.ir.nodes import ChoiceNode, MergedConvNode, Node, Region, sub_regions
+
+IR_VERSION = 1
+
+
+class ArchParam(BaseModel):
+    """One architecture parameter: a categorical distribution over ``candidates``.
+
+    Several choice nodes may refer to the same parameter (DARTS shares one alpha per edge across
+    all normal cells; FMS ties two series choices to one parameter).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    candidates: list[str]
+    kind: Literal["layer", "value"] = "layer"
+    loc: SourceLoc | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.candidates)
+
+
+class InputGroup(BaseModel):
+    """Input choice of a cell node: keep ``n_chosen`` of the incoming edges when deriving.
+
+    In the supernet all edges are summed; the group only matters for the derived architecture
+    (DARTS keeps the top-2 edges per node) and for the search-space size after that rule.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    members: list[str]
+    n_chosen: int
+    #: Candidate excluded when ranking edges (DARTS ignores 'none').
+    exclude: list[str] = Field(default_factory=list)
+
+
+class Graph(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = IR_VERSION
+    name: str
+    body: Region = Field(default_factory=Region)
+    arch: dict[str, ArchParam] = Field(default_factory=dict)
+    input_groups: list[InputGroup] = Field(default_factory=list)
+    #: Values of the network's parameters at elaboration (C, layers, ...), for summaries.
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    # -- traversal -------------------------------------------------------------------------
+    def walk(self) -> Iterator[tuple[str, Node, Region]]:
+        """Every node at every depth as (full dotted path, node, region holding it)."""
+        yield from _walk(self.body, "")
+
+    def arch_users(self, arch: str) -> list[Node]:
+        return [n for _, n, _ in self.walk() if isinstance(n, (ChoiceNode, MergedConvNode)) and n.arch == arch]
+
+    # -- search space ----------------------------------------------------------------------
+    def search_space_size(self, input_rule: bool = False) -> int:
+        """Exact number of distinct architectures.
+
+        Choices nested inside a candidate count only when that candidate is picked (a DNA block
+        choosing between cells of different depth); choices tied to one parameter (DARTS cells of
+        one type, PMS cascades, FMS series choices) count once. With ``input_rule`` each input
+        group keeps ``n_chosen`` of its member edges, each kept edge picking one non-excluded
+        candidate (the DARTS top-2 rule).
+        """
+        skip: set[str] = set()
+        total = 1
+        if input_rule:
+            for group in self.input_groups:
+                sizes = [sum(1 for c in self.arch[m].candidates if c not in group.exclude) for m in group.members]
+                total *= _choose_products(sizes, group.n_chosen)
+                skip.update(group.members)
+        return total * _count_region(self.body, {}, skip)
+
+    # -- serialization ---------------------------------------------------------------------
+    def to_json(self, indent: int | None = 1) -> str:
+        return self.model_dump_json(indent=indent, exclude_none=True)
+
+    @classmethod
+    def from_json(cls, text: str, filename: str = "<json>") -> Graph:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise NasirError(f"not valid JSON: {e.msg}", SourceLoc(file=filename, line=e.lineno, col=e.colno)) from None
+        if isinstance(data, dict) and data.get("version") not in (None, IR_VERSION):
+            raise NasirError(f"IR version {data.get('version')} is not supported (expected {IR_VERSION})")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise NasirError(f"{filename}: invalid IR at {where}: {first['msg']}") from None
+
+    def save(self, path: str | Path) -> None:
+        from nasir.io import atomic_write_text
+
+        atomic_write_text(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Graph:
+        return cls.from_json(Path(path).read_text(encoding="utf-8"), str(path))
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        return cls.model_json_schema()
+
+
+def _walk(region: Region, prefix: str) -> Iterator[tuple[str, Node, Region]]:
+    for node in region.nodes:
+        path = f"{prefix}{node.name}"
+        yield path, node, region
+        for local, sub in sub_regions(node):
+            yield from _walk(sub, f"{path}.{local}." if local else f"{path}.")
+
+
+def _top_weighted(region: Region) -> list[Node]:
+    """Choice/merged-conv nodes of a region, looking through blocks but not into candidates."""
+    found: list[Node] = []
+    for node in region.nodes:
+        if isinstance(node, (ChoiceNode, MergedConvNode)):
+            found.append(node)
+        else:
+            for _, sub in sub_regions(node):
+                found.extend(_top_weighted(sub))
+    return found
+
+
+def _count_region(region: Region, allowed: dict[str, set[int]], skip: set[str]) -> int:
+    total = 1
+    seen: set[str] = set()
+    for node in _top_weighted(region):
+        if node.arch in seen:
+            continue
+        seen.add(node.arch)
+        total *= _count_node(node, allowed, skip)
+    return total
+
+
+def _uses(region: Region, arch: str) -> bool:
+    return any(n.arch == arch for n in _top_weighted(region))
+
+
+def _count_node(node: ChoiceNode | MergedConvNode, allowed: dict[str, set[int]], skip: set[str]) -> int:
+    mine = allowed.get(node.arch, set(node.domain)) & set(node.domain)
+    if node.arch in skip and node.arch not in allowed:
+        mine = {min(mine)} if mine else set()  # counted by its input group instead
+    if isinstance(node, MergedConvNode):
+        return len(mine)
+    total = 0
+    covered: set[int] = set()
+    for cand, cover in zip(node.candidates, node.covers):
+        picks = set(cover) & mine
+        covered |= picks
+        if not picks:
+            continue
+        if _uses(cand.body, node.arch):
+            total += _count_region(cand.body, {**allowed, node.arch: picks}, skip)
+        else:
+            total += len(picks) * _count_region(cand.body, allowed, skip)
+    return total + len(mine - covered)
+
+
+def _choose_products(sizes: list[int], k: int) -> int:
+    """Sum over k-subsets of ``sizes`` of the product of the chosen sizes (elementary symmetric)."""
+    e = [1] + [0] * k
+    for s in sizes:
+        for j in range(k, 0, -1):
+            e[j] += e[j - 1] * s
+    return e[k] if k <= len(sizes) else 0
+
+
+def log10_size(n: int) -> float:
+    return math.log10(n) if n > 0 else float("-inf")

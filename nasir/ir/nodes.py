@@ -1,0 +1,220 @@
+"""IR node kinds: a pydantic discriminated union on ``kind``.
+
+Each node produces one tensor. ``inputs`` lists the producing nodes (by name, in argument order)
+inside the same region. Choices and blocks own nested regions; a region's ``input`` nodes stand for
+the values the owning node passes in.
+
+Weighted constructs (``choice``, ``merged_conv``) refer to an architecture parameter ``arch`` of n
+original candidates with probabilities p = softmax(alpha). Candidate j covers a set of original
+indices ``covers[j]``; its weight is ``sum(p[i] for i in covers[j]) / sum(p[i] for i in domain)``.
+At parse time covers are singletons and the domain is everything, i.e. plain softmax weights.
+Module sharing (PMS) groups candidates into a nested choice whose domain is the group, which gives
+exactly the derived weights P_S and q_i = p_i / P_S of TopoNAS without new learnable parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+import networkx as nx
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from nasir.diagnostics import SourceLoc
+from nasir.ir.ops import OpAttrsUnion
+
+
+class NodeBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    inputs: list[str] = Field(default_factory=list)
+    loc: SourceLoc | None = None
+    shape: list[int] | None = None
+    #: DNA block this node belongs to (from a ``block`` annotation or the dna-partition pass).
+    block: str | None = None
+    #: DANCE channel budget requested for this node (``gate`` annotation), a fraction in (0, 1].
+    budget: float | None = None
+
+
+class InputNode(NodeBase):
+    kind: Literal["input"] = "input"
+    index: int = 0
+
+
+class OutputNode(NodeBase):
+    kind: Literal["output"] = "output"
+    index: int = 0
+
+
+class OpNode(NodeBase):
+    kind: Literal["op"] = "op"
+    attrs: OpAttrsUnion
+
+
+class SumNode(NodeBase):
+    kind: Literal["sum"] = "sum"
+
+
+class ConcatNode(NodeBase):
+    """Concatenation along channels."""
+
+    kind: Literal["concat"] = "concat"
+
+
+class Candidate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    body: Region
+
+
+class ChoiceNode(NodeBase):
+    kind: Literal["choice"] = "choice"
+    arch: str
+    covers: list[list[int]]
+    domain: list[int]
+    candidates: list[Candidate]
+
+
+class KernelCandidate(BaseModel):
+    """One candidate of a merged convolution: a k x k (dilated) conv, optionally followed by a
+    pointwise conv (a depthwise->pointwise pair), or a fixed delta kernel for identity."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    kernel: int
+    dilation: int = 1
+    #: "conv" (learnable kernel) or "identity" (fixed centred delta, never normalized).
+    source: Literal["conv", "identity"] = "conv"
+    #: True when a learnable pointwise conv follows the depthwise kernel (factorized merge).
+    pointwise: bool = False
+    #: Weight names of the original candidate modules, so weights can be copied in and out.
+    weight_names: list[str] = Field(default_factory=list)
+
+
+class MergedConvNode(NodeBase):
+    """A weighted sum of linear convolutions computed as one conv with a merged kernel."""
+
+    kind: Literal["merged_conv"] = "merged_conv"
+    arch: str
+    covers: list[list[int]]
+    domain: list[int]
+    kernels: list[KernelCandidate]
+    out_channels: int
+    stride: int = 1
+    groups: int = 1
+    normalize: bool = False
+
+
+class GateNode(NodeBase):
+    """DANCE select gate: multiplies channels by a mask shared by every gate of its group."""
+
+    kind: Literal["gate"] = "gate"
+    group: str
+    channels: int
+
+
+class BlockNode(NodeBase):
+    """A DNA block: a region trained and searched on its own, inlined when lowered whole."""
+
+    kind: Literal["block"] = "block"
+    body: Region
+
+
+Node = Annotated[
+    Union[InputNode, OutputNode, OpNode, SumNode, ConcatNode, ChoiceNode, MergedConvNode, GateNode, BlockNode],
+    Field(discriminator="kind"),
+]
+
+
+class Region(BaseModel):
+    """An ordered list of nodes in topological order, with a networkx view for analyses."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    nodes: list[Node] = Field(default_factory=list)
+    _index: dict[str, int] | None = PrivateAttr(default=None)
+
+    # -- lookup ---------------------------------------------------------------------------
+    def _names(self) -> dict[str, int]:
+        if self._index is None or len(self._index) != len(self.nodes):
+            self._index = {n.name: i for i, n in enumerate(self.nodes)}
+        return self._index
+
+    def __getitem__(self, name: str) -> Node:
+        return self.nodes[self._names()[name]]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._names()
+
+    def __iter__(self):  # type: ignore[override]
+        return iter(self.nodes)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    @property
+    def inputs(self) -> list[InputNode]:
+        return sorted((n for n in self.nodes if n.kind == "input"), key=lambda n: n.index)
+
+    @property
+    def outputs(self) -> list[OutputNode]:
+        return sorted((n for n in self.nodes if n.kind == "output"), key=lambda n: n.index)
+
+    # -- mutation (passes call ``touch`` after editing ``nodes`` in place) -------------------
+    def touch(self) -> None:
+        self._index = None
+
+    def add(self, node: NodeBase) -> NodeBase:
+        if node.name in self:
+            raise ValueError(f"duplicate node name {node.name!r}")
+        self.nodes.append(node)  # type: ignore[arg-type]
+        self.touch()
+        return node
+
+    def fresh_name(self, base: str) -> str:
+        if base not in self:
+            return base
+        k = 1
+        while f"{base}_{k}" in self:
+            k += 1
+        return f"{base}_{k}"
+
+    def users(self, name: str) -> list[Node]:
+        return [n for n in self.nodes if name in n.inputs]
+
+    # -- analyses --------------------------------------------------------------------------
+    def digraph(self) -> nx.DiGraph:
+        """The region as a networkx DiGraph (node attribute ``node`` holds the payload)."""
+        g = nx.DiGraph()
+        for n in self.nodes:
+            g.add_node(n.name, node=n)
+        for n in self.nodes:
+            for i, src in enumerate(n.inputs):
+                g.add_edge(src, n.name, index=i)
+        return g
+
+    def sort(self) -> None:
+        """Restore topological order after a rewrite (stable for already ordered nodes)."""
+        g = self.digraph()
+        pos = {n.name: i for i, n in enumerate(self.nodes)}
+        order = list(nx.lexicographical_topological_sort(g, key=lambda name: pos[name]))
+        by_name = {n.name: n for n in self.nodes}
+        self.nodes = [by_name[name] for name in order]
+        self.touch()
+
+
+Candidate.model_rebuild()
+ChoiceNode.model_rebuild()
+BlockNode.model_rebuild()
+Region.model_rebuild()
+
+
+def sub_regions(node: NodeBase) -> list[tuple[str, Region]]:
+    """(local name, region) pairs nested directly inside ``node``."""
+    if isinstance(node, ChoiceNode):
+        return [(c.name, c.body) for c in node.candidates]
+    if isinstance(node, BlockNode):
+        return [("", node.body)]
+    return []

@@ -1,0 +1,158 @@
+"""Shape inference and the IR verifier.
+
+``infer_shapes`` fills ``node.shape`` everywhere (regions get their input shapes from the node that
+owns them) and ``verify`` checks structural invariants on top. Both raise ``VerificationError``
+located at the DSL text of the offending node, so a channel mismatch introduced by a typo in a
+``.nas`` file points at that line.
+"""
+
+from __future__ import annotations
+
+from nasir.diagnostics import VerificationError
+from nasir.ir.graph import Graph
+from nasir.ir.nodes import (
+    BlockNode,
+    ChoiceNode,
+    ConcatNode,
+    GateNode,
+    InputNode,
+    MergedConvNode,
+    Node,
+    OpNode,
+    OutputNode,
+    Region,
+    SumNode,
+)
+from nasir.ir.ops import ShapeError
+
+_ARITY = {"op": 1, "output": 1, "gate": 1, "merged_conv": 1, "input": 0}
+
+
+def infer_shapes(graph: Graph) -> None:
+    _infer_region(graph.body, None)
+
+
+def _fail(node: Node, message: str, hint: str | None = None) -> VerificationError:
+    return VerificationError(f"{message} (at node '{node.name}')", node.loc, hint)
+
+
+def _infer_region(region: Region, input_shapes: list[list[int]] | None) -> list[list[int]]:
+    shapes: dict[str, list[int]] = {}
+    for node in region.nodes:
+        if isinstance(node, InputNode):
+            if input_shapes is not None:
+                if node.index >= len(input_shapes):
+                    raise _fail(node, f"region input {node.index} has no value")
+                node.shape = list(input_shapes[node.index])
+            elif node.shape is None:
+                raise _fail(node, "network input has no shape", "declare it as `input x: [3, 32, 32]`")
+            shapes[node.name] = node.shape
+            continue
+        missing = [i for i in node.inputs if i not in shapes]
+        if missing:
+            raise _fail(node, f"uses {missing[0]!r} before it is defined")
+        ins = [shapes[i] for i in node.inputs]
+        node.shape = _node_shape(node, ins)
+        shapes[node.name] = node.shape
+    return [shapes[o.name] for o in region.outputs]
+
+
+def _node_shape(node: Node, ins: list[list[int]]) -> list[int]:
+    try:
+        if isinstance(node, OpNode):
+            return node.attrs.out_shape(ins[0])
+        if isinstance(node, (OutputNode, GateNode)):
+            if isinstance(node, GateNode) and ins[0][0] != node.channels:
+                raise ShapeError(f"gate over {node.channels} channels applied to {ins[0][0]}")
+            return list(ins[0])
+        if isinstance(node, SumNode):
+            if not ins:
+                raise ShapeError("sum of nothing")
+            for s in ins[1:]:
+                if s != ins[0]:
+                    raise ShapeError(f"sum of mismatched shapes {ins[0]} and {s}")
+            return list(ins[0])
+        if isinstance(node, ConcatNode):
+            if not ins or any(len(s) != len(ins[0]) or s[1:] != ins[0][1:] for s in ins):
+                raise ShapeError(f"concat needs equal spatial sizes, got {ins}")
+            return [sum(s[0] for s in ins), *ins[0][1:]]
+        if isinstance(node, ChoiceNode):
+            outs = []
+            for cand in node.candidates:
+                out = _infer_region(cand.body, ins)
+                if len(out) != 1:
+                    raise ShapeError(f"candidate {cand.name!r} must have one output")
+                outs.append(out[0])
+            for cand, s in zip(node.candidates, outs):
+                if s != outs[0]:
+                    raise ShapeError(
+                        f"candidates disagree on output shape: {node.candidates[0].name!r} gives {outs[0]}, "
+                        f"{cand.name!r} gives {s}"
+                    )
+            return outs[0]
+        if isinstance(node, MergedConvNode):
+            c, h, w = ins[0]
+            k = max(kc.dilation * (kc.kernel - 1) + 1 for kc in node.kernels)
+            pad = k // 2
+            size = lambda n: (n + 2 * pad - k) // node.stride + 1  # noqa: E731
+            return [node.out_channels, size(h), size(w)]
+        if isinstance(node, BlockNode):
+            outs = _infer_region(node.body, ins)
+            return outs[0]
+    except ShapeError as e:
+        raise _fail(node, str(e), "check the channel counts passed to this op and to its inputs") from None
+    raise _fail(node, f"unknown node kind {node.kind!r}")
+
+
+def verify(graph: Graph) -> None:
+    """Check every invariant of the IR, then shapes. Raises ``VerificationError``."""
+    _verify_region(graph, graph.body, top=True)
+    used = {n.arch for _, n, _ in graph.walk() if isinstance(n, (ChoiceNode, MergedConvNode))}
+    for group in graph.input_groups:
+        for m in group.members:
+            if m not in graph.arch:
+                raise VerificationError(f"input group {group.name!r} names unknown arch parameter {m!r}")
+    del used
+    infer_shapes(graph)
+
+
+def _verify_region(graph: Graph, region: Region, top: bool) -> None:
+    seen: set[str] = set()
+    if not region.outputs:
+        where = region.nodes[0] if region.nodes else None
+        raise VerificationError("region has no output", where.loc if where else None)
+    for node in region.nodes:
+        if node.name in seen:
+            raise _fail(node, "duplicate node name")
+        for src in node.inputs:
+            if src not in seen:
+                raise _fail(node, f"input {src!r} is not defined before this node")
+        want = _ARITY.get(node.kind)
+        if want is not None and len(node.inputs) != want:
+            raise _fail(node, f"{node.kind} takes {want} input(s), got {len(node.inputs)}")
+        if isinstance(node, (ChoiceNode, MergedConvNode)):
+            _verify_weighted(graph, node)
+        if isinstance(node, ChoiceNode):
+            for cand in node.candidates:
+                if len(cand.body.inputs) > len(node.inputs):
+                    raise _fail(node, f"candidate {cand.name!r} reads more inputs than the choice has")
+                _verify_region(graph, cand.body, top=False)
+        if isinstance(node, BlockNode):
+            _verify_region(graph, node.body, top=False)
+        seen.add(node.name)
+
+
+def _verify_weighted(graph: Graph, node: ChoiceNode | MergedConvNode) -> None:
+    param = graph.arch.get(node.arch)
+    if param is None:
+        raise _fail(node, f"unknown architecture parameter {node.arch!r}")
+    count = len(node.candidates) if isinstance(node, ChoiceNode) else len(node.kernels)
+    if len(node.covers) != count:
+        raise _fail(node, f"{len(node.covers)} covers for {count} candidates")
+    flat = [i for c in node.covers for i in c]
+    if len(flat) != len(set(flat)):
+        raise _fail(node, "candidate covers overlap")
+    if not set(flat) <= set(node.domain):
+        raise _fail(node, "candidate covers leave the choice's domain")
+    if any(i < 0 or i >= param.size for i in node.domain):
+        raise _fail(node, f"domain {node.domain} out of range for {param.size} candidates of {node.arch!r}")
