@@ -276,7 +276,7 @@ class Elaborator:
             idx = self._eval(target.children[1], env)
             if not isinstance(idx, int):
                 raise self._err(target, f"index must be an integer, got {describe(idx)}")
-            label = f"{name}.{idx}"
+            label = f"{name}{idx}"
         else:
             name = str(target.children[0])
             idx = None
@@ -364,7 +364,7 @@ class Elaborator:
         base = self.base
         for k, value in enumerate(seq):
             inner.set(str(var), value)
-            with self._naming(f"{base}.{k}" if base else str(k)):
+            with self._naming(f"{base}_{k}" if base else f"item{k}"):
                 out.append(self._eval(expr, inner))
         return out
 

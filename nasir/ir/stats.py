@@ -1,0 +1,63 @@
+"""Graph statistics reported by the pass manager after every pass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nasir.ir.cost import graph_cost
+from nasir.ir.graph import Graph
+from nasir.ir.nodes import MergedConvNode, OpNode, Region, sub_regions
+from nasir.ir.ops import CONV_OPS, FREE_OPS
+from nasir.ir.verify import infer_shapes
+
+#: Ops counted as convolutions (weights on a spatial window or a dense map).
+CONV_LIKE = CONV_OPS | {"linear"}
+
+
+@dataclass(frozen=True)
+class ModuleCounts:
+    conv: int = 0
+    other: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.conv + self.other
+
+
+def module_counts(region: Region) -> ModuleCounts:
+    """Modules that compute something, at every depth: conv-like ops and merged convs vs the rest.
+
+    Identity, zero and flatten count nothing (they hold no module worth the name).
+    """
+    conv = other = 0
+    for node in region.nodes:
+        if isinstance(node, OpNode):
+            if node.attrs.op in CONV_LIKE:
+                conv += 1
+            elif node.attrs.op not in FREE_OPS:
+                other += 1
+        elif isinstance(node, MergedConvNode):
+            conv += 1
+        for _, sub in sub_regions(node):
+            inner = module_counts(sub)
+            conv += inner.conv
+            other += inner.other
+    return ModuleCounts(conv, other)
+
+
+@dataclass(frozen=True)
+class GraphStats:
+    modules: int
+    conv: int
+    params: int
+    flops: int
+    arch_params: int
+    space_size: int
+
+
+def graph_stats(graph: Graph) -> GraphStats:
+    infer_shapes(graph)
+    counts = module_counts(graph.body)
+    cost = graph_cost(graph)
+    used = {n.arch for _, n, _ in graph.walk() if getattr(n, "arch", None)}
+    return GraphStats(counts.total, counts.conv, cost.params, cost.flops, len(used), graph.search_space_size())

@@ -1,0 +1,357 @@
+"""Lowering: IR graph -> ``torch.fx.GraphModule``.
+
+Three modes:
+
+* ``supernet``: every choice is a softmax-weighted sum of its candidates (DARTS); architecture
+  parameters live in ``self.arch`` (an ``nn.ParameterDict``), separate from the weights.
+* ``sampled``: one path per forward, picked by ``self.sampler`` (uniform for SPOS/DNA, Gumbel for
+  GDAS, fixed for rating one path); only that path runs.
+* ``fixed``: one given architecture, inlined: no choice modules, no architecture parameters, a
+  compact module that ``torch.export`` accepts.
+
+Submodules are named after IR node paths (``cells.0.n.2.1.sep_conv_3x3.dwconv``), so state dicts
+are stable across runs, and a fixed module's weights are the supernet's weights of the same path.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+from nasir.diagnostics import NasirError
+from nasir.ir.graph import Graph
+from nasir.ir.nodes import (
+    BlockNode,
+    ChoiceNode,
+    ConcatNode,
+    GateNode,
+    MergedConvNode,
+    OpNode,
+    OutputNode,
+    Region,
+    SumNode,
+)
+from nasir.ir.verify import infer_shapes
+from nasir.runtime import ChannelGate, ChoiceModule, FactorizedReduce, MergedConv, Sampler, UniformSampler, Zero
+
+MODES = ("supernet", "sampled", "fixed")
+
+
+def arch_key(name: str) -> str:
+    """``normal.n.0.1`` -> ``normal_n_0_1``: a valid ParameterDict key and Python identifier."""
+    return re.sub(r"\W", "_", name)
+
+
+def _ident(name: str) -> str:
+    ident = re.sub(r"\W", "_", name)
+    return f"_{ident}" if ident[:1].isdigit() else ident
+
+
+class NasirModule(fx.GraphModule):
+    """A lowered search space. Feels like any ``nn.Module``; adds the NAS handles."""
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        arch = getattr(self, "arch", None)
+        return list(arch.parameters()) if arch is not None else []
+
+    def named_arch_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        arch = getattr(self, "arch", None)
+        names = getattr(self, "arch_names", {})
+        return [(names.get(k, k), p) for k, p in arch.named_parameters()] if arch is not None else []
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        arch_ids = {id(p) for p in self.arch_parameters()}
+        return [p for p in self.parameters() if id(p) not in arch_ids]
+
+    def set_sampler(self, sampler: Sampler) -> None:
+        self.sampler = sampler
+
+    def derive(self) -> dict[str, int]:
+        """The argmax architecture: for every architecture parameter, its best original index."""
+        return {self.arch_names[k]: int(torch.argmax(p.detach())) for k, p in self.arch.named_parameters()}
+
+
+def lower(graph: Graph, mode: str = "supernet", arch: Mapping[str, int | str] | None = None,
+          sampler: Sampler | None = None, seed: int | None = None) -> NasirModule:
+    """Lower ``graph`` to a ``torch.fx`` module.
+
+    ``arch`` (fixed mode) maps each architecture parameter to a candidate index or name;
+    ``sampler`` (sampled mode) defaults to uniform sampling. ``seed`` makes weight init repeatable.
+    """
+    if mode not in MODES:
+        raise NasirError(f"unknown lowering mode {mode!r}", hint=f"choose one of {', '.join(MODES)}")
+    infer_shapes(graph)
+    fixed: dict[str, int] = {}
+    if mode == "fixed":
+        fixed = resolve_arch(graph, arch or {})
+    if seed is not None:
+        torch.manual_seed(seed)
+    lowerer = _Lowerer(graph, mode, fixed)
+    root = nn.Module()
+    fx_graph = lowerer.top(root)
+    module = NasirModule(root, fx_graph, class_name=_ident(graph.name).title().replace("_", ""))
+    if mode != "fixed":
+        params = nn.ParameterDict()
+        for name in sorted(lowerer.used_arch):
+            # DARTS initialises alphas to 1e-3 * randn
+            params[arch_key(name)] = nn.Parameter(1e-3 * torch.randn(graph.arch[name].size))
+        module.arch = params
+        module.arch_names = {arch_key(n): n for n in lowerer.used_arch}
+    if mode == "sampled":
+        module.sampler = sampler or UniformSampler()
+    module.ir_mode = mode
+    module.graph.lint()
+    module.recompile()
+    return module
+
+
+def resolve_arch(graph: Graph, arch: Mapping[str, int | str]) -> dict[str, int]:
+    """Check a user-given architecture and turn candidate names into indices."""
+    used = sorted({n.arch for _, n, _ in graph.walk() if isinstance(n, (ChoiceNode, MergedConvNode))})
+    out: dict[str, int] = {}
+    for name, value in arch.items():
+        if name not in graph.arch:
+            raise NasirError(f"architecture names unknown parameter {name!r}")
+        cands = graph.arch[name].candidates
+        if isinstance(value, str):
+            if value not in cands:
+                raise NasirError(f"{name}: no candidate {value!r}", hint=f"candidates: {', '.join(cands)}")
+            out[name] = cands.index(value)
+        elif isinstance(value, int) and 0 <= value < len(cands):
+            out[name] = value
+        else:
+            raise NasirError(f"{name}: candidate index {value!r} out of range 0..{len(cands) - 1}")
+    missing = [u for u in used if u not in out]
+    if missing:
+        raise NasirError(f"architecture does not choose {len(missing)} parameter(s), e.g. {missing[0]!r}")
+    return out
+
+
+class _Lowerer:
+    def __init__(self, graph: Graph, mode: str, fixed: dict[str, int]):
+        self.graph = graph
+        self.mode = mode
+        self.fixed = fixed
+        self.used_arch: set[str] = set()
+
+    # -- entry --------------------------------------------------------------------------------
+    def top(self, root: nn.Module) -> fx.Graph:
+        g = fx.Graph()
+        env: dict[str, fx.Node] = {}
+        for node in self.graph.body.inputs:
+            env[node.name] = g.placeholder(_ident(node.name))
+        arch_used = sorted(_arch_in(self.graph.body)) if self.mode != "fixed" else []
+        vectors: dict[str, fx.Node] = {}
+        for name in arch_used:
+            self.used_arch.add(name)
+            alpha = g.get_attr(f"arch.{arch_key(name)}")
+            if self.mode == "supernet":
+                vectors[name] = _fn(g, torch.softmax, (alpha, -1), name=f"p_{arch_key(name)}")
+            else:
+                vectors[name] = g.create_node("call_module", "sampler", (alpha, name), name=f"h_{arch_key(name)}")
+        outs = self.region(g, root, self.graph.body, "", env, vectors)
+        g.output(outs[0] if len(outs) == 1 else tuple(outs))
+        # get_attr targets must exist on the root while building the GraphModule
+        root.arch = nn.ParameterDict({arch_key(n): nn.Parameter(torch.zeros(self.graph.arch[n].size)) for n in arch_used})
+        if self.mode == "sampled":
+            root.sampler = UniformSampler()
+        return g
+
+    # -- regions ------------------------------------------------------------------------------
+    def region(self, g: fx.Graph, root: nn.Module, region: Region, prefix: str, env: dict[str, fx.Node],
+               vectors: dict[str, fx.Node]) -> list[fx.Node]:
+        """Emit ``region``'s nodes into ``g``; module targets are ``prefix + node name``."""
+        outs: list[fx.Node] = []
+        for node in region.nodes:
+            if node.kind == "input":
+                continue
+            args = [env[i] for i in node.inputs]
+            target = prefix + node.name
+            name = _ident(target)
+            if isinstance(node, OutputNode):
+                outs.append(args[0])
+                continue
+            if isinstance(node, OpNode):
+                env[node.name] = self.op(g, root, node, region, target, name, args[0])
+            elif isinstance(node, SumNode):
+                acc = args[0]
+                for k, a in enumerate(args[1:]):
+                    last = k == len(args) - 2
+                    acc = _fn(g, operator.add, (acc, a), name=name if last else None)
+                env[node.name] = acc
+            elif isinstance(node, ConcatNode):
+                env[node.name] = _fn(g, torch.cat, (list(args),), {"dim": 1}, name=name)
+            elif isinstance(node, ChoiceNode):
+                env[node.name] = self.choice(g, root, node, region, target, name, args, vectors)
+            elif isinstance(node, MergedConvNode):
+                env[node.name] = self.merged(g, root, node, region, target, name, args[0], vectors)
+            elif isinstance(node, GateNode):
+                _install(root, target, ChannelGate(node.channels, node.group))
+                env[node.name] = g.create_node("call_module", target, (args[0],), name=name)
+            elif isinstance(node, BlockNode):
+                inner_env = {i.name: a for i, a in zip(node.body.inputs, args)}
+                env[node.name] = self.region(g, root, node.body, f"{target}.", inner_env, vectors)[0]
+            else:  # pragma: no cover
+                raise NasirError(f"cannot lower node kind {node.kind!r}", node.loc)
+        return outs
+
+    def op(self, g: fx.Graph, root: nn.Module, node: OpNode, region: Region, target: str, name: str,
+           x: fx.Node) -> fx.Node:
+        a = node.attrs
+        shape = region[node.inputs[0]].shape
+        op = a.op
+        if op == "relu":
+            return _fn(g, torch.relu, (x,), name=name)
+        if op == "relu6":
+            return _fn(g, torch.nn.functional.relu6, (x,), name=name)
+        if op == "sigmoid":
+            return _fn(g, torch.sigmoid, (x,), name=name)
+        if op == "identity":
+            return x
+        if op == "flatten":
+            return _fn(g, torch.flatten, (x, 1), name=name)
+        if op == "global_avg_pool":
+            return _method(g, "mean", (x, (2, 3)), name=name)
+        _install(root, target, build_op_module(node, shape))
+        return g.create_node("call_module", target, (x,), name=name)
+
+    def choice(self, g: fx.Graph, root: nn.Module, node: ChoiceNode, region: Region, target: str, name: str,
+               args: list[fx.Node], vectors: dict[str, fx.Node]) -> fx.Node:
+        if self.mode == "fixed":
+            pick = self.fixed[node.arch]
+            for cand, cover in zip(node.candidates, node.covers):
+                if pick in cover:
+                    inner = {i.name: a for i, a in zip(cand.body.inputs, args)}
+                    return self.region(g, root, cand.body, f"{target}.{cand.name}.", inner, vectors)[0]
+            # the chosen original candidate was dropped from this choice (it computes zero)
+            return _fn(g, torch.mul, (args[0], 0.0), name=name)
+        arch_args = sorted(_arch_in_node(node))
+        cand_mods: dict[str, nn.Module] = {}
+        cand_args: list[list[str]] = []
+        zero: list[bool] = []
+        for cand in node.candidates:
+            sub_arch = sorted(_arch_in(cand.body))
+            cand_mods[cand.name] = self.sub_module(cand.body, sub_arch)
+            cand_args.append(sub_arch)
+            zero.append(_is_zero(cand.body))
+        module = ChoiceModule(cand_mods, node.covers, node.domain, node.arch, arch_args, cand_args, zero,
+                              len(args), self.mode)
+        _install(root, target, module)
+        return g.create_node("call_module", target, tuple(args) + tuple(vectors[a] for a in arch_args), name=name)
+
+    def sub_module(self, region: Region, arch_args: list[str]) -> fx.GraphModule:
+        """Lower a candidate region to its own GraphModule taking (inputs..., arch vectors...)."""
+        g = fx.Graph()
+        env = {n.name: g.placeholder(_ident(n.name)) for n in region.inputs}
+        vectors = {a: g.placeholder(f"p_{arch_key(a)}") for a in arch_args}
+        root = nn.Module()
+        outs = self.region(g, root, region, "", env, vectors)
+        g.output(outs[0])
+        gm = fx.GraphModule(root, g, class_name="Candidate")
+        gm.graph.lint()
+        return gm
+
+    def merged(self, g: fx.Graph, root: nn.Module, node: MergedConvNode, region: Region, target: str, name: str,
+               x: fx.Node, vectors: dict[str, fx.Node]) -> fx.Node:
+        c_in = region[node.inputs[0]].shape[0]
+        specs = [k.model_dump() for k in node.kernels]
+        if self.mode == "fixed":
+            pick = self.fixed[node.arch]
+            chosen = [j for j, c in enumerate(node.covers) if pick in c]
+            if not chosen:
+                return _fn(g, _zeros_strided, (x, node.out_channels, node.stride), name=name)
+            j = chosen[0]
+            module = MergedConv(c_in, node.out_channels, [specs[j]], [[0]], [0], node.arch, node.stride,
+                                node.groups, node.normalize)
+            _install(root, target, module)
+            one = _fn(g, torch.ones, (1,), name=f"{name}_one")
+            return g.create_node("call_module", target, (x, one), name=name)
+        module = MergedConv(c_in, node.out_channels, specs, node.covers, node.domain, node.arch, node.stride,
+                            node.groups, node.normalize)
+        _install(root, target, module)
+        return g.create_node("call_module", target, (x, vectors[node.arch]), name=name)
+
+
+def _fn(g: fx.Graph, fn: Any, args: tuple, kwargs: dict | None = None, name: str | None = None) -> fx.Node:
+    return g.create_node("call_function", fn, args, kwargs or {}, name=name)
+
+
+def _method(g: fx.Graph, method: str, args: tuple, name: str | None = None) -> fx.Node:
+    return g.create_node("call_method", method, args, {}, name=name)
+
+
+def _zeros_strided(x: torch.Tensor, channels: int, stride: int) -> torch.Tensor:
+    h = (x.shape[2] + stride - 1) // stride
+    w = (x.shape[3] + stride - 1) // stride
+    return x.new_zeros(x.shape[0], channels, h, w)
+
+
+torch.fx.wrap("_zeros_strided")
+
+
+def build_op_module(node: OpNode, shape: list[int]) -> nn.Module:
+    """The ``torch.nn`` module for a primitive with weights or a window."""
+    a = node.attrs
+    c = shape[0]
+    if a.op == "conv":
+        return nn.Conv2d(c, a.out_channels, a.kernel, a.stride, a.pad, a.dilation, a.groups, bias=a.bias)
+    if a.op == "dwconv":
+        return nn.Conv2d(c, c, a.kernel, a.stride, a.pad, a.dilation, groups=c, bias=a.bias)
+    if a.op == "linear":
+        return nn.Linear(c, a.out_features, bias=a.bias)
+    if a.op == "bn":
+        cls = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
+        return cls(c, eps=a.eps, momentum=a.momentum, affine=a.affine)
+    if a.op == "max_pool":
+        return nn.MaxPool2d(a.kernel, a.stride, a.pad)
+    if a.op == "avg_pool":
+        return nn.AvgPool2d(a.kernel, a.stride, a.pad, count_include_pad=a.count_include_pad)
+    if a.op == "zero":
+        return Zero(a.stride)
+    if a.op == "factorized_reduce":
+        return FactorizedReduce(c, a.out_channels, a.affine)
+    raise NasirError(f"no module for op {a.op!r}", node.loc)  # pragma: no cover
+
+
+def _install(root: nn.Module, target: str, module: nn.Module) -> None:
+    *path, leaf = target.split(".")
+    parent = root
+    for part in path:
+        child = getattr(parent, part, None) if part in parent._modules else None
+        if child is None:
+            child = nn.Module()
+            parent.add_module(part, child)
+        parent = child
+    if leaf in parent._modules:
+        raise NasirError(f"two IR nodes lower to the same module path {target!r}")
+    parent.add_module(leaf, module)
+
+
+def _arch_in(region: Region) -> set[str]:
+    found: set[str] = set()
+    for node in region.nodes:
+        found |= _arch_in_node(node)
+    return found
+
+
+def _arch_in_node(node: Any) -> set[str]:
+    found: set[str] = set()
+    if isinstance(node, (ChoiceNode, MergedConvNode)):
+        found.add(node.arch)
+    if isinstance(node, ChoiceNode):
+        for cand in node.candidates:
+            found |= _arch_in(cand.body)
+    if isinstance(node, BlockNode):
+        found |= _arch_in(node.body)
+    return found
+
+
+def _is_zero(region: Region) -> bool:
+    ops = [n for n in region.nodes if n.kind not in ("input", "output")]
+    return len(ops) == 1 and isinstance(ops[0], OpNode) and ops[0].attrs.op == "zero"

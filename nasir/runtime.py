@@ -1,0 +1,226 @@
+"""Modules and samplers that lowered graphs call at run time.
+
+Lowered code is plain PyTorch; this file holds the few pieces that have no ``torch.nn`` equivalent:
+DARTS' zero op and factorized reduction, the choice module that mixes or samples candidates, the
+merged convolution wrapper, the DANCE channel gate, and the path samplers (uniform for SPOS/DNA,
+Gumbel for GDAS, fixed for rating one path).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Zero(nn.Module):
+    """DARTS 'none': zeros shaped like the (strided) input."""
+
+    def __init__(self, stride: int = 1):
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1:
+            return x.mul(0.0)
+        return x[:, :, :: self.stride, :: self.stride].mul(0.0)
+
+    def extra_repr(self) -> str:
+        return f"stride={self.stride}"
+
+
+class FactorizedReduce(nn.Module):
+    """ReLU, two 1x1 stride-2 convs (the second on the input shifted by one pixel), concat, BN."""
+
+    def __init__(self, c_in: int, c_out: int, affine: bool = True):
+        super().__init__()
+        self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, padding=0, bias=False)
+        self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, padding=0, bias=False)
+        self.bn = nn.BatchNorm2d(c_out, affine=affine)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(x)
+        return self.bn(torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1))
+
+
+def derived_weights(p: torch.Tensor, covers: Sequence[Sequence[int]], domain: Sequence[int]) -> list[torch.Tensor]:
+    """Candidate weights sum(p[covers_j]) / sum(p[domain]) (TopoNAS P_S and q_i = p_i / P_S)."""
+    denom = p[list(domain)].sum()
+    return [p[list(c)].sum() / denom for c in covers]
+
+
+class ChoiceModule(nn.Module):
+    """A choice among candidate sub-modules, all reading the same inputs.
+
+    ``mode="supernet"``: weighted sum of every candidate (zero candidates skipped: they add
+    nothing). ``mode="sampled"``: ``weights`` is a (straight-through) one-hot vector from a
+    sampler; only the candidate covering the hot index runs, scaled by its weight so that GDAS
+    gradients reach the architecture parameters.
+
+    ``forward(*inputs, *arch_vectors)``: the first ``n_inputs`` arguments are tensors of the
+    graph, the rest are weight vectors of the architecture parameters named in ``arch_args``.
+    ``cand_args[j]`` lists which of them candidate j needs (nested choices).
+    """
+
+    def __init__(self, candidates: Mapping[str, nn.Module], covers: list[list[int]], domain: list[int],
+                 arch: str, arch_args: list[str], cand_args: list[list[str]], zero: list[bool],
+                 n_inputs: int, mode: str):
+        super().__init__()
+        self.names = list(candidates)
+        for name, mod in candidates.items():
+            self.add_module(name, mod)
+        self.covers = covers
+        self.domain = domain
+        self.arch = arch
+        self.arch_args = arch_args
+        self.cand_args = cand_args
+        self.zero = zero
+        self.n_inputs = n_inputs
+        self.mode = mode
+        self._own = arch_args.index(arch)
+        self._trivial = all(len(c) == 1 and c[0] == j for j, c in enumerate(covers)) and domain == list(range(len(covers)))
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        inputs = args[: self.n_inputs]
+        vectors = dict(zip(self.arch_args, args[self.n_inputs:]))
+        p = vectors[self.arch]
+        if self.mode == "sampled":
+            hot = int(torch.argmax(p.detach()))
+            for j, cover in enumerate(self.covers):
+                if hot in cover:
+                    weight = p[cover].sum() / p[self.domain].sum()
+                    return weight * self._run(j, inputs, vectors)
+            raise RuntimeError(f"choice over {self.arch!r}: sampled index {hot} is not among its candidates")
+        weights = p if self._trivial else torch.stack(derived_weights(p, self.covers, self.domain))
+        out = None
+        for j in range(len(self.names)):
+            if self.zero[j]:
+                continue
+            term = weights[j] * self._run(j, inputs, vectors)
+            out = term if out is None else out + term
+        if out is None:  # every candidate is zero
+            return self._run(0, inputs, vectors) * weights[0]
+        return out
+
+    def _run(self, j: int, inputs, vectors) -> torch.Tensor:
+        return getattr(self, self.names[j])(*inputs, *(vectors[a] for a in self.cand_args[j]))
+
+    def extra_repr(self) -> str:
+        return f"arch={self.arch!r}, mode={self.mode!r}"
+
+
+class MergedConv(nn.Module):
+    """A choice of linear convolutions computed as one convolution with a merged kernel.
+
+    Holds each candidate's kernel (and pointwise kernel for depthwise->pointwise pairs) under the
+    candidate's name, and calls the ``nasir.kernels`` op, which runs Triton on CUDA.
+    """
+
+    def __init__(self, c_in: int, c_out: int, specs: list[dict], covers: list[list[int]], domain: list[int],
+                 arch: str, stride: int, groups: int, normalize: bool):
+        super().__init__()
+        self.kernels = nn.ParameterDict()
+        self.pointwise = nn.ParameterDict()
+        self.specs = specs
+        self.covers = covers
+        self.domain = domain
+        self.arch = arch
+        self.stride = stride
+        self.groups = groups
+        self.normalize = normalize
+        for s in specs:
+            if s["source"] == "identity":
+                delta = torch.zeros(c_out, c_in // groups, s["kernel"], s["kernel"])
+                centre = s["kernel"] // 2
+                for o in range(c_out):
+                    delta[o, o % (c_in // groups) if groups > 1 else o, centre, centre] = 1.0
+                self.register_buffer(f"identity_{s['name']}", delta)
+                continue
+            k_in = 1 if s["pointwise"] else c_in // groups
+            k_out = c_in if s["pointwise"] else c_out
+            self.kernels[s["name"]] = nn.Parameter(torch.empty(k_out, k_in, s["kernel"], s["kernel"]))
+            nn.init.kaiming_uniform_(self.kernels[s["name"]], a=5**0.5)
+            if s["pointwise"]:
+                self.pointwise[s["name"]] = nn.Parameter(torch.empty(c_out, c_in, 1, 1))
+                nn.init.kaiming_uniform_(self.pointwise[s["name"]], a=5**0.5)
+
+    def kernel_list(self) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+        ks = [self.kernels[s["name"]] if s["source"] == "conv" else getattr(self, f"identity_{s['name']}") for s in self.specs]
+        if any(s["pointwise"] for s in self.specs):
+            return ks, [self.pointwise[s["name"]] for s in self.specs]
+        return ks, None
+
+    def forward(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        from nasir.kernels import merged_conv
+
+        weights = torch.stack(derived_weights(p, self.covers, self.domain))
+        kernels, pointwise = self.kernel_list()
+        return merged_conv(
+            x, kernels, [s["dilation"] for s in self.specs], weights, stride=self.stride,
+            groups=1 if pointwise is not None else self.groups, pointwise=pointwise, normalize=self.normalize,
+            normalize_mask=[s["source"] == "conv" for s in self.specs],
+        )
+
+    def extra_repr(self) -> str:
+        names = ", ".join(f"{s['name']}:{s['kernel']}x{s['kernel']}/d{s['dilation']}" for s in self.specs)
+        return f"arch={self.arch!r}, [{names}], stride={self.stride}, normalize={self.normalize}"
+
+
+class ChannelGate(nn.Module):
+    """Multiplies channels by a 0/1 mask (a buffer, so a DANCE controller can set it)."""
+
+    def __init__(self, channels: int, group: str):
+        super().__init__()
+        self.group = group
+        self.register_buffer("mask", torch.ones(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        return x * self.mask.view(shape).to(x.dtype)
+
+
+# -- samplers --------------------------------------------------------------------------------
+class Sampler(nn.Module):
+    """Turns an architecture parameter into a per-forward weight vector for sampled mode.
+
+    Called once per forward for each parameter, so every choice tied to it sees the same pick.
+    """
+
+    def forward(self, alpha: torch.Tensor, name: str) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class UniformSampler(Sampler):
+    """Single-path one-shot (SPOS, DNA): a uniformly random path, no gradient to alpha."""
+
+    def __init__(self, generator: torch.Generator | None = None):
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, alpha: torch.Tensor, name: str) -> torch.Tensor:
+        idx = torch.randint(alpha.numel(), (1,), generator=self.generator).item()
+        return F.one_hot(torch.tensor(idx), alpha.numel()).to(alpha.dtype).to(alpha.device)
+
+
+class GumbelSampler(Sampler):
+    """GDAS: hard Gumbel-softmax with a straight-through gradient to alpha."""
+
+    def __init__(self, tau: float = 10.0):
+        super().__init__()
+        self.tau = tau
+
+    def forward(self, alpha: torch.Tensor, name: str) -> torch.Tensor:
+        return F.gumbel_softmax(alpha, tau=self.tau, hard=True)
+
+
+class FixedSampler(Sampler):
+    """Always the given path: ``{arch name: candidate index}``; used to rate or train one path."""
+
+    def __init__(self, arch: Mapping[str, int]):
+        super().__init__()
+        self.arch = dict(arch)
+
+    def forward(self, alpha: torch.Tensor, name: str) -> torch.Tensor:
+        return F.one_hot(torch.tensor(self.arch[name]), alpha.numel()).to(alpha.dtype).to(alpha.device)
