@@ -1,0 +1,238 @@
+"""The ``nasir`` command line.
+
+Errors in user input (DSL text, options, files) print ``file:line:col: error: ...`` with the source
+line and a caret and exit with status 2; nothing is written unless the whole output is ready.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from nasir.diagnostics import NasirError
+
+EMITS = ("summary", "json", "dot", "code", "ir")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", help="a .nas search space (or std/NAME.nas), or an IR .json file")
+    p.add_argument("-D", "--define", action="append", metavar="NAME=VALUE", default=[],
+                   help="override a network parameter, e.g. -D C=8 (repeatable)")
+    p.add_argument("--entry", help="network to compile when the file defines several")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nasir", description="A compiler for neural-architecture-search spaces.")
+    parser.add_argument("--version", action="version", version="nasir 0.1.0")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("compile", help="parse a space, run passes, emit IR / dot / code / summary")
+    _common(p)
+    p.add_argument("--passes", default="", metavar="PIPELINE", help="e.g. 'canonicalize,dead-code'")
+    p.add_argument("--emit", choices=EMITS, default="summary")
+    p.add_argument("--mode", choices=("supernet", "sampled", "fixed"), default="supernet",
+                   help="lowering mode for --emit code")
+    p.add_argument("--arch", metavar="JSON", help="architecture for --mode fixed: a JSON file {param: candidate}")
+    p.add_argument("-o", "--output", metavar="FILE", help="write here (atomically) instead of stdout")
+    p.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every pass (stderr)")
+    p.add_argument("--stats", action="store_true", help="print per-pass timing and statistics (stderr)")
+    p.add_argument("--no-verify", action="store_true", help="skip verification between passes")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("count", help="print the exact size of the search space")
+    _common(p)
+    p.set_defaults(func=cmd_count)
+
+    p = sub.add_parser("show", help="tree summary with params/FLOPs per choice")
+    _common(p)
+    p.add_argument("--passes", default="", metavar="PIPELINE")
+    p.add_argument("--all", action="store_true", help="list every distinct choice")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("passes", help="list the available passes")
+    p.set_defaults(func=cmd_passes)
+
+    p = sub.add_parser("search", help="train a supernet (DARTS / GDAS / SPOS) on the bundled dataset")
+    _common(p)
+    p.add_argument("--passes", default="", metavar="PIPELINE")
+    p.add_argument("--method", choices=("darts", "gdas", "spos"), default="darts")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--beta", type=float, default=0.0, help="beta-DARTS regularization weight")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--checkpoint", metavar="FILE", help="save progress here (safetensors)")
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
+    p.add_argument("--arch-out", metavar="FILE", help="write the derived architecture as JSON")
+    p.set_defaults(func=cmd_search)
+
+    for name in ("dna", "dance"):  # drivers contributed by their own packages
+        try:
+            mod = importlib.import_module(f"nasir.{name}.cli")
+        except ImportError:
+            continue
+        register = getattr(mod, "register", None)
+        if register is not None:
+            register(sub)
+    return parser
+
+
+# -- commands -----------------------------------------------------------------------------------
+def _load(args: argparse.Namespace):
+    from nasir.api import load_graph
+    from nasir.frontends.elaborate import parse_overrides
+
+    return load_graph(args.file, args.entry, **parse_overrides(args.define))
+
+
+def _write(args: argparse.Namespace, text: str) -> None:
+    if getattr(args, "output", None):
+        from nasir.io import atomic_write_text
+
+        atomic_write_text(args.output, text if text.endswith("\n") else text + "\n")
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from nasir.passmanager import PassManager
+
+    graph = _load(args)
+    pm = PassManager.parse(args.passes, verify=not args.no_verify, print_ir_after_all=args.print_ir_after_all,
+                           out=sys.stderr)
+    graph = pm.run(graph)
+    if args.stats:
+        sys.stderr.write(pm.report() + "\n")
+    if args.emit == "json":
+        text = graph.to_json()
+    elif args.emit == "dot":
+        from nasir.ir.dot import to_dot
+
+        text = to_dot(graph)
+    elif args.emit == "ir":
+        from nasir.ir.printer import print_graph
+
+        text = print_graph(graph)
+    elif args.emit == "code":
+        from nasir.lowering import lower
+
+        arch = None
+        if args.mode == "fixed":
+            arch = _read_arch(args.arch)
+        model = lower(graph, args.mode, arch=arch, seed=0)
+        text = model.code.strip() + "\n"
+    else:
+        from nasir.summary import summary
+
+        text = summary(graph, max_choices=12)
+    _write(args, text)
+    return 0
+
+
+def _read_arch(path: str | None) -> dict[str, Any]:
+    if not path:
+        raise NasirError("--mode fixed needs --arch FILE (JSON {arch parameter: candidate name or index})")
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise NasirError(f"cannot read {path}: {e.strerror}") from None
+    except json.JSONDecodeError as e:
+        raise NasirError(f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
+    if not isinstance(data, dict):
+        raise NasirError(f"{path}: expected a JSON object mapping parameters to candidates")
+    return data.get("arch", data)
+
+
+def cmd_count(args: argparse.Namespace) -> int:
+    from nasir.summary import size_line
+
+    graph = _load(args)
+    print(f"{graph.name}: {size_line(graph)}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from nasir.passmanager import PassManager
+    from nasir.summary import summary
+
+    graph = PassManager.parse(args.passes).run(_load(args))
+    print(summary(graph, max_choices=None if args.all else 12))
+    return 0
+
+
+def cmd_passes(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from nasir.passmanager import load_passes
+
+    for name, cls in sorted(load_passes().items()):
+        opts = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls))
+        print(f"{name:<16} [{cls.exactness}] {cls.summary}" + (f"  {{{opts}}}" if opts else ""))
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    import torch
+
+    from nasir.datasets import load_tiny
+    from nasir.io import atomic_write_text
+    from nasir.lowering import lower
+    from nasir.passmanager import PassManager
+    from nasir.search.darts import SearchConfig, SupernetSearch, derive_darts_genotype
+    from nasir.summary import summary
+
+    start = time.perf_counter()
+    graph = PassManager.parse(args.passes).run(_load(args))
+    print(summary(graph, max_choices=3))
+    mode = "supernet" if args.method == "darts" else "sampled"
+    model = lower(graph, mode, seed=args.seed)
+    print(f"compiled and lowered in {time.perf_counter() - start:.2f} s; "
+          f"{sum(p.numel() for p in model.weight_parameters()):,} weights, "
+          f"{sum(p.numel() for p in model.arch_parameters()):,} architecture parameters")
+    images, labels = load_tiny("train")
+    half = images.shape[0] // 2
+    train, val = (images[:half], labels[:half]), (images[half:], labels[half:])
+    config = SearchConfig(method=args.method, steps=args.steps, batch_size=args.batch_size, beta=args.beta,
+                          seed=args.seed)
+    search = SupernetSearch(model, config, device=args.device)
+    log = search.run(train, val, checkpoint=args.checkpoint, resume=args.resume)
+    xt, yt = load_tiny("test")
+    model.eval()
+    with torch.no_grad():
+        acc = float((model(xt[:256].to(args.device)).argmax(1).cpu() == yt[:256]).float().mean())
+    first, last = log.losses[0] if log.losses else float("nan"), log.losses[-1] if log.losses else float("nan")
+    print(f"{log.step} steps in {log.seconds:.1f} s: loss {first:.3f} -> {last:.3f}, "
+          f"supernet test accuracy {acc:.1%} (on 256 images)")
+    if model.arch_parameters():
+        arch = derive_darts_genotype(model, graph)
+        if args.arch_out:
+            atomic_write_text(args.arch_out, json.dumps({"arch": arch}, indent=1) + "\n")
+            print(f"derived architecture written to {args.arch_out}")
+        else:
+            kept = {k: v for k, v in arch.items()}
+            print("derived architecture (first 6 edges):", json.dumps(dict(list(kept.items())[:6])))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except NasirError as e:
+        sys.stderr.write(e.render() + "\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Graphviz export: the IR as a picture, candidates of a choice drawn as clusters.
+
+Uses the ``graphviz`` package to build the dot source; rendering to PNG/SVG needs the Graphviz
+``dot`` binary, which ``nasir compile --emit dot`` does not require.
+"""
+
+from __future__ import annotations
+
+import graphviz
+
+from nasir.ir.graph import Graph
+from nasir.ir.nodes import BlockNode, ChoiceNode, MergedConvNode, OpNode, Region
+
+_COLORS = {"conv": "#cfe2f3", "dwconv": "#cfe2f3", "linear": "#cfe2f3", "factorized_reduce": "#cfe2f3",
+           "bn": "#fff2cc", "relu": "#eeeeee", "max_pool": "#d9ead3", "avg_pool": "#d9ead3", "zero": "#ffffff"}
+
+
+def _label(node) -> str:
+    shape = "x".join(map(str, node.shape)) if node.shape else "?"
+    if isinstance(node, OpNode):
+        return f"{node.name}\\n{node.attrs.signature()}\\n[{shape}]"
+    if isinstance(node, MergedConvNode):
+        ks = " ".join(f"{k.kernel}x{k.kernel}d{k.dilation}" for k in node.kernels)
+        return f"{node.name}\\nmerged_conv({ks})\\n[{shape}]"
+    return f"{node.name}\\n{node.kind}\\n[{shape}]"
+
+
+def to_dot(graph: Graph) -> str:
+    dot = graphviz.Digraph(graph.name, graph_attr={"rankdir": "TB", "fontsize": "10"},
+                           node_attr={"shape": "box", "style": "rounded,filled", "fontsize": "9", "fillcolor": "white"})
+    _emit(dot, graph.body, "")
+    return dot.source
+
+
+def _emit(dot: graphviz.Digraph, region: Region, prefix: str) -> dict[str, str]:
+    ids: dict[str, str] = {}
+    for node in region.nodes:
+        nid = f"{prefix}{node.name}"
+        ids[node.name] = nid
+        if isinstance(node, (ChoiceNode, BlockNode)):
+            dot.node(nid, _label(node), shape="diamond" if isinstance(node, ChoiceNode) else "box3d",
+                     fillcolor="#f4cccc" if isinstance(node, ChoiceNode) else "#d0e0e3")
+            subs = [(c.name, c.body) for c in node.candidates] if isinstance(node, ChoiceNode) else [("body", node.body)]
+            for local, body in subs:
+                with dot.subgraph(name=f"cluster_{nid}.{local}") as sub:
+                    sub.attr(label=local, style="dashed", fontsize="9")
+                    inner = _emit(sub, body, f"{nid}.{local}.")
+                for inp in body.inputs:
+                    src = ids.get(node.inputs[inp.index]) if inp.index < len(node.inputs) else None
+                    if src:
+                        dot.edge(src, inner[inp.name], style="dotted")
+                for out in body.outputs:
+                    dot.edge(inner[out.name], nid, style="dotted")
+            continue
+        fill = _COLORS.get(node.attrs.op, "white") if isinstance(node, OpNode) else "#ead1dc" if node.kind in ("input", "output") else "white"
+        dot.node(nid, _label(node), fillcolor=fill)
+        for src in node.inputs:
+            dot.edge(ids[src], nid)
+    return ids

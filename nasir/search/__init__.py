@@ -1,0 +1,1 @@
+"""Search drivers: they drive lowered modules; they are not passes."""
