@@ -51,7 +51,7 @@ from nasir.ir.nodes import (
 from nasir.ir.ops import PRIMITIVES, OpAttrs
 from nasir.ir.verify import verify
 
-BUILTINS = ("sum", "concat", "input_choice", "len", "min", "max", "range", "repeat")
+BUILTINS = ("sum", "concat", "input_choice", "len", "min", "max", "range", "repeat", "str", "choose")
 ALIASES = {"pwconv": ("conv", {"kernel": 1})}
 
 
@@ -289,16 +289,15 @@ class Elaborator:
             return
         found, current = env.lookup(name)
         if not found:
-            current = []
+            current = {}  # indexed variables are sparse: `n[1] = ...` may come first
             env.set(name, current)
-        if not isinstance(current, list):
-            raise self._err(target, f"{name!r} is {describe(current)}, not a list")
-        if idx == len(current):
-            current.append(value)
-        elif 0 <= idx < len(current):
+        if isinstance(current, dict):
             current[idx] = value
+        elif isinstance(current, list) and 0 <= idx <= len(current):
+            current[idx:idx + 1] = [value]
         else:
-            raise self._err(target, f"index {idx} is past the end of {name!r} (length {len(current)})")
+            raise self._err(target, f"cannot assign {name}[{idx}]: {name!r} is {describe(current)}"
+                            + (f" of length {len(current)}" if isinstance(current, list) else ""))
 
     @contextmanager
     def _naming(self, base: str) -> Iterator[None]:
@@ -383,6 +382,21 @@ class Elaborator:
             raise self._err(t, "a value choice lists the same value twice")
         return ValueChoice(values, loc_of(t, self.filename))
 
+    def _e_value_choice_of(self, t: Tree, env: Env) -> ValueChoice:
+        values = self._eval(t.children[0], env)
+        if not isinstance(values, list) or not values:
+            raise self._err(t, f"one_of(...) needs a non-empty list of values, got {describe(values)}")
+        if len(set(map(repr, values))) != len(values):
+            raise self._err(t, "a value choice lists the same value twice")
+        return ValueChoice(tuple(values), loc_of(t, self.filename))
+
+    def _e_pow(self, t: Tree, env: Env) -> Any:
+        x, y = self._eval(t.children[0], env), self._eval(t.children[2], env)
+        self._need_numbers(t, x, y, "**")
+        if isinstance(y, int) and y < 0 and isinstance(x, int):
+            raise self._err(t, "negative integer power")
+        return x**y
+
     def _e_if_expr(self, t: Tree, env: Env) -> Any:
         cond, a, b = t.children
         return self._eval(a, env) if self._truth(cond, env) else self._eval(b, env)
@@ -438,6 +452,10 @@ class Elaborator:
     def _e_index(self, t: Tree, env: Env) -> Any:
         seq = self._eval(t.children[0], env)
         idx = self._eval(t.children[1], env)
+        if isinstance(seq, dict):
+            if idx not in seq:
+                raise self._err(t.children[1], f"no element {idx!r} assigned yet (assigned: {sorted(seq)})")
+            return seq[idx]
         if not isinstance(seq, list):
             raise self._err(t, f"cannot index {describe(seq)}")
         if not isinstance(idx, int) or isinstance(idx, bool):
@@ -540,6 +558,21 @@ class Elaborator:
             if not 1 <= len(args) <= 2 or not all(isinstance(a, int) for a in args):
                 raise self._err(t, "range(n) or range(a, b) with integers")
             return list(range(*args))
+        if name == "str":
+            if len(args) != 1 or not isinstance(args[0], (int, float, str)):
+                raise self._err(t, "str() takes one number or string")
+            return str(args[0]).lower() if isinstance(args[0], bool) else str(args[0])
+        if name == "choose":
+            if len(args) != 1 or not isinstance(args[0], list) or not args[0]:
+                raise self._err(t, "choose([[name, module], ...]) takes a non-empty list of name/module pairs")
+            cands = []
+            for pair in args[0]:
+                if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str)):
+                    raise self._err(t, "each candidate of choose() is a [name, module] pair")
+                if any(pair[0] == n for n, _ in cands):
+                    raise self._err(t, f"candidate name {pair[0]!r} is used twice")
+                cands.append((pair[0], self._as_mod(pair[1], t)))
+            return LayerChoice(tuple(cands), label=str(kwargs.get("label", "choice")), loc=loc)
         if name == "repeat":
             if len(args) != 2 or not isinstance(args[0], int) or args[0] < 1:
                 raise self._err(t, "repeat(n, module) needs a positive count and a module")
