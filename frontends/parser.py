@@ -108,12 +108,14 @@ def parse(text: str, filename: str = "<string>") -> Tree:
 
 
 def _classify(err: UnexpectedInput, text: str, filename: str) -> NasSyntaxError:
-    cls = err.match_examples(parser().parse, _EXAMPLES, use_accepts=True) or UnexpectedText
     line = getattr(err, "line", None) or 1
     col = getattr(err, "column", None) or 1
-    if isinstance(err, UnexpectedEOF) or line < 1:
-        lines = text.splitlines() or [""]
+    at_end = isinstance(err, UnexpectedEOF) or (isinstance(err, UnexpectedToken) and err.token.type == "$END")
+    if at_end or line < 1:
+        lines = text.rstrip().splitlines() or [""]
         line, col = len(lines), len(lines[-1]) + 1
+    cls = err.match_examples(parser().parse, _EXAMPLES, use_accepts=True) or (
+        UnexpectedText if isinstance(err, UnexpectedCharacters) else _unbalanced(text, line, col, at_end))
     detail = _detail(err)
     hint = None
     if isinstance(err, UnexpectedToken):
@@ -121,6 +123,31 @@ def _classify(err: UnexpectedInput, text: str, filename: str) -> NasSyntaxError:
         if expected and len(expected) <= 8:
             hint = "expected one of: " + ", ".join(expected)
     return cls(f"{cls.label}{detail}", SourceLoc(file=filename, line=line, col=col), hint)
+
+
+def _unbalanced(text: str, line: int, col: int, at_end: bool) -> type[NasSyntaxError]:
+    """Fallback classification: the innermost bracket left open before the error position."""
+    lines = text.splitlines()
+    upto = "\n".join(lines[: line - 1] + [lines[line - 1][: col - 1]] if line - 1 < len(lines) else lines)
+    stack: list[str] = []
+    pairs = {")": "(", "]": "[", "}": "{"}
+    in_string = in_comment = False
+    for ch in upto:
+        if in_comment:
+            in_comment = ch != "\n"
+        elif ch == '"':
+            in_string = not in_string
+        elif in_string:
+            continue
+        elif ch == "#":
+            in_comment = True
+        elif ch in "([{":
+            stack.append(ch)
+        elif ch in pairs and stack and stack[-1] == pairs[ch]:
+            stack.pop()
+    if stack:
+        return {"(": MissingClosingParen, "[": MissingClosingBracket, "{": MissingClosingBrace}[stack[-1]]
+    return MissingExpression if at_end else UnexpectedText
 
 
 def _detail(err: UnexpectedInput) -> str:

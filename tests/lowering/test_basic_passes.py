@@ -1,0 +1,75 @@
+"""canonicalize and dead-code are exact: the lowered function is unchanged (float64)."""
+
+from __future__ import annotations
+
+import torch
+
+from nasir.frontends.elaborate import parse_string
+from nasir.ir.nodes import Candidate, ChoiceNode, InputNode, OpNode, OutputNode, Region
+from nasir.ir.ops import Identity, ReLU
+from nasir.lowering import lower
+from nasir.passmanager import PassManager
+
+
+def _equal_after(graph, pipeline):
+    before = lower(graph, "supernet", seed=0).double().eval()
+    after_graph = PassManager.parse(pipeline).run(graph)
+    after = lower(after_graph, "supernet", seed=1).double().eval()
+    state = before.state_dict()
+    missing = after.load_state_dict({k: v for k, v in state.items() if k in after.state_dict()}, strict=False)
+    assert not missing.missing_keys, missing.missing_keys
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    torch.testing.assert_close(after(x), before(x))
+    return after_graph
+
+
+def test_canonicalize_folds_identity_single_sum_and_single_choice():
+    g = parse_string("""
+    network n() {
+        input x: [3, 8, 8]
+        a = one_of { only: conv(4, 3) -> relu }(x)
+        b = sum([a])
+        output b
+    }""")
+    # a pass left an identity behind
+    g.body.nodes.insert(2, OpNode(name="idle", inputs=["a"], attrs=Identity()))
+    g.body["output"].inputs = ["idle"]
+    g.body.touch()
+    out = _equal_after(g, "canonicalize")
+    assert [n.kind for n in out.body.nodes] == ["input", "op", "op", "output"]
+    assert out.body.nodes[1].name == "a.only.conv"  # candidate path kept: weights keep their names
+
+
+def test_dead_code_removes_unused_nodes_and_arch_params():
+    g = parse_string("""
+    network n() {
+        input x: [3, 8, 8]
+        unused = one_of { a: conv(4, 3) b: conv(4, 5) }(x)
+        y = conv(4, 3)(x)
+        output y
+    }""")
+    out = _equal_after(g, "dead-code")
+    assert "unused" not in out.body and not out.arch
+
+
+def test_passes_recurse_into_candidates():
+    region = Region()
+    region.add(InputNode(name="x"))
+    region.add(OpNode(name="r", inputs=["x"], attrs=ReLU()))
+    region.add(OpNode(name="i", inputs=["r"], attrs=Identity()))
+    region.add(OutputNode(name="out", inputs=["i"]))
+    g = parse_string("network n() {\n input x: [3, 8, 8]\n y = one_of { a: relu b: conv(3, 1) }(x)\n output y\n}\n")
+    choice = g.body["y"]
+    assert isinstance(choice, ChoiceNode)
+    choice.candidates[0] = Candidate(name="a", body=region)
+    out = _equal_after(g, "canonicalize")
+    assert [n.kind for n in out.body["y"].candidates[0].body.nodes] == ["input", "op", "output"]
+
+
+def test_pass_manager_reports_statistics(tiny_darts):
+    pm = PassManager.parse("canonicalize,dead-code")
+    pm.run(tiny_darts)
+    report = pm.report()
+    assert report.splitlines()[0].split()[:3] == ["pass", "exact", "ms"]
+    assert [r.name for r in pm.records] == ["input", "canonicalize", "dead-code"]
+    assert pm.records[-1].stats.params == pm.records[0].stats.params
