@@ -38,7 +38,16 @@ from nasir.ir.nodes import (
     SumNode,
 )
 from nasir.ir.verify import infer_shapes
-from nasir.runtime import ChannelGate, ChoiceModule, FactorizedReduce, MergedConv, Sampler, UniformSampler, Zero
+from nasir.runtime import (
+    ChannelGate,
+    ChoiceModule,
+    FactorizedReduce,
+    MergedConv,
+    Sampler,
+    UniformSampler,
+    Zero,
+    derived_weights,
+)
 
 MODES = ("supernet", "sampled", "fixed")
 
@@ -231,6 +240,8 @@ class _Lowerer:
                     return self.region(g, root, cand.body, f"{target}.{cand.name}.", inner, vectors)[0]
             # the chosen original candidate was dropped from this choice (it computes zero)
             return _fn(g, torch.mul, (args[0], 0.0), name=name)
+        if self.mode == "supernet":
+            return self.mixed(g, root, node, target, name, args, vectors)
         arch_args = sorted(_arch_in_node(node))
         cand_mods: dict[str, nn.Module] = {}
         cand_args: list[list[str]] = []
@@ -244,6 +255,30 @@ class _Lowerer:
                               len(args), self.mode)
         _install(root, target, module)
         return g.create_node("call_module", target, tuple(args) + tuple(vectors[a] for a in arch_args), name=name)
+
+    def mixed(self, g: fx.Graph, root: nn.Module, node: ChoiceNode, target: str, name: str,
+              args: list[fx.Node], vectors: dict[str, fx.Node]) -> fx.Node:
+        """Supernet mode: candidates inline, then ``w0 * out0 + w1 * out1 + ...``.
+
+        Zero candidates are skipped (they add nothing); derived weights (PMS groups) are computed
+        from the original softmax by ``derived_weights``.
+        """
+        p = vectors[node.arch]
+        trivial = all(len(c) == 1 for c in node.covers) and sorted(node.domain) == list(range(len(node.domain))) \
+            and sorted(i for c in node.covers for i in c) == sorted(node.domain)
+        weights = None if trivial else _fn(g, derived_weights, (p, node.covers, node.domain), name=f"{name}_w")
+        terms = []
+        for j, (cand, cover) in enumerate(zip(node.candidates, node.covers)):
+            if _is_zero(cand.body) and len(node.candidates) > 1:
+                continue
+            inner = {i.name: a for i, a in zip(cand.body.inputs, args)}
+            out = self.region(g, root, cand.body, f"{target}.{cand.name}.", inner, vectors)[0]
+            w = _fn(g, operator.getitem, (p, cover[0]) if trivial else (weights, j), name=f"w_{name}_{cand.name}")
+            terms.append(_fn(g, operator.mul, (w, out), name=f"{name}_{cand.name}_weighted"))
+        acc = terms[0]
+        for k, t in enumerate(terms[1:]):
+            acc = _fn(g, operator.add, (acc, t), name=name if k == len(terms) - 2 else None)
+        return acc
 
     def sub_module(self, region: Region, arch_args: list[str]) -> fx.GraphModule:
         """Lower a candidate region to its own GraphModule taking (inputs..., arch vectors...)."""

@@ -136,6 +136,11 @@ class Region(BaseModel):
     nodes: list[Node] = Field(default_factory=list)
     _index: dict[str, int] | None = PrivateAttr(default=None)
 
+    def __eq__(self, other: object) -> bool:  # the name index is a cache, not part of the value
+        return isinstance(other, Region) and self.nodes == other.nodes
+
+    __hash__ = None  # type: ignore[assignment]
+
     # -- lookup ---------------------------------------------------------------------------
     def _names(self) -> dict[str, int]:
         if self._index is None or len(self._index) != len(self.nodes):
@@ -167,10 +172,11 @@ class Region(BaseModel):
         self._index = None
 
     def add(self, node: NodeBase) -> NodeBase:
-        if node.name in self:
+        index = self._names()
+        if node.name in index:
             raise ValueError(f"duplicate node name {node.name!r}")
         self.nodes.append(node)  # type: ignore[arg-type]
-        self.touch()
+        index[node.name] = len(self.nodes) - 1
         return node
 
     def fresh_name(self, base: str) -> str:

@@ -100,7 +100,8 @@ def test_fixed_mode_rejects_bad_architectures(tiny_darts):
 def test_generated_code_reads_like_pytorch(tiny_darts):
     code = lower(tiny_darts, "supernet").code
     assert "torch.softmax(arch_normal_n0_0, -1)" in code
-    assert "self.cells0.n0_0(" in code and "getattr(" not in code
+    assert "w_cells0_n0_0_sep_conv_3x3 = p_normal_n0_0[4]" in code
+    assert "self.cells0.n0_0.sep_conv_3x3.dwconv(" in code and "getattr(" not in code
     assert "torch.cat([" in code
 
 

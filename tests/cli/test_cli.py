@@ -1,0 +1,126 @@
+"""The command line: outputs, exit status 2 on bad input, no partial output files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from nasir.cli import main
+from nasir.ir.graph import Graph
+
+BAD = "network n(C = 4) {\n  input x: [3, 8, 8]\n  y = conv(C, 3 -> relu)(x)\n  output y\n}\n"
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_count_darts(capsys):
+    code, out, _ = run(capsys, "count", "std/darts.nas")
+    assert code == 0 and str(8**28) in out
+
+
+def test_compile_summary_and_stats(capsys):
+    code, out, err = run(capsys, "compile", "std/nb201.nas", "-D", "N=1", "--passes", "canonicalize,dead-code", "--stats")
+    assert code == 0
+    assert "search space: 15625 architectures" in out
+    assert "canonicalize" in err and "dead-code" in err
+
+
+def test_compile_json_round_trips_through_the_cli(capsys, tmp_path):
+    out_file = tmp_path / "g.json"
+    code, _, _ = run(capsys, "compile", "std/darts.nas", "-D", "layers=2", "--emit", "json", "-o", str(out_file))
+    assert code == 0
+    graph = Graph.load(out_file)
+    code, out, _ = run(capsys, "count", str(out_file))
+    assert code == 0 and str(graph.search_space_size()) in out
+
+
+def test_compile_emits_dot_code_and_ir(capsys):
+    for emit, marker in (("dot", "digraph"), ("code", "def forward(self, x)"), ("ir", "graph @darts")):
+        code, out, _ = run(capsys, "compile", "std/darts.nas", "-D", "layers=2", "--emit", emit)
+        assert code == 0 and marker in out
+
+
+def test_fixed_code_from_arch_file(capsys, tmp_path):
+    from nasir.frontends.elaborate import parse_file, std_path
+
+    g = parse_file(std_path("darts"), layers=2)
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps({"arch": {a: "dil_conv_3x3" for a in g.arch}}))
+    code, out, _ = run(capsys, "compile", "std/darts.nas", "-D", "layers=2", "--emit", "code", "--mode", "fixed",
+                       "--arch", str(arch))
+    assert code == 0 and "dil_conv_3x3" in out and "softmax" not in out
+
+
+def test_print_ir_after_all(capsys):
+    code, _, err = run(capsys, "compile", "std/nb201.nas", "-D", "N=1", "--passes", "canonicalize", "--print-ir-after-all")
+    assert code == 0 and "IR after canonicalize" in err
+
+
+def test_passes_lists_docs(capsys):
+    code, out, _ = run(capsys, "passes")
+    assert code == 0 and "canonicalize" in out and "[exact]" in out
+
+
+def test_show(capsys):
+    code, out, _ = run(capsys, "show", "std/nb201.nas", "-D", "N=1")
+    assert code == 0 and "nor_conv_3x3" in out and "params" in out
+
+
+def test_bad_dsl_gives_located_error_exit_2_and_no_output(capsys, tmp_path):
+    src = tmp_path / "bad.nas"
+    src.write_text(BAD)
+    target = tmp_path / "out.json"
+    target.write_text("previous content")
+    code, out, err = run(capsys, "compile", str(src), "--emit", "json", "-o", str(target))
+    assert code == 2
+    assert err.startswith(f"{src}:3:15: error: expected a module, got an integer")
+    assert "  y = conv(C, 3 -> relu)(x)" in err and "^" in err
+    assert "Traceback" not in err
+    assert target.read_text() == "previous content"  # nothing half-written or overwritten
+    assert list(tmp_path.iterdir()) == [src, target] or sorted(tmp_path.iterdir()) == sorted([src, target])
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["compile", "missing.nas"], "no such file"),
+        (["compile", "std/darts.nas", "--passes", "nope"], "unknown pass 'nope'"),
+        (["compile", "std/darts.nas", "--passes", "canonicalize{x=1}"], "has no option 'x'"),
+        (["compile", "std/darts.nas", "-D", "Q=3"], "has no parameter 'Q'"),
+        (["compile", "std/darts.nas", "--emit", "code", "--mode", "fixed"], "needs --arch"),
+    ],
+)
+def test_bad_input_exit_2(capsys, argv, message):
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_wrong_flag_is_exit_2():
+    proc = subprocess.run([sys.executable, "-m", "nasir.cli", "compile", "std/darts.nas", "--emitt", "json"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "unrecognized arguments" in proc.stderr
+
+
+def test_search_runs_and_resumes(capsys, tmp_path):
+    ck = tmp_path / "ck.safetensors"
+    args = ["search", "std/darts.nas", "-D", "C=4", "-D", "layers=2", "-D", "steps=2", "-D", "multiplier=2",
+            "--batch-size", "8", "--checkpoint", str(ck)]
+    code, out, _ = run(capsys, *args, "--steps", "2")
+    assert code == 0 and "2 steps" in out and ck.exists()
+    code, out, _ = run(capsys, *args, "--steps", "3", "--resume")
+    assert code == 0 and "3 steps" in out
+
+
+def test_corrupt_checkpoint_is_exit_2(capsys, tmp_path):
+    ck = tmp_path / "ck.safetensors"
+    ck.write_bytes(b"\x00garbage")
+    code, _, err = run(capsys, "search", "std/darts.nas", "-D", "C=4", "-D", "layers=2", "--steps", "1",
+                       "--checkpoint", str(ck), "--resume")
+    assert code == 2 and "corrupt" in err
