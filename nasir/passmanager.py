@@ -190,7 +190,7 @@ class PassManager:
 
     def run(self, graph: Graph) -> Graph:
         """Apply the pipeline to a copy of ``graph`` and return the copy."""
-        graph = graph.model_copy(deep=True)
+        graph = graph.copy_deep()
         self.records = [PassRecord("input", "input", "exact", 0.0, PassResult(), graph_stats(graph))]
         for p in self.passes:
             start = time.perf_counter()
@@ -204,7 +204,8 @@ class PassManager:
                     verify(graph)
                 except NasirError as e:
                     raise NasirError(f"IR invalid after pass {p.name!r}: {e.message}", e.loc, e.hint) from None
-            self.records.append(PassRecord(p.name, p.spec(), p.exactness, seconds, result, graph_stats(graph)))
+            stats = graph_stats(graph, infer=not self.verify)  # verify just inferred shapes
+            self.records.append(PassRecord(p.name, p.spec(), p.exactness, seconds, result, stats))
             if self.print_ir_after_all and self.out is not None:
                 printer = self.print_ir or _default_printer
                 self.out.write(f"// ----- IR after {p.spec()} -----\n{printer(graph)}\n")

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Annotated, Literal, Union
 
 import networkx as nx
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field
 
 from nasir.diagnostics import SourceLoc
 from nasir.ir.ops import OpAttrsUnion
@@ -134,7 +134,6 @@ class Region(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     nodes: list[Node] = Field(default_factory=list)
-    _index: dict[str, int] | None = PrivateAttr(default=None)
 
     def __eq__(self, other: object) -> bool:  # the name index is a cache, not part of the value
         return isinstance(other, Region) and self.nodes == other.nodes
@@ -143,9 +142,12 @@ class Region(BaseModel):
 
     # -- lookup ---------------------------------------------------------------------------
     def _names(self) -> dict[str, int]:
-        if self._index is None or len(self._index) != len(self.nodes):
-            self._index = {n.name: i for i, n in enumerate(self.nodes)}
-        return self._index
+        # A name -> position cache kept in __dict__ (pydantic private attributes are slow to reach).
+        index = self.__dict__.get("_index_cache")
+        if index is None or len(index) != len(self.nodes):
+            index = {n.name: i for i, n in enumerate(self.nodes)}
+            self.__dict__["_index_cache"] = index
+        return index
 
     def __getitem__(self, name: str) -> Node:
         return self.nodes[self._names()[name]]
@@ -169,7 +171,7 @@ class Region(BaseModel):
 
     # -- mutation (passes call ``touch`` after editing ``nodes`` in place) -------------------
     def touch(self) -> None:
-        self._index = None
+        self.__dict__.pop("_index_cache", None)
 
     def add(self, node: NodeBase) -> NodeBase:
         index = self._names()

@@ -55,8 +55,9 @@ class GraphStats:
     space_size: int
 
 
-def graph_stats(graph: Graph) -> GraphStats:
-    infer_shapes(graph)
+def graph_stats(graph: Graph, infer: bool = True) -> GraphStats:
+    if infer:
+        infer_shapes(graph)
     counts = module_counts(graph.body)
     cost = graph_cost(graph)
     used = {n.arch for _, n, _ in graph.walk() if getattr(n, "arch", None)}

@@ -1,0 +1,60 @@
+"""Compile-time benchmark: elaboration, passes and lowering of the standard spaces.
+
+    python bench/compile.py [--repeat 3] [--passes canonicalize,dead-code]
+
+Prints the best-of-N wall time of each stage per space (after one warm-up that pays for imports
+and the grammar build). Target (issue 2): the DARTS space end to end under 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import torch
+
+from nasir.frontends.elaborate import parse_file, std_path
+from nasir.lowering import lower
+from nasir.passmanager import PassManager
+
+SPACES = {
+    "darts": {},
+    "nb201": {},
+    "mbconv": {"resolution": 32},
+    "resnet18": {},
+    "vgg16": {},
+}
+
+
+def best_of(repeat: int, fn):
+    best, value = float("inf"), None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        value = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, value
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--passes", default="canonicalize,dead-code")
+    args = ap.parse_args()
+    print(f"# python {platform.python_version()}, torch {torch.__version__}, {platform.machine()}, "
+          f"{torch.get_num_threads()} threads; passes: {args.passes}")
+    print(f"{'space':<10}{'nodes':>7}{'elaborate ms':>14}{'passes ms':>11}{'lower ms':>10}{'total ms':>10}")
+    parse_file(std_path("nb201"), N=1)  # warm-up: imports, grammar
+    for name, overrides in SPACES.items():
+        t_parse, graph = best_of(args.repeat, lambda: parse_file(std_path(name), **overrides))
+        pm = PassManager.parse(args.passes)
+        t_pass, graph2 = best_of(args.repeat, lambda: pm.run(graph))
+        mode = "supernet" if graph2.arch else "fixed"
+        t_lower, _ = best_of(args.repeat, lambda: lower(graph2, mode, arch={} if mode == "fixed" else None))
+        total = t_parse + t_pass + t_lower
+        nodes = sum(1 for _ in graph.walk())
+        print(f"{name:<10}{nodes:>7}{t_parse * 1e3:>14.1f}{t_pass * 1e3:>11.1f}{t_lower * 1e3:>10.1f}{total * 1e3:>10.1f}")
+
+
+if __name__ == "__main__":
+    main()
