@@ -32,7 +32,7 @@ from nasir.ir.verify import verify
 def _caller_loc() -> SourceLoc | None:
     """Where in the user's Python code the builder was called, so errors point there."""
     for frame in inspect.stack()[1:]:
-        if not frame.filename.endswith("builder.py"):
+        if frame.filename != __file__:
             return SourceLoc(file=frame.filename, line=frame.lineno, col=1)
     return None
 
