@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import platform
 import time
+from functools import partial
 
 import torch
 
@@ -46,11 +47,10 @@ def main() -> None:
     print(f"{'space':<10}{'nodes':>7}{'elaborate ms':>14}{'passes ms':>11}{'lower ms':>10}{'total ms':>10}")
     parse_file(std_path("nb201"), N=1)  # warm-up: imports, grammar
     for name, overrides in SPACES.items():
-        t_parse, graph = best_of(args.repeat, lambda: parse_file(std_path(name), **overrides))
-        pm = PassManager.parse(args.passes)
-        t_pass, graph2 = best_of(args.repeat, lambda: pm.run(graph))
+        t_parse, graph = best_of(args.repeat, partial(parse_file, std_path(name), **overrides))
+        t_pass, graph2 = best_of(args.repeat, partial(PassManager.parse(args.passes).run, graph))
         mode = "supernet" if graph2.arch else "fixed"
-        t_lower, _ = best_of(args.repeat, lambda: lower(graph2, mode, arch={} if mode == "fixed" else None))
+        t_lower, _ = best_of(args.repeat, partial(lower, graph2, mode, arch={} if mode == "fixed" else None))
         total = t_parse + t_pass + t_lower
         nodes = sum(1 for _ in graph.walk())
         print(f"{name:<10}{nodes:>7}{t_parse * 1e3:>14.1f}{t_pass * 1e3:>11.1f}{t_lower * 1e3:>10.1f}{total * 1e3:>10.1f}")

@@ -134,7 +134,8 @@ class Elaborator:
                 if cand not in self.loaded:
                     self.load_file(cand, main=False)
                 return
-        raise self._err(item, f"cannot find imported file {rel!r}", "paths are relative to the importing file or to the standard library (e.g. \"std/darts.nas\")")
+        raise self._err(item, f"cannot find imported file {rel!r}",
+                        'paths are relative to the importing file or to the standard library (e.g. "std/darts.nas")')
 
     def _template(self, item: Tree) -> Template:
         kind = {"op_def": "op", "cell_def": "cell", "network_def": "network"}[item.data]
@@ -589,7 +590,8 @@ class Elaborator:
         cls = PRIMITIVES[name]
         positional = [p for p in cls.positional if p not in extra]
         if len(args) > len(positional):
-            raise self._err(t, f"{name} takes at most {len(positional)} positional arguments ({', '.join(positional)}), got {len(args)}")
+            raise self._err(t, f"{name} takes at most {len(positional)} positional arguments "
+                               f"({', '.join(positional)}), got {len(args)}")
         fields: dict[str, Any] = dict(extra)
         for key, value in zip(positional, args):
             fields[key] = value
@@ -869,5 +871,6 @@ def std_path(name: str) -> Path:
     """Path of a standard-library space, e.g. ``std_path("darts")``."""
     path = std_dir() / (name if name.endswith(".nas") else f"{name}.nas")
     if not path.is_file():
-        raise NasirError(f"no standard space {name!r}", hint=f"available: {', '.join(sorted(p.stem for p in std_dir().glob('*.nas')))}")
+        names = ", ".join(sorted(p.stem for p in std_dir().glob("*.nas")))
+        raise NasirError(f"no standard space {name!r}", hint=f"available: {names}")
     return path

@@ -110,7 +110,8 @@ def parse_pipeline(text: str) -> list[Pass]:
     except UnexpectedInput as e:
         col = getattr(e, "column", 0) or len(text) + 1
         raise NasirError(f"malformed pass pipeline at column {col}: {text!r}",
-                         hint="write passes separated by commas, options in braces: `canonicalize,reparam{kernel_norm=true}`") from None
+                         hint="separate passes by commas, options in braces: `canonicalize,reparam{kernel_norm=true}`",
+                         ) from None
     passes = []
     for item in tree.children:
         name = str(item.children[0])

@@ -52,7 +52,10 @@ def _emit(dot: graphviz.Digraph, region: Region, prefix: str) -> dict[str, str]:
                 for out in body.outputs:
                     dot.edge(inner[out.name], nid, style="dotted")
             continue
-        fill = _COLORS.get(node.attrs.op, "white") if isinstance(node, OpNode) else "#ead1dc" if node.kind in ("input", "output") else "white"
+        if isinstance(node, OpNode):
+            fill = _COLORS.get(node.attrs.op, "white")
+        else:
+            fill = "#ead1dc" if node.kind in ("input", "output") else "white"
         dot.node(nid, _label(node), fillcolor=fill)
         for src in node.inputs:
             dot.edge(ids[src], nid)

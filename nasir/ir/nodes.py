@@ -14,7 +14,7 @@ exactly the derived weights P_S and q_i = p_i / P_S of TopoNAS without new learn
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 import networkx as nx
 from pydantic import BaseModel, ConfigDict, Field
@@ -123,7 +123,7 @@ class BlockNode(NodeBase):
 
 
 Node = Annotated[
-    Union[InputNode, OutputNode, OpNode, SumNode, ConcatNode, ChoiceNode, MergedConvNode, GateNode, BlockNode],
+    InputNode | OutputNode | OpNode | SumNode | ConcatNode | ChoiceNode | MergedConvNode | GateNode | BlockNode,
     Field(discriminator="kind"),
 ]
 

@@ -10,7 +10,7 @@ report as "FLOPs".
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal, Union
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -278,10 +278,8 @@ class FactorizedReduce(OpAttrs):
 
 
 OpAttrsUnion = Annotated[
-    Union[
-        Conv, DWConv, Linear, BatchNorm, ReLU, ReLU6, Sigmoid, Identity, Zero, MaxPool, AvgPool,
-        GlobalAvgPool, Flatten, FactorizedReduce,
-    ],
+    Conv | DWConv | Linear | BatchNorm | ReLU | ReLU6 | Sigmoid | Identity | Zero | MaxPool | AvgPool
+    | GlobalAvgPool | Flatten | FactorizedReduce,
     Field(discriminator="op"),
 ]
 

@@ -38,7 +38,8 @@ def _region(region: Region, lines: list[str], ind: str) -> None:
         elif isinstance(n, OpNode):
             lines.append(f"{ind}%{n.name} = {n.attrs.signature()}({args}) : {_shape(n.shape)}{tags}")
         elif isinstance(n, ChoiceNode):
-            lines.append(f"{ind}%{n.name} = choice %{n.arch} covers={n.covers} domain={n.domain}({args}) : {_shape(n.shape)}{tags} {{")
+            head = f"{ind}%{n.name} = choice %{n.arch} covers={n.covers} domain={n.domain}({args})"
+            lines.append(f"{head} : {_shape(n.shape)}{tags} {{")
             for c in n.candidates:
                 lines.append(f"{ind}  ^{c.name}:")
                 _region(c.body, lines, ind + "    ")
