@@ -1,0 +1,67 @@
+"""fix-arch: replace every choice by the candidate a given architecture picks (exact for that path).
+
+``fix-arch{arch=arch.json}`` reads ``{"arch": {parameter: candidate name or index}}`` (the file
+``nasir search --arch-out`` writes) and inlines the chosen candidate of every choice, keeping the
+candidate's path as a name prefix so that weights keep their supernet names. The result is a plain
+network: lowering it in any mode equals lowering the supernet in ``fixed`` mode with that
+architecture. Follow it with ``canonicalize,dead-code`` to drop edges that became zero.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from nasir.diagnostics import NasirError
+from nasir.ir.graph import Graph
+from nasir.ir.nodes import ChoiceNode, MergedConvNode, Region, sub_regions
+from nasir.ir.rewrite import inline_region
+from nasir.passmanager import Pass, PassResult, register
+
+
+@register
+@dataclass
+class FixArch(Pass):
+    name = "fix-arch"
+    summary = "inline the candidates an architecture file picks; the graph keeps no choices"
+    exactness = "exact"
+
+    arch: str = ""
+
+    def run(self, graph: Graph) -> PassResult:
+        from nasir.lowering import resolve_arch
+
+        if not self.arch:
+            raise NasirError("fix-arch needs an architecture file: fix-arch{arch=path/to/arch.json}")
+        try:
+            data = json.loads(Path(self.arch).read_text(encoding="utf-8"))
+        except OSError as e:
+            raise NasirError(f"fix-arch: cannot read {self.arch}: {e.strerror}") from None
+        except json.JSONDecodeError as e:
+            raise NasirError(f"{self.arch}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
+        picks = resolve_arch(graph, data.get("arch", data) if isinstance(data, dict) else {})
+        result = PassResult()
+        _fix_region(graph.body, picks, result)
+        graph.arch = {}
+        graph.input_groups = []
+        return result
+
+
+def _fix_region(region: Region, picks: dict[str, int], result: PassResult) -> None:
+    for node in list(region.nodes):
+        if isinstance(node, MergedConvNode):
+            raise NasirError("fix-arch runs before reparam: a merged_conv has no single chosen kernel to inline", node.loc)
+        if isinstance(node, ChoiceNode):
+            pick = picks[node.arch]
+            chosen = [c for c, cover in zip(node.candidates, node.covers) if pick in cover]
+            if not chosen:
+                raise NasirError(f"choice {node.name!r}: candidate {pick} of {node.arch!r} is not among its candidates",
+                                 node.loc)
+            cand = chosen[0]
+            _fix_region(cand.body, picks, result)
+            inline_region(region, node.name, cand.body, f"{node.name}.{cand.name}.")
+            result.count("choices-fixed")
+        else:
+            for _, sub in sub_regions(node):
+                _fix_region(sub, picks, result)
