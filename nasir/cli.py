@@ -16,7 +16,7 @@ from typing import Any
 
 from nasir.diagnostics import NasirError
 
-EMITS = ("summary", "json", "dot", "code", "ir")
+EMITS = ("summary", "json", "dot", "svg", "png", "code", "ir")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -114,6 +114,13 @@ def cmd_compile(args: argparse.Namespace) -> int:
         from nasir.ir.dot import to_dot
 
         text = to_dot(graph)
+    elif args.emit in ("svg", "png"):
+        from nasir.ir.dot import render
+
+        if not args.output:
+            raise NasirError(f"--emit {args.emit} writes a picture: give -o FILE.{args.emit}")
+        render(graph, args.output, args.emit)
+        return 0
     elif args.emit == "ir":
         from nasir.ir.printer import print_graph
 

@@ -60,3 +60,25 @@ def _emit(dot: graphviz.Digraph, region: Region, prefix: str) -> dict[str, str]:
         for src in node.inputs:
             dot.edge(ids[src], nid)
     return ids
+
+
+def render(graph: Graph, path: str, fmt: str = "svg") -> None:
+    """Render the graph with the Graphviz ``dot`` program, atomically, to ``path``."""
+    import shutil
+    import subprocess
+
+    from nasir.diagnostics import NasirError
+    from nasir.io import atomic_write
+
+    exe = shutil.which("dot")
+    if exe is None:
+        raise NasirError("rendering needs the Graphviz `dot` program", hint="install it (e.g. `apt-get install graphviz`) "
+                         "or use --emit dot and render elsewhere")
+    source = to_dot(graph)
+
+    def write(tmp: str) -> None:
+        proc = subprocess.run([exe, f"-T{fmt}", "-o", tmp], input=source, text=True, capture_output=True, timeout=300)
+        if proc.returncode != 0:
+            raise NasirError(f"dot failed: {proc.stderr.strip()[:500]}")
+
+    atomic_write(path, write)

@@ -124,3 +124,16 @@ def test_corrupt_checkpoint_is_exit_2(capsys, tmp_path):
     code, _, err = run(capsys, "search", "std/darts.nas", "-D", "C=4", "-D", "layers=2", "--steps", "1",
                        "--checkpoint", str(ck), "--resume")
     assert code == 2 and "corrupt" in err
+
+
+def test_render_picture_or_clear_error(capsys, tmp_path, monkeypatch):
+    import shutil
+
+    target = tmp_path / "nb.svg"
+    if shutil.which("dot"):
+        code, _, err = run(capsys, "compile", "std/nb201.nas", "-D", "N=1", "--emit", "svg", "-o", str(target))
+        assert code == 0 and target.read_text().lstrip().startswith("<?xml")
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    missing = tmp_path / "none.svg"
+    code, _, err = run(capsys, "compile", "std/nb201.nas", "-D", "N=1", "--emit", "svg", "-o", str(missing))
+    assert code == 2 and "Graphviz `dot`" in err and not missing.exists()
