@@ -1,0 +1,412 @@
+"""DANCE's three-stage training (Sec. 2.3, Alg. 1, appendix C).
+
+* Stage 1 pre-trains the backbone with the gates open and frozen (cross-entropy, AdamW, OneCycle
+  with 30% warm-up).
+* Stage 2 trains everything jointly with the dual loop: per batch, T architectures are sampled by
+  the select gates (exact C_l per group) and each one's loss (``losses.dance_loss``) is
+  back-propagated; then three AdamW optimizers (backbone, gates, batch representation), each with
+  its own OneCycle schedule, step once. With ``budget_range`` every batch trains a random global
+  budget from that range, so one training serves every budget in it afterwards.
+* Stage 3 (``finetune``) generates the architecture for a budget and data
+  (``GatedNetwork.generate``), extracts the physically smaller network with the supernet's weights
+  and fine-tunes it with cross-entropy.
+
+Training is counted in steps (mini-batches) rather than epochs so that short demo runs and tests
+are easy to size. AMP (bfloat16 autocast, which needs no loss scaling) is used on CUDA. Progress
+shows in tqdm bars. ``checkpoint`` saves the network, the optimizer and scheduler states, the RNG
+and the position (stage, step) every ``save_every`` steps as safetensors + JSON (never pickle);
+``resume`` continues from there with the same batches as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from nasir.checkpoint import flatten_state, load_checkpoint, save_checkpoint, unflatten_state
+from nasir.dance.errors import DanceError
+from nasir.dance.gated import GatedNetwork
+from nasir.dance.losses import LossWeights, dance_loss
+from nasir.diagnostics import NasirError
+from nasir.ir.graph import Graph
+
+Data = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class DanceConfig:
+    stage1_steps: int = 200
+    stage2_steps: int = 200
+    stage3_steps: int = 100
+    batch_size: int = 64
+    samples: int = 2  # T architectures per batch
+    lr_backbone: float = 1e-3
+    lr_gates: float = 1e-3
+    lr_repr: float = 5e-4
+    lr_finetune: float = 5e-4
+    weight_decay: float = 5e-4
+    budget: float | None = None  # stage-2 budget for every group; None keeps the graph's gate budgets
+    budget_range: tuple[float, float] | None = None  # per-batch random global budget in stage 2
+    augment: bool = True  # random crop (pad 4) and horizontal flip of image batches
+    grad_clip: float = 5.0
+    seed: int = 0
+    save_every: int = 50
+    amp: bool = True
+    losses: LossWeights = field(default_factory=LossWeights)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DanceConfig:
+        data = dict(data)
+        data["losses"] = LossWeights(**data.get("losses", {}))
+        if data.get("budget_range") is not None:
+            data["budget_range"] = tuple(data["budget_range"])
+        return cls(**data)
+
+    def validate(self) -> None:
+        for name in ("stage1_steps", "stage2_steps", "stage3_steps"):
+            if getattr(self, name) < 0:
+                raise DanceError(f"{name} must be >= 0")
+        if self.batch_size < 2 or self.samples < 1:
+            raise DanceError("batch_size must be >= 2 and samples (T) >= 1")
+        if self.budget_range is not None:
+            lo, hi = self.budget_range
+            if not 0 < lo <= hi <= 1:
+                raise DanceError(f"budget_range must satisfy 0 < low <= high <= 1, got {self.budget_range}")
+
+
+@dataclass
+class DanceLog:
+    stage: str = "stage1"
+    step: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _batches(n: int, batch_size: int, seed: int, skip: int = 0) -> Iterator[torch.Tensor]:
+    """Endless shuffled index batches, reproducible from ``seed``; ``skip`` fast-forwards (resume)."""
+    g = torch.Generator().manual_seed(seed)
+    per_epoch = max(1, n // batch_size)
+    epochs, rest = divmod(skip, per_epoch)
+    for _ in range(epochs):
+        torch.randperm(n, generator=g)
+    first = True
+    while True:
+        perm = torch.randperm(n, generator=g)
+        start_batch = rest if first else 0
+        first = False
+        for b in range(start_batch, per_epoch):
+            yield perm[b * batch_size:(b + 1) * batch_size]
+
+
+def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random crop with 4 pixels of zero padding and random horizontal flips (image batches only)."""
+    if x.dim() != 4:
+        return x
+    b, _, h, w = x.shape
+    padded = F.pad(x, (4, 4, 4, 4))
+    dy = torch.randint(0, 9, (b,), generator=generator)
+    dx = torch.randint(0, 9, (b,), generator=generator)
+    flip = torch.rand(b, generator=generator) < 0.5
+    out = torch.empty_like(x)
+    for i in range(b):
+        crop = padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
+        out[i] = crop.flip(-1) if flip[i] else crop
+    return out
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _one_cycle(opt: torch.optim.Optimizer, lr: float, steps: int) -> torch.optim.lr_scheduler.OneCycleLR:
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(2, steps), pct_start=0.3)
+
+
+@torch.no_grad()
+def accuracy(module: nn.Module, data: Data, batch_size: int = 256, device: str | torch.device = "cpu") -> float:
+    images, labels = data
+    was = module.training
+    module.eval()
+    correct = 0
+    for start in range(0, images.shape[0], batch_size):
+        out = module(images[start:start + batch_size].to(device))
+        correct += int((out.argmax(1).cpu() == labels[start:start + batch_size]).sum())
+    module.train(was)
+    return correct / max(1, images.shape[0])
+
+
+@torch.no_grad()
+def recalibrate_bn(module: nn.Module, images: torch.Tensor, batches: int = 8, batch_size: int = 128,
+                   device: str | torch.device = "cpu") -> None:
+    """Recompute BatchNorm running statistics for the network as it is now (after pruning).
+
+    Running statistics gathered while stage 2 sampled many architectures describe none of them; a
+    few forward passes over training images fix that for the chosen one (as slimmable networks and
+    OFA do). Every method of a comparison gets the same recalibration."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms:
+        return
+    saved = [(m, m.momentum) for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the recalibration batches
+    was = module.training
+    module.train()
+    try:
+        for b in range(batches):
+            chunk = images[b * batch_size:(b + 1) * batch_size]
+            if chunk.shape[0] < 2:
+                break
+            module(chunk.to(device))
+    finally:
+        for m, momentum in saved:
+            m.momentum = momentum
+        module.train(was)
+
+
+class DanceTrainer:
+    """Runs stages 1 and 2 on a ``GatedNetwork`` and stage 3 on the networks it extracts."""
+
+    def __init__(self, net: GatedNetwork, config: DanceConfig, device: str | torch.device = "cpu",
+                 progress: bool = True):
+        config.validate()
+        self.net = net.to(device)
+        self.config = config
+        self.device = torch.device(device)
+        self.progress = progress
+        self.log = DanceLog()
+        c = config
+        self.opt1 = torch.optim.AdamW(net.backbone_parameters(), lr=c.lr_backbone, weight_decay=c.weight_decay)
+        self.sched1 = _one_cycle(self.opt1, c.lr_backbone, c.stage1_steps)
+        self.opts2 = {
+            "backbone": torch.optim.AdamW(net.backbone_parameters(), lr=c.lr_backbone / 2, weight_decay=c.weight_decay),
+            "gates": torch.optim.AdamW(net.gate_parameters(), lr=c.lr_gates, weight_decay=0.0),
+            "repr": torch.optim.AdamW(net.repr_parameters(), lr=c.lr_repr, weight_decay=0.0),
+        }
+        lrs = {"backbone": c.lr_backbone / 2, "gates": c.lr_gates, "repr": c.lr_repr}
+        self.scheds2 = {k: _one_cycle(o, lrs[k], c.stage2_steps) for k, o in self.opts2.items()}
+        self.aug_gen = torch.Generator().manual_seed(c.seed + 7)
+        self.budget_gen = torch.Generator().manual_seed(c.seed + 11)
+        self.gate_gen = torch.Generator().manual_seed(c.seed + 13)
+
+    # -- stages 1 and 2 ------------------------------------------------------------------------------
+    def train(self, data: Data, checkpoint: str | Path | None = None, resume: bool = False) -> DanceLog:
+        """Stages 1 and 2; resumable. Returns the log (loss history, position, time)."""
+        images, labels = data
+        if images.shape[0] < self.config.batch_size:
+            raise DanceError(f"{images.shape[0]} training samples are fewer than one batch of {self.config.batch_size}")
+        if resume and checkpoint is not None and Path(checkpoint).is_file():
+            self.load(checkpoint)
+        start = time.perf_counter() - self.log.seconds
+        if self.log.stage == "stage1":
+            self._stage(data, "stage1", self.config.stage1_steps, self._step1, checkpoint, start)
+            self.log.stage, self.log.step = "stage2", 0
+            if checkpoint is not None:
+                self.save(checkpoint, start)
+        if self.log.stage == "stage2":
+            if self.config.budget is not None:
+                self.net.set_budget(self.config.budget)
+            self._stage(data, "stage2", self.config.stage2_steps, self._step2, checkpoint, start)
+            self.log.stage, self.log.step = "done", 0
+            if checkpoint is not None:
+                self.save(checkpoint, start)
+        self.log.seconds = time.perf_counter() - start
+        self.net.set_mode("off")
+        return self.log
+
+    def _stage(self, data: Data, stage: str, steps: int, step_fn, checkpoint, start: float) -> None:
+        images, labels = data
+        seed = self.config.seed * 1000 + (1 if stage == "stage1" else 2)
+        batches = _batches(images.shape[0], self.config.batch_size, seed, skip=self.log.step)
+        bar = tqdm(total=steps, initial=self.log.step, desc=f"dance {stage}", disable=not self.progress, leave=False)
+        self.net.train()
+        while self.log.step < steps:
+            idx = next(batches)
+            x, y = images[idx], labels[idx]
+            if self.config.augment:
+                x = augment(x, self.aug_gen)
+            parts = step_fn(x.to(self.device), y.to(self.device))
+            self.log.history.append({"stage": 1.0 if stage == "stage1" else 2.0, **parts})
+            self.log.step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{parts['loss']:.3f}")
+            if checkpoint is not None and self.log.step % self.config.save_every == 0 and self.log.step < steps:
+                self.save(checkpoint, start)
+        bar.close()
+
+    def _step1(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        self.net.set_mode("off")
+        self.opt1.zero_grad(set_to_none=True)
+        with _autocast(self.device, self.config.amp):
+            logits = self.net(x)
+        loss = F.cross_entropy(logits.float(), y)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.net.backbone_parameters(), self.config.grad_clip)
+        self.opt1.step()
+        self.sched1.step()
+        return {"loss": float(loss.detach())}
+
+    def _step2(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        c = self.config
+        net = self.net
+        net.set_mode("sample")
+        net.set_generator(self.gate_gen if self.device.type == "cpu" else None)
+        if c.budget_range is not None:
+            lo, hi = c.budget_range
+            net.set_budget(float(lo + (hi - lo) * torch.rand((), generator=self.budget_gen)))
+        for opt in self.opts2.values():
+            opt.zero_grad(set_to_none=True)
+        previous: dict[str, list[torch.Tensor]] = {}
+        totals: dict[str, float] = {}
+        for _ in range(c.samples):
+            with _autocast(self.device, c.amp):
+                logits = net(x)
+            loss, parts = dance_loss(logits, y, net, c.losses, self.log.step, previous)
+            (loss / c.samples).backward()
+            for g, m in net.last_masks().items():
+                previous.setdefault(g, []).append(m)
+            totals["loss"] = totals.get("loss", 0.0) + float(loss.detach()) / c.samples
+            for k, v in parts.items():
+                totals[k] = totals.get(k, 0.0) + v / c.samples
+        nn.utils.clip_grad_norm_(list(net.parameters()), c.grad_clip)
+        for key, opt in self.opts2.items():
+            opt.step()
+            self.scheds2[key].step()
+        return totals
+
+    # -- stage 3 ----------------------------------------------------------------------------------------
+    def finetune(self, masks: dict[str, torch.Tensor], data: Data, steps: int | None = None) -> tuple[Graph, nn.Module]:
+        """Stage 3: extract the network for ``masks`` and fine-tune it with cross-entropy."""
+        graph, module = self.net.extract(masks)
+        steps = self.config.stage3_steps if steps is None else steps
+        return graph, finetune(module, data, steps, self.config, self.device, self.progress)
+
+    # -- checkpoints --------------------------------------------------------------------------------
+    def save(self, path: str | Path, start: float | None = None) -> None:
+        tensors: dict[str, torch.Tensor] = {f"net.{k}": v for k, v in self.net.state_dict().items()}
+        opt_meta = {
+            "opt1": flatten_state("opt1", self.opt1.state_dict(), tensors),
+            **{f"opt2_{k}": flatten_state(f"opt2_{k}", o.state_dict(), tensors) for k, o in self.opts2.items()},
+        }
+        tensors["rng.cpu"] = torch.get_rng_state()
+        for name, gen in (("aug", self.aug_gen), ("budget", self.budget_gen), ("gate", self.gate_gen)):
+            tensors[f"rng.{name}"] = gen.get_state()
+        seconds = time.perf_counter() - start if start is not None else self.log.seconds
+        meta = {
+            "kind": "dance-train",
+            "graph": self.net.graph.model_dump_json(exclude_none=True),
+            "config": self.config.to_json(),
+            "net": self.net.hparams,
+            "budgets": {g: self.net.gate(g).keep for g in self.net.groups},
+            "stage": self.log.stage, "step": self.log.step, "seconds": seconds,
+            "history": self.log.history,
+            "optim": opt_meta,
+            "sched1": self.sched1.state_dict(),
+            "sched2": {k: s.state_dict() for k, s in self.scheds2.items()},
+        }
+        save_checkpoint(path, tensors, json.loads(json.dumps(meta, default=_jsonable)))
+
+    def load(self, path: str | Path) -> None:
+        tensors, meta = read_train_checkpoint(path)
+        if set(meta["budgets"]) != set(self.net.groups):
+            raise DanceError(f"{path}: checkpoint was made for other gate groups than this network's")
+        net_state = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
+        try:
+            self.net.load_state_dict(net_state)
+            self.opt1.load_state_dict(unflatten_state(meta["optim"]["opt1"], tensors))
+            for k, o in self.opts2.items():
+                o.load_state_dict(unflatten_state(meta["optim"][f"opt2_{k}"], tensors))
+            self.sched1.load_state_dict(meta["sched1"])
+            for k, s in self.scheds2.items():
+                s.load_state_dict(meta["sched2"][k])
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise DanceError(f"{path}: checkpoint does not match this network/config ({e})") from None
+        for g, keep in meta["budgets"].items():
+            self.net.gate(g).keep = int(keep)
+        torch.set_rng_state(tensors["rng.cpu"])
+        for name, gen in (("aug", self.aug_gen), ("budget", self.budget_gen), ("gate", self.gate_gen)):
+            gen.set_state(tensors[f"rng.{name}"])
+        self.log = DanceLog(meta["stage"], int(meta["step"]), list(meta["history"]), float(meta["seconds"]))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"cannot store {type(value).__name__} in checkpoint metadata")
+
+
+def read_train_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensors and metadata of a ``dance-train`` checkpoint, with clear errors for anything else."""
+    try:
+        tensors, meta = load_checkpoint(path)
+    except NasirError as e:
+        raise DanceError(e.message, e.loc, e.hint) from None
+    need = ("kind", "graph", "config", "net", "budgets", "stage", "step", "seconds", "history", "optim", "sched1", "sched2")
+    if meta.get("kind") != "dance-train" or any(k not in meta for k in need):
+        raise DanceError(f"{path}: not a DANCE training checkpoint")
+    return tensors, meta
+
+
+def network_from_checkpoint(path: str | Path) -> tuple[GatedNetwork, DanceConfig, dict[str, Any]]:
+    """Rebuild the trained ``GatedNetwork`` (graph, weights, budgets) from a training checkpoint."""
+    tensors, meta = read_train_checkpoint(path)
+    try:
+        graph = Graph.model_validate_json(meta["graph"])
+        config = DanceConfig.from_json(meta["config"])
+        hp = dict(meta["net"])
+        hp["lambdas"] = tuple(hp["lambdas"])
+        net = GatedNetwork(graph, **hp)
+    except (ValueError, TypeError, KeyError) as e:
+        raise DanceError(f"{path}: checkpoint metadata is corrupt ({str(e).splitlines()[0]})") from None
+    try:
+        net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+    except RuntimeError as e:
+        raise DanceError(f"{path}: checkpoint weights do not fit its graph ({str(e).splitlines()[0]})") from None
+    for g, keep in meta["budgets"].items():
+        net.gate(g).keep = int(keep)
+    return net, config, meta
+
+
+def finetune(module: nn.Module, data: Data, steps: int, config: DanceConfig, device: str | torch.device = "cpu",
+             progress: bool = True) -> nn.Module:
+    """Cross-entropy fine-tuning of an extracted network (AdamW + OneCycle)."""
+    device = torch.device(device)
+    module = module.to(device)
+    if steps <= 0:
+        return module
+    images, labels = data
+    opt = torch.optim.AdamW(module.parameters(), lr=config.lr_finetune, weight_decay=config.weight_decay)
+    sched = _one_cycle(opt, config.lr_finetune, steps)
+    gen = torch.Generator().manual_seed(config.seed + 3)
+    batches = _batches(images.shape[0], config.batch_size, config.seed * 1000 + 3)
+    module.train()
+    for _ in tqdm(range(steps), desc="dance stage3", disable=not progress, leave=False):
+        idx = next(batches)
+        x = augment(images[idx], gen) if config.augment else images[idx]
+        opt.zero_grad(set_to_none=True)
+        with _autocast(device, config.amp):
+            out = module(x.to(device))
+        loss = F.cross_entropy(out.float(), labels[idx].to(device))
+        loss.backward()
+        nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
+        opt.step()
+        sched.step()
+    module.eval()
+    return module
