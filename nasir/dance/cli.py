@@ -1,0 +1,178 @@
+"""``nasir dance gates|train|extract``: the DANCE driver on the command line.
+
+* ``gates``: compile a space (or IR JSON) with the ``dance-gates`` pass; print the gate groups and
+  optionally write the gated IR;
+* ``train``: stages 1 and 2 on the bundled TinyShapes data, with a resumable checkpoint;
+* ``extract``: stage 3 from a training checkpoint: generate the architecture for a budget (one
+  call per budget, no retraining), extract the physically smaller network, optionally fine-tune,
+  and write its IR, weights (safetensors) and masks.
+
+``register(subparsers)`` is called by ``nasir.cli``. Errors in input (a bad budget, a corrupt
+checkpoint) raise ``DanceError``, which the ``nasir`` CLI prints and maps to exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from nasir.dance.errors import DanceError
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("dance", help="DANCE select gates: insert, train (3 stages), extract pruned subnets")
+    sub = p.add_subparsers(dest="dance_command", required=True, metavar="STEP")
+
+    g = sub.add_parser("gates", help="insert select gates (dance-gates pass) and list the channel groups")
+    _source(g)
+    g.add_argument("--budget", type=float, default=0.5, help="default C_l: fraction in (0, 1] or channel count")
+    g.add_argument("-o", "--output", metavar="FILE", help="write the gated IR as JSON")
+    g.set_defaults(func=cmd_gates)
+
+    t = sub.add_parser("train", help="stages 1-2: pre-train the backbone, then gates and weights jointly")
+    _source(t)
+    t.add_argument("--budget", type=float, default=0.5, help="default C_l of the gates")
+    t.add_argument("--budget-range", metavar="LO,HI", help="train a random global budget per batch from this range")
+    t.add_argument("--stage1-steps", type=int, default=200)
+    t.add_argument("--stage2-steps", type=int, default=200)
+    t.add_argument("--samples", type=int, default=2, help="T architectures sampled per batch")
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--tau", type=float, default=1.0, help="Gumbel-softmax temperature")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--checkpoint", required=True, metavar="FILE", help="safetensors checkpoint (written as it goes)")
+    t.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
+    t.add_argument("--no-progress", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("extract", help="stage 3: generate the subnet for a budget, extract it, fine-tune")
+    e.add_argument("checkpoint", help="a checkpoint written by `nasir dance train`")
+    e.add_argument("--budget", type=float, required=True, help="fraction in (0, 1] or channel count per group")
+    e.add_argument("--method", choices=("dance", "score", "random", "magnitude"), default="dance")
+    e.add_argument("--finetune-steps", type=int, default=0)
+    e.add_argument("--device", default="cpu")
+    e.add_argument("-o", "--output", metavar="FILE", help="write the extracted IR as JSON")
+    e.add_argument("--weights", metavar="FILE", help="write the extracted weights (safetensors)")
+    e.add_argument("--masks-out", metavar="FILE", help="write the masks as JSON (input of the dance-extract pass)")
+    e.add_argument("--no-progress", action="store_true")
+    e.set_defaults(func=cmd_extract)
+
+
+def _source(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", help="a .nas space (or std/NAME.nas), or IR .json (gated or not)")
+    p.add_argument("-D", "--define", action="append", metavar="NAME=VALUE", default=[],
+                   help="override a network parameter, e.g. -D width=16 (repeatable)")
+    p.add_argument("--entry", help="network to compile when the file defines several")
+
+
+def _gated_graph(args: argparse.Namespace, budget: float):
+    from nasir.api import load_graph
+    from nasir.frontends.elaborate import parse_overrides
+    from nasir.ir.nodes import GateNode
+    from nasir.passmanager import PassManager
+
+    graph = load_graph(args.file, args.entry, **parse_overrides(args.define))
+    if any(isinstance(n, GateNode) for _, n, _ in graph.walk()):
+        return graph
+    return PassManager.parse(f"dance-gates{{budget={budget}}}").run(graph)
+
+
+def cmd_gates(args: argparse.Namespace) -> int:
+    from nasir.dance.insert import gate_groups
+    from nasir.io import atomic_write_text
+
+    graph = _gated_graph(args, args.budget)
+    groups = gate_groups(graph)
+    print(f"{graph.name}: {len(groups)} gate groups, {sum(len(g.gates) for g in groups.values())} gates")
+    for name, g in groups.items():
+        keep = round(g.budget * g.channels)
+        print(f"  {name:<28} {g.channels:>5} channels  keep {keep:>5}  gates: {', '.join(g.gates)}")
+    if args.output:
+        atomic_write_text(args.output, graph.to_json() + "\n")
+        print(f"gated IR written to {args.output}")
+    return 0
+
+
+def _range(text: str | None) -> tuple[float, float] | None:
+    if not text:
+        return None
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise DanceError(f"--budget-range expects LO,HI such as 0.4,0.9, got {text!r}") from None
+    return lo, hi
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from nasir.dance.gated import GatedNetwork
+    from nasir.dance.train import DanceConfig, DanceTrainer, accuracy
+    from nasir.datasets import load_tiny
+
+    graph = _gated_graph(args, args.budget)
+    config = DanceConfig(stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps, samples=args.samples,
+                         batch_size=args.batch_size, budget_range=_range(args.budget_range), seed=args.seed)
+    net = GatedNetwork(graph, tau=args.tau, seed=args.seed)
+    trainer = DanceTrainer(net, config, device=args.device, progress=not args.no_progress)
+    log = trainer.train(load_tiny("train"), checkpoint=args.checkpoint, resume=args.resume)
+    test = load_tiny("test")
+    net.set_mode("off")
+    print(f"trained {config.stage1_steps} + {config.stage2_steps} steps in {log.seconds:.1f} s; "
+          f"last loss {log.history[-1]['loss'] if log.history else float('nan'):.3f}; "
+          f"full network test accuracy {accuracy(net, test, device=args.device):.1%}")
+    print(f"checkpoint: {args.checkpoint}")
+    return 0
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    import torch
+
+    from nasir.checkpoint import save_checkpoint
+    from nasir.dance.baselines import masks_for
+    from nasir.dance.gated import count_parameters
+    from nasir.dance.train import accuracy, finetune, network_from_checkpoint, recalibrate_bn
+    from nasir.datasets import load_tiny
+    from nasir.io import atomic_write_text
+
+    net, config, _ = network_from_checkpoint(args.checkpoint)
+    net = net.to(args.device)
+    train, test = load_tiny("train"), load_tiny("test")
+    masks = masks_for(args.method, net, args.budget, data=train[0][:512], generator=torch.Generator().manual_seed(0))
+    graph, module = net.extract(masks)
+    recalibrate_bn(module, train[0], device=args.device)
+    full = count_parameters(net.backbone)
+    print(f"{args.method} subnet at budget {args.budget}: {count_parameters(module):,} of {full:,} parameters "
+          f"({count_parameters(module) / full:.1%}); test accuracy {accuracy(module, test, device=args.device):.1%}")
+    if args.finetune_steps > 0:
+        module = finetune(module, train, args.finetune_steps, config, args.device, progress=not args.no_progress)
+        print(f"after {args.finetune_steps} fine-tuning steps: test accuracy {accuracy(module, test, device=args.device):.1%}")
+    if args.output:
+        atomic_write_text(args.output, graph.to_json() + "\n")
+        print(f"extracted IR written to {args.output}")
+    if args.weights:
+        save_checkpoint(args.weights, dict(module.state_dict()), {"kind": "dance-subnet", "graph": graph.name})
+        print(f"weights written to {args.weights}")
+    if args.masks_out:
+        data = {"masks": {g: [int(v) for v in m.tolist()] for g, m in masks.items()}}
+        atomic_write_text(args.masks_out, json.dumps(data) + "\n")
+        print(f"masks written to {args.masks_out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (``python -m nasir.dance.cli``), same behaviour as ``nasir dance``."""
+    from nasir.diagnostics import NasirError
+
+    parser = argparse.ArgumentParser(prog="nasir")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except NasirError as e:
+        sys.stderr.write(e.render() + "\n")
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
