@@ -1,0 +1,277 @@
+"""Block-wise distillation training of the student supernet (DNA Eq. 5-6).
+
+Block k of the student takes the teacher's block k-1 output and learns to reproduce the teacher's
+block k output; every step trains each cell of the block on one uniformly sampled path (one op
+per layer), as in DNA's Fig. 2. Blocks share nothing, so they train independently: in one process
+one after the other, in worker processes (``workers``), or one share per rank under ``torchrun``.
+
+Determinism and resumption: the mini-batch order of epoch e and the paths of step t are drawn from
+generators seeded by (seed, block, e) and (seed, block, t), and the learning rate is a pure
+function of t. A checkpoint (safetensors: block weights, optimizer state, loss-head weights, JSON
+metadata) therefore holds everything needed to continue, and a run interrupted after its last
+checkpoint and resumed ends bit-for-bit where an uninterrupted run ends (on the same device).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from nasir.dna.errors import DNAError
+from nasir.dna.losses import SelfSupervisedBlockLoss, block_mse
+from nasir.dna.space import Block
+
+_MIX = 1_000_003
+
+
+@dataclass
+class DistillConfig:
+    steps: int = 200
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    #: "mse" (DNA, Eq. 6) or "ssl" (DNA++, Eq. 10 + 11: teacher and student widths may differ)
+    loss: str = "mse"
+    #: save a checkpoint every this many steps (and at the end)
+    checkpoint_every: int = 50
+    ssl_dim: int = 64
+
+    def check(self) -> None:
+        if self.loss not in ("mse", "ssl"):
+            raise DNAError(f"unknown block loss {self.loss!r}; use 'mse' (DNA) or 'ssl' (DNA++)")
+        if self.steps < 0 or self.batch_size < 2 or self.checkpoint_every < 1 or not self.lr > 0:
+            raise DNAError("need steps >= 0, batch_size >= 2, checkpoint_every >= 1 and lr > 0")
+
+
+@dataclass
+class BlockLog:
+    block: int
+    step: int = 0
+    losses: list[float] = field(default_factory=list)
+    resumed_from: int = 0
+
+
+class Interrupted(Exception):
+    """Raised by ``train_block(..., stop_after=n)``: simulates a kill after step n (for tests)."""
+
+
+def _generator(*keys: int) -> torch.Generator:
+    seed = 0
+    for k in keys:
+        seed = (seed * _MIX + int(k)) % (2**63 - 1)
+    return torch.Generator().manual_seed(seed)
+
+
+def batch_indices(n: int, batch_size: int, step: int, seed: int, block: int) -> torch.Tensor:
+    """Sample indices of mini-batch ``step``: epochs are fresh permutations, a pure function of step."""
+    per_epoch = max(1, n // batch_size)
+    epoch, within = divmod(step, per_epoch)
+    perm = torch.randperm(n, generator=_generator(seed, block, epoch, 1))
+    return perm[within * batch_size:(within + 1) * batch_size]
+
+
+def step_paths(block: Block, step: int, seed: int, index: int) -> list[tuple[int, ...]]:
+    """One uniformly sampled op sequence per cell for training step ``step``."""
+    g = _generator(seed, index, step, 2)
+    return [cell.sample(g) for cell in block.cells]
+
+
+def lr_at(config: DistillConfig, step: int) -> float:
+    """Cosine decay from ``lr`` to 0 over ``steps`` (a function of the step alone)."""
+    return config.lr * 0.5 * (1 + math.cos(math.pi * step / max(1, config.steps)))
+
+
+def make_loss(config: DistillConfig, teacher_channels: int, student_channels: int) -> nn.Module | None:
+    if config.loss == "ssl":
+        return SelfSupervisedBlockLoss(teacher_channels, student_channels, dim=config.ssl_dim)
+    return None
+
+
+def _meta(config: DistillConfig, block: Block, index: int, n: int) -> dict:
+    return {"kind": "dna-block", "block": index, "paths": block.size, "samples": n,
+            "config": {k: v for k, v in asdict(config).items() if k != "checkpoint_every"}}
+
+
+def save_block(path: str | Path, block: Block, opt: torch.optim.Optimizer | None, loss_mod: nn.Module | None,
+               meta: dict) -> None:
+    from nasir.checkpoint import flatten_state, save_checkpoint
+
+    tensors = {f"block.{k}": v for k, v in block.state_dict().items()}
+    if loss_mod is not None:
+        tensors.update({f"loss.{k}": v for k, v in loss_mod.state_dict().items()})
+    meta = dict(meta)
+    if opt is not None:
+        meta["optimizer"] = flatten_state("opt", opt.state_dict(), tensors)
+    save_checkpoint(path, tensors, meta)
+
+
+def load_block(path: str | Path, block: Block, loss_mod: nn.Module | None = None,
+               expect: dict | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Load block (and loss-head) weights; returns (metadata, all tensors). Checks ``expect``."""
+    from nasir.checkpoint import load_checkpoint
+    from nasir.diagnostics import NasirError
+
+    try:
+        tensors, meta = load_checkpoint(path)
+    except NasirError as e:
+        raise DNAError(e.message) from None
+    if meta.get("kind") != "dna-block":
+        raise DNAError(f"{path}: not a DNA block checkpoint")
+    for key, value in (expect or {}).items():
+        if meta.get(key) != value:
+            raise DNAError(f"{path}: checkpoint has {key}={meta.get(key)!r}, this run has {value!r}",
+                           hint="use another checkpoint directory, or delete the stale checkpoint")
+    for prefix, mod in (("block.", block), ("loss.", loss_mod)):
+        if mod is None:
+            continue
+        state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        try:
+            mod.load_state_dict(state)
+        except RuntimeError as e:
+            raise DNAError(f"{path}: weights do not fit this block ({str(e).splitlines()[0]})") from None
+    return meta, tensors
+
+
+def train_block(block: Block, inputs: torch.Tensor, targets: torch.Tensor, config: DistillConfig, index: int = 0,
+                checkpoint: str | Path | None = None, resume: bool = True, device: str | torch.device = "cpu",
+                progress: bool = False, stop_after: int | None = None) -> BlockLog:
+    """Distill ``block`` on teacher features ``inputs`` (block k-1 output) -> ``targets`` (block k).
+
+    With ``checkpoint`` and ``resume``, an existing checkpoint of the same run continues it (a
+    finished one returns at once). Returns the per-step losses of the steps run in this call.
+    """
+    from nasir.checkpoint import unflatten_state
+
+    config.check()
+    n = inputs.shape[0]
+    if targets.shape[0] != n:
+        raise DNAError(f"block {index}: {n} inputs but {targets.shape[0]} targets")
+    if n < config.batch_size:
+        raise DNAError(f"block {index}: {n} samples is fewer than one batch of {config.batch_size}")
+    block.to(device).train()
+    out_channels = _out_channels(block, inputs[:2].to(device))
+    loss_mod = make_loss(config, targets.shape[1], out_channels)
+    if loss_mod is None and out_channels != targets.shape[1]:
+        raise DNAError(f"block {index}: student cells output {out_channels} channels, the teacher block {targets.shape[1]}",
+                       hint="use the DNA++ loss (loss='ssl') when teacher and student widths differ")
+    if loss_mod is not None:
+        loss_mod.to(device).train()
+    params = list(block.parameters()) + (list(loss_mod.parameters()) if loss_mod is not None else [])
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    meta = _meta(config, block, index, n)
+    log = BlockLog(index)
+    if checkpoint is not None and resume and Path(checkpoint).is_file():
+        saved, tensors = load_block(checkpoint, block, loss_mod,
+                                    expect={k: meta[k] for k in ("block", "paths", "samples", "config")})
+        if "optimizer" in saved:
+            opt.load_state_dict(unflatten_state(saved["optimizer"], tensors))
+        log.step = log.resumed_from = int(saved.get("step", 0))
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.steps, initial=log.step, desc=f"block {index + 1}", position=index, leave=True,
+                   dynamic_ncols=True)
+    try:
+        while log.step < config.steps:
+            t = log.step
+            idx = batch_indices(n, config.batch_size, t, config.seed, index)
+            x, y = inputs[idx].to(device), targets[idx].to(device)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(config, t)
+            opt.zero_grad(set_to_none=True)
+            loss = torch.zeros((), device=device)
+            for ci, ops in enumerate(step_paths(block, t, config.seed, index)):
+                out = block.cells[ci](x, ops)
+                loss = loss + (loss_mod(out, y) if loss_mod is not None else block_mse(out, y))
+            loss.backward()
+            opt.step()
+            log.step = t + 1
+            log.losses.append(float(loss.detach()))
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{log.losses[-1]:.4f}")
+            if checkpoint is not None and (log.step % config.checkpoint_every == 0 or log.step == config.steps):
+                save_block(checkpoint, block, opt, loss_mod, {**meta, "step": log.step})
+            if stop_after is not None and log.step >= stop_after and log.step < config.steps:
+                raise Interrupted(f"stopped after step {log.step}")
+    finally:
+        if bar is not None:
+            bar.close()
+    if checkpoint is not None and log.step == config.steps and not Path(checkpoint).is_file():
+        save_block(checkpoint, block, opt, loss_mod, {**meta, "step": log.step})
+    block.eval()
+    return log
+
+
+@torch.no_grad()
+def _out_channels(block: Block, x: torch.Tensor) -> int:
+    was = block.training
+    block.eval()
+    chans = {int(block.cells[ci](x, next(iter(cell.ops()))).shape[1]) for ci, cell in enumerate(block.cells)}
+    block.train(was)
+    if len(chans) != 1:
+        raise DNAError(f"the cells of a block disagree on their output width: {sorted(chans)}")
+    return chans.pop()
+
+
+# -- many blocks ---------------------------------------------------------------------------------
+def block_checkpoint(directory: str | Path, index: int) -> Path:
+    return Path(directory) / f"block{index + 1}.safetensors"
+
+
+def rank_share(n_blocks: int) -> list[int]:
+    """Blocks this process trains: all of them, or its share under torchrun (RANK/WORLD_SIZE)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    return list(range(rank, n_blocks, world))
+
+
+def _worker(args: tuple) -> tuple[int, list[float], int]:
+    block, inputs, targets, config, index, ckpt, device, threads = args
+    torch.set_num_threads(threads)
+    log = train_block(block, inputs, targets, config, index, checkpoint=ckpt, device=device)
+    return index, log.losses, log.resumed_from
+
+
+def train_blocks(blocks: Sequence[Block], features: Sequence[torch.Tensor], config: DistillConfig,
+                 checkpoint_dir: str | Path | None = None, workers: int = 1, device: str | torch.device = "cpu",
+                 progress: bool = False, only: Sequence[int] | None = None) -> list[BlockLog]:
+    """Train every block (``features`` = [input, teacher block 1 out, ..., block N out]).
+
+    ``workers > 1`` trains blocks in that many processes (each writes its block's checkpoint,
+    which the parent then loads, so ``checkpoint_dir`` is required). Under torchrun each rank
+    trains ``rank_share`` unless ``only`` says which blocks to train.
+    """
+    if len(features) != len(blocks) + 1:
+        raise DNAError(f"{len(blocks)} blocks need {len(blocks) + 1} feature tensors, got {len(features)}")
+    todo = list(only) if only is not None else rank_share(len(blocks))
+    ckpts = {k: block_checkpoint(checkpoint_dir, k) if checkpoint_dir is not None else None for k in todo}
+    if checkpoint_dir is not None:
+        Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
+    logs: list[BlockLog] = []
+    if workers <= 1 or len(todo) <= 1:
+        for k in todo:
+            logs.append(train_block(blocks[k], features[k], features[k + 1], config, k, ckpts[k], device=device,
+                                    progress=progress))
+        return logs
+    if checkpoint_dir is None:
+        raise DNAError("parallel block training (workers > 1) needs a checkpoint directory")
+    import multiprocessing as mp
+
+    threads = max(1, torch.get_num_threads() // workers)
+    jobs = [(blocks[k], features[k], features[k + 1], config, k, ckpts[k], device, threads) for k in todo]
+    with mp.get_context("spawn").Pool(min(workers, len(todo))) as pool:
+        results = pool.map(_worker, jobs, chunksize=1)
+    for index, losses, resumed in sorted(results):
+        load_block(ckpts[index], blocks[index])
+        blocks[index].eval()
+        logs.append(BlockLog(index, config.steps, losses, resumed))
+    return logs
