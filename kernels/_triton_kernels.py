@@ -1,0 +1,318 @@
+"""Triton kernels of the merged convolution (imported lazily by :mod:`nasir.kernels.triton_conv`).
+
+Candidates are passed in up to ``MAX_CAND`` fixed slots: one pointer per candidate kernel (``k0`` ..
+``k7``) and, per slot, compile-time constants ``S`` (size), ``D`` (dilation), ``O`` (offset of its
+first tap inside the merged K x K footprint), ``M`` (bit mask over the K*K taps it covers: bit
+``ky*K+kx``) and ``N`` (standardize it or not).  Unused slots have ``M = 0`` and point at slot 0.
+Fixed slots keep each configuration one compiled kernel without a device-side table, and let the
+depthwise kernels unroll exactly the taps some candidate covers (41 of the 81 taps of the DARTS
+9x9 merge) with each merged weight rebuilt from the candidates in registers.
+
+Kept in its own module because ``triton.jit`` decides between compiling and interpreting when it
+decorates; :mod:`triton_conv` loads a second copy of this file for ``TRITON_INTERPRET=1``.
+"""
+
+import triton
+import triton.language as tl
+
+MAX_CAND = 8
+
+
+@triton.jit
+def _dw_coef(kp, wp, c, I: tl.constexpr, S: tl.constexpr, NORM: tl.constexpr, eps, SSB: tl.constexpr):
+    """Scalars (a, b) with w_i * N(k_i)[c, t] = a * k_i[c, t] + b, N the per-channel standardization."""
+    w = tl.load(wp + I).to(tl.float32)
+    if NORM:
+        offs = tl.arange(0, SSB)
+        m = offs < S * S
+        k = tl.load(kp + c * (S * S) + offs, mask=m, other=0.0).to(tl.float32)
+        mean = tl.sum(k, axis=0) / (S * S)
+        u = tl.where(m, k - mean, 0.0)
+        std = tl.sqrt(tl.sum(u * u, axis=0) / (S * S))
+        a = w / (std + eps)
+        b = -a * mean
+    else:
+        a = w
+        b = w * 0.0
+    return a, b
+
+
+@triton.jit
+def _dw_tap(wt, kp, c, a, b, KY: tl.constexpr, KX: tl.constexpr, K: tl.constexpr, S: tl.constexpr, D: tl.constexpr,
+            O: tl.constexpr, M: tl.constexpr):
+    """Add candidate's contribution to the merged weight at tap (KY, KX) if the candidate covers it."""
+    if (M >> (KY * K + KX)) & 1:
+        wt = wt + tl.load(kp + c * (S * S) + ((KY - O) // D) * S + (KX - O) // D).to(tl.float32) * a + b
+    return wt
+
+
+@triton.jit
+def dw_conv_kernel(
+    src, dst, wp,
+    k0, k1, k2, k3, k4, k5, k6, k7,
+    C, H_src, W_src, H_dst, W_dst, eps,
+    STRIDE: tl.constexpr, PAD: tl.constexpr, K: tl.constexpr, LIVE: tl.constexpr, SSB: tl.constexpr,
+    S0: tl.constexpr, S1: tl.constexpr, S2: tl.constexpr, S3: tl.constexpr,
+    S4: tl.constexpr, S5: tl.constexpr, S6: tl.constexpr, S7: tl.constexpr,
+    D0: tl.constexpr, D1: tl.constexpr, D2: tl.constexpr, D3: tl.constexpr,
+    D4: tl.constexpr, D5: tl.constexpr, D6: tl.constexpr, D7: tl.constexpr,
+    O0: tl.constexpr, O1: tl.constexpr, O2: tl.constexpr, O3: tl.constexpr,
+    O4: tl.constexpr, O5: tl.constexpr, O6: tl.constexpr, O7: tl.constexpr,
+    M0: tl.constexpr, M1: tl.constexpr, M2: tl.constexpr, M3: tl.constexpr,
+    M4: tl.constexpr, M5: tl.constexpr, M6: tl.constexpr, M7: tl.constexpr,
+    N0: tl.constexpr, N1: tl.constexpr, N2: tl.constexpr, N3: tl.constexpr,
+    N4: tl.constexpr, N5: tl.constexpr, N6: tl.constexpr, N7: tl.constexpr,
+    BH: tl.constexpr, BW: tl.constexpr, TRANSPOSE: tl.constexpr,
+):
+    """Direct depthwise convolution with the merged kernel built in the prologue.
+
+    Forward (TRANSPOSE=0): dst[n, c] = conv(src[n, c], W_c, stride, pad).  Input gradient
+    (TRANSPOSE=1): dst = grad_input from src = grad_output, i.e. the transposed convolution.
+    Grid: (N*C, spatial tiles of dst).  Accumulates in fp32 whatever the storage dtype.
+    """
+    pid = tl.program_id(0)
+    pt = tl.program_id(1)
+    c = pid % C
+    a0, b0 = _dw_coef(k0, wp, c, 0, S0, N0, eps, SSB)
+    a1, b1 = a0, b0
+    a2, b2 = a0, b0
+    a3, b3 = a0, b0
+    a4, b4 = a0, b0
+    a5, b5 = a0, b0
+    a6, b6 = a0, b0
+    a7, b7 = a0, b0
+    if M1 != 0:
+        a1, b1 = _dw_coef(k1, wp, c, 1, S1, N1, eps, SSB)
+    if M2 != 0:
+        a2, b2 = _dw_coef(k2, wp, c, 2, S2, N2, eps, SSB)
+    if M3 != 0:
+        a3, b3 = _dw_coef(k3, wp, c, 3, S3, N3, eps, SSB)
+    if M4 != 0:
+        a4, b4 = _dw_coef(k4, wp, c, 4, S4, N4, eps, SSB)
+    if M5 != 0:
+        a5, b5 = _dw_coef(k5, wp, c, 5, S5, N5, eps, SSB)
+    if M6 != 0:
+        a6, b6 = _dw_coef(k6, wp, c, 6, S6, N6, eps, SSB)
+    if M7 != 0:
+        a7, b7 = _dw_coef(k7, wp, c, 7, S7, N7, eps, SSB)
+
+    n_tw = tl.cdiv(W_dst, BW)
+    r = (pt // n_tw) * BH + tl.arange(0, BH)[:, None]
+    q = (pt % n_tw) * BW + tl.arange(0, BW)[None, :]
+    sbase = src + pid.to(tl.int64) * H_src * W_src
+    acc = tl.zeros([BH, BW], dtype=tl.float32)
+    for ky in tl.static_range(K):
+        for kx in tl.static_range(K):
+            if (LIVE >> (ky * K + kx)) & 1:
+                wt = a0 * 0.0
+                wt = _dw_tap(wt, k0, c, a0, b0, ky, kx, K, S0, D0, O0, M0)
+                wt = _dw_tap(wt, k1, c, a1, b1, ky, kx, K, S1, D1, O1, M1)
+                wt = _dw_tap(wt, k2, c, a2, b2, ky, kx, K, S2, D2, O2, M2)
+                wt = _dw_tap(wt, k3, c, a3, b3, ky, kx, K, S3, D3, O3, M3)
+                wt = _dw_tap(wt, k4, c, a4, b4, ky, kx, K, S4, D4, O4, M4)
+                wt = _dw_tap(wt, k5, c, a5, b5, ky, kx, K, S5, D5, O5, M5)
+                wt = _dw_tap(wt, k6, c, a6, b6, ky, kx, K, S6, D6, O6, M6)
+                wt = _dw_tap(wt, k7, c, a7, b7, ky, kx, K, S7, D7, O7, M7)
+                if TRANSPOSE:
+                    ty = r + (PAD - ky)
+                    tx = q + (PAD - kx)
+                    if STRIDE == 1:
+                        iy = ty
+                        ix = tx
+                        m = (ty >= 0) & (ty < H_src) & (tx >= 0) & (tx < W_src)
+                    else:
+                        iy = ty // STRIDE
+                        ix = tx // STRIDE
+                        my = (ty >= 0) & (ty % STRIDE == 0) & (iy < H_src)
+                        mx = (tx >= 0) & (tx % STRIDE == 0) & (ix < W_src)
+                        m = my & mx
+                else:
+                    iy = r * STRIDE + (ky - PAD)
+                    ix = q * STRIDE + (kx - PAD)
+                    m = (iy >= 0) & (iy < H_src) & (ix >= 0) & (ix < W_src)
+                v = tl.load(sbase + iy * W_src + ix, mask=m, other=0.0)
+                acc += v.to(tl.float32) * wt
+    dbase = dst + pid.to(tl.int64) * H_dst * W_dst
+    tl.store(dbase + r * W_dst + q, acc.to(dst.dtype.element_ty), mask=(r < H_dst) & (q < W_dst))
+
+
+@triton.jit
+def dw_wgrad_kernel(
+    x, gy, part, taps,
+    N, C, H, W, HO, WO, NSPLIT, NT,
+    STRIDE: tl.constexpr, PAD: tl.constexpr, K: tl.constexpr, TB: tl.constexpr, BP: tl.constexpr,
+):
+    """Partial gradient of the merged depthwise kernel: part[split, c, t] = sum over the split's
+    images and all pixels of grad_out * shifted input, for the NT live taps listed in ``taps``
+    (tap index ky*K+kx).  The [TB, BP] accumulator keeps every live tap's products in registers
+    across images so the cross-thread reduction happens once per program, not once per tap.
+    """
+    c = tl.program_id(0)
+    sp = tl.program_id(1)
+    ti = tl.arange(0, TB)
+    tm = ti < NT
+    tap = tl.load(taps + ti, mask=tm, other=0)
+    dy = (tap // K - PAD)[:, None]
+    dx = (tap % K - PAD)[:, None]
+    acc = tl.zeros([TB, BP], dtype=tl.float32)
+    npix = HO * WO
+    for n in range(sp, N, NSPLIT):
+        xb = x + (n * C + c).to(tl.int64) * H * W
+        gb = gy + (n * C + c).to(tl.int64) * npix
+        for p0 in range(0, npix, BP):
+            p = p0 + tl.arange(0, BP)
+            pm = p < npix
+            oh = (p // WO)[None, :]
+            ow = (p % WO)[None, :]
+            g = tl.load(gb + p, mask=pm, other=0.0).to(tl.float32)
+            iy = oh * STRIDE + dy
+            ix = ow * STRIDE + dx
+            m = tm[:, None] & pm[None, :] & (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
+            v = tl.load(xb + iy * W + ix, mask=m, other=0.0).to(tl.float32)
+            acc += v * g[None, :]
+    s = tl.sum(acc, axis=1)
+    tl.store(part + (sp * C + c) * (K * K) + tap, s, mask=tm)
+
+
+@triton.jit
+def _dw_bwd_cand(part, NSPLIT, C, c, kp, gkp, wp, gwp, I: tl.constexpr, K: tl.constexpr, S: tl.constexpr,
+                 D: tl.constexpr, O: tl.constexpr, NORM: tl.constexpr, eps, SSB: tl.constexpr, NSB: tl.constexpr,
+                 MAXC: tl.constexpr):
+    offs = tl.arange(0, SSB)
+    m = offs < S * S
+    t = (O + (offs // S) * D) * K + O + (offs % S) * D
+    sp = tl.arange(0, NSB)[:, None]
+    g = tl.sum(tl.load(part + (sp * C + c) * (K * K) + t[None, :], mask=(sp < NSPLIT) & m[None, :], other=0.0), axis=0)
+    k = tl.load(kp + c * (S * S) + offs, mask=m, other=0.0).to(tl.float32)
+    w = tl.load(wp + I).to(tl.float32)
+    if NORM:
+        mean = tl.sum(k, axis=0) / (S * S)
+        u = tl.where(m, k - mean, 0.0)
+        sigma = tl.sqrt(tl.sum(u * u, axis=0) / (S * S))
+        rr = 1.0 / (sigma + eps)
+        gw = tl.sum(g * u, axis=0) * rr
+        gz = w * g
+        gm = tl.sum(gz, axis=0) / (S * S)
+        gu = tl.sum(gz * u, axis=0) / (S * S)
+        coef = tl.where(sigma > 0, rr * rr * gu / tl.where(sigma > 0, sigma, 1.0), 0.0)
+        gk = rr * (gz - gm) - coef * u
+    else:
+        gw = tl.sum(g * k, axis=0)
+        gk = w * g
+    tl.store(gkp + c * (S * S) + offs, gk.to(gkp.dtype.element_ty), mask=m)
+    tl.store(gwp + c * MAXC + I, gw)
+
+
+@triton.jit
+def dw_bwd_prep_kernel(
+    part, wp, gwp,
+    k0, k1, k2, k3, k4, k5, k6, k7,
+    g0, g1, g2, g3, g4, g5, g6, g7,
+    C, NSPLIT, eps,
+    K: tl.constexpr, NC: tl.constexpr, SSB: tl.constexpr, NSB: tl.constexpr, MAXC: tl.constexpr,
+    S0: tl.constexpr, S1: tl.constexpr, S2: tl.constexpr, S3: tl.constexpr,
+    S4: tl.constexpr, S5: tl.constexpr, S6: tl.constexpr, S7: tl.constexpr,
+    D0: tl.constexpr, D1: tl.constexpr, D2: tl.constexpr, D3: tl.constexpr,
+    D4: tl.constexpr, D5: tl.constexpr, D6: tl.constexpr, D7: tl.constexpr,
+    O0: tl.constexpr, O1: tl.constexpr, O2: tl.constexpr, O3: tl.constexpr,
+    O4: tl.constexpr, O5: tl.constexpr, O6: tl.constexpr, O7: tl.constexpr,
+    N0: tl.constexpr, N1: tl.constexpr, N2: tl.constexpr, N3: tl.constexpr,
+    N4: tl.constexpr, N5: tl.constexpr, N6: tl.constexpr, N7: tl.constexpr,
+):
+    """Per channel: reduce the wgrad partials and push them through merge and standardization to
+    every candidate kernel (gk_i[c]) and to the weights (gwp[c, i], summed over c by the caller)."""
+    c = tl.program_id(0)
+    _dw_bwd_cand(part, NSPLIT, C, c, k0, g0, wp, gwp, 0, K, S0, D0, O0, N0, eps, SSB, NSB, MAXC)
+    if NC > 1:
+        _dw_bwd_cand(part, NSPLIT, C, c, k1, g1, wp, gwp, 1, K, S1, D1, O1, N1, eps, SSB, NSB, MAXC)
+    if NC > 2:
+        _dw_bwd_cand(part, NSPLIT, C, c, k2, g2, wp, gwp, 2, K, S2, D2, O2, N2, eps, SSB, NSB, MAXC)
+    if NC > 3:
+        _dw_bwd_cand(part, NSPLIT, C, c, k3, g3, wp, gwp, 3, K, S3, D3, O3, N3, eps, SSB, NSB, MAXC)
+    if NC > 4:
+        _dw_bwd_cand(part, NSPLIT, C, c, k4, g4, wp, gwp, 4, K, S4, D4, O4, N4, eps, SSB, NSB, MAXC)
+    if NC > 5:
+        _dw_bwd_cand(part, NSPLIT, C, c, k5, g5, wp, gwp, 5, K, S5, D5, O5, N5, eps, SSB, NSB, MAXC)
+    if NC > 6:
+        _dw_bwd_cand(part, NSPLIT, C, c, k6, g6, wp, gwp, 6, K, S6, D6, O6, N6, eps, SSB, NSB, MAXC)
+    if NC > 7:
+        _dw_bwd_cand(part, NSPLIT, C, c, k7, g7, wp, gwp, 7, K, S7, D7, O7, N7, eps, SSB, NSB, MAXC)
+
+
+@triton.jit
+def _prep_cand(acc, kp, pp, wp, o, ci, ky, kx, CIG, I: tl.constexpr, S: tl.constexpr, D: tl.constexpr,
+               O: tl.constexpr, NORM: tl.constexpr, PW: tl.constexpr, eps):
+    """acc[ci, tap] += w_i * E(N(k_i))[o] (plain) or w_i * N(PW_i)[o, ci] * E(N(DW_i))[ci] (factorized)."""
+    ry = ky - O
+    rx = kx - O
+    on = (ry >= 0) & (rx >= 0) & (ry % D == 0) & (rx % D == 0) & (ry < D * S) & (rx < D * S) & (ci < CIG)
+    src = (ry // D) * S + rx // D
+    w = tl.load(wp + I).to(tl.float32)
+    if PW:
+        v = tl.load(kp + ci * (S * S) + src, mask=on, other=0.0).to(tl.float32)
+        if NORM:
+            mean = tl.sum(v, axis=1) / (S * S)
+            u = tl.where(on, v - mean[:, None], 0.0)
+            std = tl.sqrt(tl.sum(u * u, axis=1) / (S * S))
+            v = u / (std + eps)[:, None]
+        cm = ci < CIG
+        p = tl.load(pp + o * CIG + ci, mask=cm, other=0.0).to(tl.float32)
+        if NORM:
+            pmean = tl.sum(p, axis=0) / CIG
+            pu = tl.where(cm, p - pmean, 0.0)
+            pstd = tl.sqrt(tl.sum(pu * pu, axis=0) / CIG)
+            p = pu / (pstd + eps)
+        acc += w * p * v
+    else:
+        v = tl.load(kp + (o * CIG + ci) * (S * S) + src, mask=on, other=0.0).to(tl.float32)
+        if NORM:
+            cnt = CIG * S * S
+            mean = tl.sum(tl.sum(v, axis=1), axis=0) / cnt
+            u = tl.where(on, v - mean, 0.0)
+            std = tl.sqrt(tl.sum(tl.sum(u * u, axis=1), axis=0) / cnt)
+            v = u / (std + eps)
+        acc += w * v
+    return acc
+
+
+@triton.jit
+def prep_kernel(
+    out, wp,
+    k0, k1, k2, k3, k4, k5, k6, k7,
+    p0, p1, p2, p3, p4, p5, p6, p7,
+    CIG, eps,
+    K: tl.constexpr, NC: tl.constexpr, PW: tl.constexpr, CB: tl.constexpr, KKB: tl.constexpr,
+    S0: tl.constexpr, S1: tl.constexpr, S2: tl.constexpr, S3: tl.constexpr,
+    S4: tl.constexpr, S5: tl.constexpr, S6: tl.constexpr, S7: tl.constexpr,
+    D0: tl.constexpr, D1: tl.constexpr, D2: tl.constexpr, D3: tl.constexpr,
+    D4: tl.constexpr, D5: tl.constexpr, D6: tl.constexpr, D7: tl.constexpr,
+    O0: tl.constexpr, O1: tl.constexpr, O2: tl.constexpr, O3: tl.constexpr,
+    O4: tl.constexpr, O5: tl.constexpr, O6: tl.constexpr, O7: tl.constexpr,
+    N0: tl.constexpr, N1: tl.constexpr, N2: tl.constexpr, N3: tl.constexpr,
+    N4: tl.constexpr, N5: tl.constexpr, N6: tl.constexpr, N7: tl.constexpr,
+):
+    """Weight prep for the dense/grouped path: out[o] = merged (optionally standardized) filter o,
+    written in out's dtype for cuDNN.  One program per output filter, the whole [C_in/g, K*K]
+    filter in one [CB, KKB] tile (the caller falls back to the reference beyond that size)."""
+    o = tl.program_id(0)
+    ci = tl.arange(0, CB)[:, None]
+    t = tl.arange(0, KKB)[None, :]
+    ky = t // K
+    kx = t % K
+    acc = tl.zeros([CB, KKB], dtype=tl.float32)
+    acc = _prep_cand(acc, k0, p0, wp, o, ci, ky, kx, CIG, 0, S0, D0, O0, N0, PW, eps)
+    if NC > 1:
+        acc = _prep_cand(acc, k1, p1, wp, o, ci, ky, kx, CIG, 1, S1, D1, O1, N1, PW, eps)
+    if NC > 2:
+        acc = _prep_cand(acc, k2, p2, wp, o, ci, ky, kx, CIG, 2, S2, D2, O2, N2, PW, eps)
+    if NC > 3:
+        acc = _prep_cand(acc, k3, p3, wp, o, ci, ky, kx, CIG, 3, S3, D3, O3, N3, PW, eps)
+    if NC > 4:
+        acc = _prep_cand(acc, k4, p4, wp, o, ci, ky, kx, CIG, 4, S4, D4, O4, N4, PW, eps)
+    if NC > 5:
+        acc = _prep_cand(acc, k5, p5, wp, o, ci, ky, kx, CIG, 5, S5, D5, O5, N5, PW, eps)
+    if NC > 6:
+        acc = _prep_cand(acc, k6, p6, wp, o, ci, ky, kx, CIG, 6, S6, D6, O6, N6, PW, eps)
+    if NC > 7:
+        acc = _prep_cand(acc, k7, p7, wp, o, ci, ky, kx, CIG, 7, S7, D7, O7, N7, PW, eps)
+    tl.store(out + (o * CIG + ci) * (K * K) + t, acc.to(out.dtype.element_ty), mask=(ci < CIG) & (t < K * K))

@@ -1,0 +1,287 @@
+"""Launchers of the Triton merged-convolution kernels.
+
+Importing this module does not import Triton; the kernels module is loaded on first use, so
+``nasir.kernels`` works on machines without Triton or a GPU.  Under ``TRITON_INTERPRET=1`` the
+same launchers run the kernels in Triton's interpreter on CPU tensors (how CI tests them).
+
+Two paths:
+- depthwise (groups == C_in == C_k, no pointwise): direct Triton kernels for forward, input
+  gradient and kernel gradient; the merged (normalized) kernel is never materialized.
+- everything else (dense, grouped, factorized depthwise->pointwise): a Triton weight-prep kernel
+  builds the merged kernel and cuDNN does the convolution (forward and both gradients); the
+  merge backward is the explicit torch formula of :mod:`nasir.kernels.reference`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from nasir.kernels import reference as ref
+
+MAX_CAND = 8
+_MODS: dict[bool, object] = {}
+
+
+def interpreting() -> bool:
+    """True when Triton would interpret instead of compile (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+
+
+def available() -> bool:
+    """Whether Triton can be imported at all."""
+    return importlib.util.find_spec("triton") is not None
+
+
+def _kmod():
+    """The kernels module, compiled or interpreted according to TRITON_INTERPRET *now*.
+
+    ``triton.jit`` fixes the choice when it decorates, so the interpreted kernels are a second
+    copy of the same file loaded under another module name.
+    """
+    interp = interpreting()
+    mod = _MODS.get(interp)
+    if mod is None:
+        if not interp:
+            from nasir.kernels import _triton_kernels as mod
+        else:
+            path = os.path.join(os.path.dirname(__file__), "_triton_kernels.py")
+            name = "nasir.kernels._triton_kernels_interpreted"
+            spec = importlib.util.spec_from_file_location(name, path)
+            mod = importlib.util.module_from_spec(spec)
+            sys.modules[name] = mod
+            spec.loader.exec_module(mod)
+        _MODS[interp] = mod
+    return mod
+
+
+def _launch(kernel):
+    """``wrap_triton`` so torch.compile/export trace the launch; the interpreter needs the raw kernel."""
+    if interpreting():
+        return kernel
+    return torch.library.wrap_triton(kernel)
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Compile-time description of a candidate set (sizes, dilations, offsets, tap masks)."""
+
+    K: int
+    sizes: tuple[int, ...]
+    dilations: tuple[int, ...]
+    norms: tuple[bool, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.sizes)
+
+    def offsets(self) -> tuple[int, ...]:
+        return tuple((self.K - (d * (s - 1) + 1)) // 2 for s, d in zip(self.sizes, self.dilations))
+
+    def masks(self) -> tuple[int, ...]:
+        out = []
+        for s, d, o in zip(self.sizes, self.dilations, self.offsets()):
+            m = 0
+            for iy in range(s):
+                for ix in range(s):
+                    m |= 1 << ((o + iy * d) * self.K + o + ix * d)
+            out.append(m)
+        return tuple(out)
+
+    def live(self) -> int:
+        m = 0
+        for x in self.masks():
+            m |= x
+        return m
+
+    def live_taps(self) -> list[int]:
+        live = self.live()
+        return [t for t in range(self.K * self.K) if (live >> t) & 1]
+
+    def slot_kwargs(self, with_masks: bool = True) -> dict:
+        """S*, D*, O*, (M*), N* constexprs for all MAX_CAND slots (unused slots: mask 0)."""
+        kw = {}
+        offs, masks = self.offsets(), self.masks()
+        for j in range(MAX_CAND):
+            used = j < self.n
+            kw[f"S{j}"] = self.sizes[j] if used else 1
+            kw[f"D{j}"] = self.dilations[j] if used else 1
+            kw[f"O{j}"] = offs[j] if used else 0
+            if with_masks:
+                kw[f"M{j}"] = masks[j] if used else 0
+            kw[f"N{j}"] = bool(self.norms[j]) if used else False
+        return kw
+
+
+def make_plan(kernels: Sequence[Tensor], dilations: Sequence[int], normalize: bool,
+              normalize_mask: Sequence[bool] | None) -> Plan:
+    sizes = tuple(int(k.shape[-1]) for k in kernels)
+    dil = tuple(int(d) for d in dilations)
+    return Plan(ref.footprint(sizes, dil), sizes, dil, tuple(ref._mask(len(sizes), normalize, normalize_mask)))
+
+
+def _slots(tensors: Sequence[Tensor]) -> list[Tensor]:
+    ts = list(tensors)
+    return ts + [ts[0]] * (MAX_CAND - len(ts))
+
+
+def is_depthwise(x: Tensor, kernels: Sequence[Tensor], groups: int, pointwise) -> bool:
+    c = x.shape[1]
+    return pointwise is None and groups == c and kernels[0].shape[0] == c and kernels[0].shape[1] == 1
+
+
+def supported(x: Tensor, kernels: Sequence[Tensor], dilations: Sequence[int], groups: int, pointwise) -> bool:
+    """Shapes the Triton path handles; the op falls back to the reference otherwise.
+
+    More than MAX_CAND candidates, or a dense filter too large for the one-tile prep kernel
+    (C_in/groups * K*K over 64K elements), go to the reference.
+    """
+    if len(kernels) > MAX_CAND or x.dim() != 4:
+        return False
+    if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        return False
+    if is_depthwise(x, kernels, groups, pointwise):
+        return True
+    cig = pointwise[0].shape[1] if pointwise is not None else kernels[0].shape[1]
+    K = ref.footprint([int(k.shape[-1]) for k in kernels], [int(d) for d in dilations])
+    return _pow2(cig) * _pow2(K * K) <= 65536
+
+
+def _out_hw(h: int, w: int, K: int, stride: int) -> tuple[int, int]:
+    p = K // 2
+    return (h + 2 * p - K) // stride + 1, (w + 2 * p - K) // stride + 1
+
+
+def _tile(h: int, w: int, bh: int | None, bw: int | None) -> tuple[int, int]:
+    bw = bw or min(_pow2(w), 64)
+    bh = bh or min(_pow2(h), max(1, 1024 // bw))
+    return bh, bw
+
+
+# ---------------------------------------------------------------- depthwise path
+
+
+def dw_forward(x: Tensor, kernels: Sequence[Tensor], dilations: Sequence[int], weights: Tensor, stride: int,
+               normalize: bool, normalize_mask, eps: float, *, num_warps: int = 4, block: tuple | None = None) -> Tensor:
+    """Depthwise merged convolution: one Triton launch, merged weights rebuilt per program."""
+    km = _kmod()
+    plan = make_plan(kernels, dilations, normalize, normalize_mask)
+    N, C, H, W = x.shape
+    HO, WO = _out_hw(H, W, plan.K, stride)
+    x = x.contiguous()
+    y = torch.empty((N, C, HO, WO), device=x.device, dtype=x.dtype)
+    bh, bw = _tile(HO, WO, *(block or (None, None)))
+    grid = (N * C, triton_cdiv(HO, bh) * triton_cdiv(WO, bw))
+    ks = [k.contiguous() for k in kernels]
+    _launch(km.dw_conv_kernel)[grid](
+        x, y, weights.contiguous(), *_slots(ks), C, H, W, HO, WO, eps,
+        STRIDE=stride, PAD=plan.K // 2, K=plan.K, LIVE=plan.live(), SSB=_pow2(max(plan.sizes) ** 2),
+        **plan.slot_kwargs(), BH=bh, BW=bw, TRANSPOSE=False, num_warps=num_warps)
+    return y
+
+
+def triton_cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def dw_backward(grad: Tensor, x: Tensor, kernels: Sequence[Tensor], dilations: Sequence[int], weights: Tensor,
+                stride: int, normalize: bool, normalize_mask, eps: float, *, num_warps: int = 4,
+                block: tuple | None = None, nsplit: int | None = None, bp: int | None = None):
+    """(grad_x, [grad_k_i], grad_weights) of the depthwise merged convolution; three launches."""
+    km = _kmod()
+    plan = make_plan(kernels, dilations, normalize, normalize_mask)
+    N, C, H, W = x.shape
+    HO, WO = grad.shape[-2:]
+    x = x.contiguous()
+    grad = grad.contiguous()
+    ks = [k.contiguous() for k in kernels]
+    w = weights.contiguous()
+    # input gradient: transposed direct convolution
+    gx = torch.empty_like(x)
+    bh, bw = _tile(H, W, *(block or (None, None)))
+    _launch(km.dw_conv_kernel)[(N * C, triton_cdiv(H, bh) * triton_cdiv(W, bw))](
+        grad, gx, w, *_slots(ks), C, HO, WO, H, W, eps,
+        STRIDE=stride, PAD=plan.K // 2, K=plan.K, LIVE=plan.live(), SSB=_pow2(max(plan.sizes) ** 2),
+        **plan.slot_kwargs(), BH=bh, BW=bw, TRANSPOSE=True, num_warps=num_warps)
+    # merged-kernel gradient, split over images, live taps only
+    taps = plan.live_taps()
+    if nsplit is None:
+        nsplit = max(1, min(N, triton_cdiv(4 * _sm_count(x.device), C)))
+    part = torch.empty((nsplit, C, plan.K * plan.K), device=x.device, dtype=torch.float32)
+    tap_t = torch.tensor(taps, device=x.device, dtype=torch.int32)
+    tb = _pow2(len(taps))
+    bp = bp or max(16, min(_pow2(HO * WO), 4096 // tb))
+    _launch(km.dw_wgrad_kernel)[(C, nsplit)](
+        x, grad, part, tap_t, N, C, H, W, HO, WO, nsplit, len(taps),
+        STRIDE=stride, PAD=plan.K // 2, K=plan.K, TB=tb, BP=bp, num_warps=num_warps)
+    # chain rule through merge and standardization, per channel
+    gks = [torch.empty_like(k) for k in ks]
+    gwp = torch.empty((C, MAX_CAND), device=x.device, dtype=torch.float32)
+    kw = plan.slot_kwargs(with_masks=False)
+    _launch(km.dw_bwd_prep_kernel)[(C,)](
+        part, w, gwp, *_slots(ks), *_slots(gks), C, nsplit, eps,
+        K=plan.K, NC=plan.n, SSB=_pow2(max(plan.sizes) ** 2), NSB=_pow2(nsplit), MAXC=MAX_CAND, **kw,
+        num_warps=num_warps)
+    gw = gwp[:, : plan.n].sum(0).to(weights.dtype)
+    return gx, gks, gw
+
+
+def _sm_count(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return 1
+
+
+# ---------------------------------------------------------------- dense / grouped / factorized path
+
+
+def merge(kernels: Sequence[Tensor], dilations: Sequence[int], weights: Tensor, pointwise, normalize: bool,
+          normalize_mask, eps: float, *, dtype: torch.dtype | None = None, num_warps: int = 4) -> Tensor:
+    """Triton weight prep: the merged kernel (what :func:`reference.merge_kernels_reference` gives)."""
+    km = _kmod()
+    plan = make_plan(kernels, dilations, normalize, normalize_mask)
+    ks = [k.contiguous() for k in kernels]
+    if pointwise is not None:
+        pws = [p.contiguous() for p in pointwise]
+        co, cig = pws[0].shape[0], pws[0].shape[1]
+    else:
+        pws = ks
+        co, cig = ks[0].shape[0], ks[0].shape[1]
+    out = torch.empty((co, cig, plan.K, plan.K), device=ks[0].device, dtype=dtype or torch.float32)
+    kw = plan.slot_kwargs(with_masks=False)
+    _launch(km.prep_kernel)[(co,)](
+        out, weights.contiguous(), *_slots(ks), *_slots(pws), cig, eps,
+        K=plan.K, NC=plan.n, PW=pointwise is not None, CB=_pow2(cig), KKB=_pow2(plan.K * plan.K), **kw,
+        num_warps=num_warps)
+    return out
+
+
+def dense_forward(x: Tensor, kernels, dilations, weights, stride: int, groups: int, pointwise, normalize: bool,
+                  normalize_mask, eps: float) -> Tensor:
+    """Triton weight prep + cuDNN convolution."""
+    W = merge(kernels, dilations, weights, pointwise, normalize, normalize_mask, eps, dtype=x.dtype)
+    g = 1 if pointwise is not None else groups
+    return torch.nn.functional.conv2d(x, W, stride=stride, padding=W.shape[-1] // 2, groups=g)
+
+
+def dense_backward(grad: Tensor, x: Tensor, kernels, dilations, weights, stride: int, groups: int, pointwise,
+                   normalize: bool, normalize_mask, eps: float):
+    """cuDNN gradients of the single merged convolution, then the explicit merge backward."""
+    W = merge(kernels, dilations, weights, pointwise, normalize, normalize_mask, eps, dtype=x.dtype)
+    g = 1 if pointwise is not None else groups
+    p = W.shape[-1] // 2
+    gx, gW, _ = torch.ops.aten.convolution_backward(
+        grad, x, W, None, [stride, stride], [p, p], [1, 1], False, [0, 0], g, [True, True, False])
+    gks, gps, gw = ref.merge_kernels_backward_reference(
+        gW, kernels, dilations, weights, pointwise=pointwise, normalize=normalize, normalize_mask=normalize_mask, eps=eps)
+    return gx, gks, gps, gw
