@@ -115,7 +115,11 @@ class MergedConv(nn.Module):
     """A choice of linear convolutions computed as one convolution with a merged kernel.
 
     Holds each candidate's kernel (and pointwise kernel for depthwise->pointwise pairs) under the
-    candidate's name, and calls the ``nasir.kernels`` op, which runs Triton on CUDA.
+    candidate's name, and calls the ``nasir.kernels`` op, which runs Triton on CUDA. Fixed
+    candidates (identity, uniform average pooling) are buffers: in dense/grouped mode a
+    [C_out, C_in/groups, k, k] kernel on the channel diagonal; in factorized mode (any candidate has a
+    pointwise conv) a depthwise kernel plus an identity pointwise matrix, so every candidate has the
+    depthwise->pointwise form the op expects.
     """
 
     def __init__(self, c_in: int, c_out: int, specs: list[dict], covers: list[list[int]], domain: list[int],
@@ -128,28 +132,36 @@ class MergedConv(nn.Module):
         self.domain = domain
         self.arch = arch
         self.stride = stride
-        self.groups = groups
+        # factorized candidates are depthwise (groups = C_in) before their pointwise convs
+        self.factorized = any(s["pointwise"] for s in specs)
+        self.groups = c_in if self.factorized else groups
         self.normalize = normalize
         for s in specs:
-            if s["source"] == "identity":
-                delta = torch.zeros(c_out, c_in // groups, s["kernel"], s["kernel"])
-                centre = s["kernel"] // 2
-                for o in range(c_out):
-                    delta[o, o % (c_in // groups) if groups > 1 else o, centre, centre] = 1.0
-                self.register_buffer(f"identity_{s['name']}", delta)
+            k = s["kernel"]
+            if s["source"] != "conv":
+                value = 1.0 if s["source"] == "identity" else 1.0 / (k * k)
+                if self.factorized:
+                    self.register_buffer(f"fixed_{s['name']}", torch.full((c_in, 1, k, k), value))
+                    self.register_buffer(f"fixed_pw_{s['name']}", torch.eye(c_out, c_in).view(c_out, c_in, 1, 1))
+                else:
+                    fixed = torch.zeros(c_out, c_in // self.groups, k, k)
+                    for o in range(c_out):
+                        fixed[o, o % (c_in // self.groups)] = value
+                    self.register_buffer(f"fixed_{s['name']}", fixed)
                 continue
-            k_in = 1 if s["pointwise"] else c_in // groups
+            k_in = 1 if s["pointwise"] else c_in // self.groups
             k_out = c_in if s["pointwise"] else c_out
-            self.kernels[s["name"]] = nn.Parameter(torch.empty(k_out, k_in, s["kernel"], s["kernel"]))
+            self.kernels[s["name"]] = nn.Parameter(torch.empty(k_out, k_in, k, k))
             nn.init.kaiming_uniform_(self.kernels[s["name"]], a=5**0.5)
             if s["pointwise"]:
                 self.pointwise[s["name"]] = nn.Parameter(torch.empty(c_out, c_in, 1, 1))
                 nn.init.kaiming_uniform_(self.pointwise[s["name"]], a=5**0.5)
 
     def kernel_list(self) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
-        ks = [self.kernels[s["name"]] if s["source"] == "conv" else getattr(self, f"identity_{s['name']}") for s in self.specs]
-        if any(s["pointwise"] for s in self.specs):
-            return ks, [self.pointwise[s["name"]] for s in self.specs]
+        ks = [self.kernels[s["name"]] if s["source"] == "conv" else getattr(self, f"fixed_{s['name']}") for s in self.specs]
+        if self.factorized:
+            return ks, [self.pointwise[s["name"]] if s["source"] == "conv" else getattr(self, f"fixed_pw_{s['name']}")
+                        for s in self.specs]
         return ks, None
 
     def forward(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -159,7 +171,7 @@ class MergedConv(nn.Module):
         kernels, pointwise = self.kernel_list()
         return merged_conv(
             x, kernels, [s["dilation"] for s in self.specs], weights, stride=self.stride,
-            groups=1 if pointwise is not None else self.groups, pointwise=pointwise, normalize=self.normalize,
+            groups=self.groups, pointwise=pointwise, normalize=self.normalize,
             normalize_mask=[s["source"] == "conv" for s in self.specs],
         )
 

@@ -78,15 +78,18 @@ class ChoiceNode(NodeBase):
 
 class KernelCandidate(BaseModel):
     """One candidate of a merged convolution: a k x k (dilated) conv, optionally followed by a
-    pointwise conv (a depthwise->pointwise pair), or a fixed delta kernel for identity."""
+    pointwise conv (a depthwise->pointwise pair), or a fixed kernel standing for identity or for an
+    average pool that is exactly a uniform convolution (``count_include_pad``, centred padding)."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str
     kernel: int
     dilation: int = 1
-    #: "conv" (learnable kernel) or "identity" (fixed centred delta, never normalized).
-    source: Literal["conv", "identity"] = "conv"
+    #: "conv" (learnable kernel), "identity" (fixed centred delta) or "avg_pool" (fixed uniform
+    #: 1/k^2 kernel per channel); fixed kernels are never normalized. In a merged conv whose other
+    #: candidates are depthwise->pointwise pairs, fixed kernels are depthwise with an identity pointwise.
+    source: Literal["conv", "identity", "avg_pool"] = "conv"
     #: True when a learnable pointwise conv follows the depthwise kernel (factorized merge).
     pointwise: bool = False
     #: Weight names of the original candidate modules, so weights can be copied in and out.

@@ -1,0 +1,38 @@
+"""kernel-norm: kernel normalization (TopoNAS 3.5, Eq. 28). Approximate (on purpose).
+
+After reparameterization the merged kernel is sum_i q_i k_i, so scaling a candidate's kernel up and
+its weight down leaves the loss unchanged: the architecture weights are not identifiable and the
+search drifts. Standardizing every learnable candidate kernel before the merge,
+(k_i - mean(k_i)) / (std(k_i) + eps) per output filter with eps = 1e-5 (the ``nasir.kernels``
+reference documents the exact statistics), removes that freedom. Fixed kernels (identity delta,
+uniform pooling) are left as they are.
+
+The pass marks every ``merged_conv`` node ``normalize=true``; the lowered ``MergedConv`` passes the
+flag to the kernel, which standardizes inside the fused op. ``reparam{kernel_norm=true}`` does the
+same in one step. Run it after ``reparam``: a graph without merged convs is left unchanged, with a
+note saying so.
+"""
+
+from __future__ import annotations
+
+from nasir.ir.graph import Graph
+from nasir.ir.nodes import MergedConvNode
+from nasir.passmanager import Pass, PassResult, register
+
+
+@register
+class KernelNorm(Pass):
+    name = "kernel-norm"
+    summary = "standardize candidate kernels of merged convs before the merge (TopoNAS Eq. 28)"
+    exactness = "approximate"
+
+    def run(self, graph: Graph) -> PassResult:
+        result = PassResult()
+        merged = [n for _, n, _ in graph.walk() if isinstance(n, MergedConvNode)]
+        for node in merged:
+            if not node.normalize:
+                node.normalize = True
+                result.count("kernels-normalized")
+        if not merged:
+            result.notes.append("no merged_conv nodes: run reparam first")
+        return result
