@@ -1,0 +1,69 @@
+"""Plain supervised training and evaluation of a classifier: teachers, retrained students and the
+stand-alone trained candidates that block ratings are compared against."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def resize(images: torch.Tensor, resolution: int | None) -> torch.Tensor:
+    if resolution is None or images.shape[-1] == resolution:
+        return images
+    return F.interpolate(images, size=(resolution, resolution), mode="bilinear", align_corners=False)
+
+
+def train_classifier(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, steps: int = 300,
+                     batch_size: int = 64, lr: float = 0.05, seed: int = 0, device: str | torch.device = "cpu",
+                     resolution: int | None = None, progress: bool = False, desc: str = "train") -> list[float]:
+    """SGD with momentum and cosine decay, light augmentation (random flips); returns the losses."""
+    g = torch.Generator().manual_seed(seed)
+    model.to(device).train()
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
+    n = images.shape[0]
+    losses = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=steps, desc=desc, leave=False, dynamic_ncols=True)
+    perm = torch.randperm(n, generator=g)
+    pos = 0
+    for t in range(steps):
+        if pos + batch_size > n:
+            perm, pos = torch.randperm(n, generator=g), 0
+        idx = perm[pos:pos + batch_size]
+        pos += batch_size
+        x, y = images[idx], labels[idx]
+        flip = torch.rand(x.shape[0], generator=g) < 0.5
+        x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+        x, y = resize(x.to(device), resolution), y.to(device)
+        for group in opt.param_groups:
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * t / steps))
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    model.eval()
+    return losses
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500,
+             device: str | torch.device = "cpu", resolution: int | None = None) -> float:
+    was = model.training
+    model.eval().to(device)
+    correct = 0
+    for start in range(0, images.shape[0], batch_size):
+        x = resize(images[start:start + batch_size].to(device), resolution)
+        correct += int((model(x).argmax(1).cpu() == labels[start:start + batch_size]).sum())
+    model.train(was)
+    return correct / images.shape[0]
