@@ -59,7 +59,7 @@ def sample_exact(p: torch.Tensor, keep: int, stochastic: bool, generator: torch.
     idx = torch.topk(logp, keep).indices
     hard = torch.zeros_like(p).scatter(0, idx, 1.0)
     soft = keep * p
-    return hard + soft - soft.detach()
+    return hard + (soft - soft.detach())  # exactly 0/1 in the forward pass, d mask / d p = keep
 
 
 def corrcoef_penalty(acts: torch.Tensor) -> torch.Tensor:

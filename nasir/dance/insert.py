@@ -45,12 +45,19 @@ def _tail(region: Region, name: str) -> str:
 
 
 def gate_groups(graph: Graph) -> dict[str, GateGroup]:
-    """The gate groups of an already gated graph (group name -> channels, budget, gate paths)."""
+    """The gate groups of an already gated graph (group name -> channels, budget, producers, gates)."""
     out: dict[str, GateGroup] = {}
     for path, node, _ in graph.walk():
         if isinstance(node, GateNode):
             g = out.setdefault(node.group, GateGroup(node.group, node.channels, node.budget or 1.0, [], []))
             g.gates.append(path)
+    if out:
+        infer_shapes(graph)
+        a = analyze(graph)
+        producers = a.groups()
+        for g in out.values():
+            root = a.root_of(g.gates[0])
+            g.producers = list(producers.get(root, [])) if root is not None else []
     return out
 
 
