@@ -1,0 +1,138 @@
+"""From a partitioned IR graph to a DNA chain space of lowered ``nn.Module``s.
+
+After ``dna-partition``, every top-level ``block`` node is one DNA block. A block whose only
+top-level choice picks between cells becomes a ``Block`` with one ``Cell`` per candidate (fixed
+nodes before or after that choice become fixed layers of every cell); any other block is a single
+cell. Inside a cell, every choice is a layer whose candidates are lowered one by one, and each
+stretch of fixed nodes between choices is one fixed layer. Nodes before the first block (the
+stem) become a fixed first layer of block 1 (DNA feeds block 1 the image); nodes after the last
+block form the ``head``.
+
+Everything is lowered with ``nasir.lower(..., mode="fixed")`` on a small graph built around the
+sub-region, so candidates are the same modules the compiler produces for a fixed network.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from nasir.dna.errors import DNAError
+from nasir.dna.space import Block, Cell, ChainSpace
+from nasir.ir.graph import Graph
+from nasir.ir.nodes import BlockNode, ChoiceNode, InputNode, MergedConvNode, Node, OutputNode, Region
+
+
+def _lower_nodes(graph: Graph, nodes: list[Node], src: str, src_shape: list[int] | None, name: str) -> nn.Module:
+    """Lower a chain segment reading value ``src`` into a module ``x -> last node's value``."""
+    from nasir.lowering import lower
+
+    if not nodes:
+        return nn.Identity()
+    members = {n.name for n in nodes}
+    x = "x"
+    while x in members:
+        x = "_" + x
+    region = Region()
+    region.add(InputNode(name=x, index=0, shape=src_shape))
+    for n in nodes:
+        c = n.model_copy(deep=True)
+        c.inputs = [x if i == src else i for i in c.inputs]
+        if any(i not in members and i != x for i in c.inputs):
+            raise DNAError(f"{name}: node {n.name!r} reads a value from outside the chain; DNA layers must form a chain")
+        region.add(c)
+    out = "out"
+    while out in members:
+        out = "_" + out
+    region.add(OutputNode(name=out, inputs=[nodes[-1].name], shape=nodes[-1].shape))
+    used = {n.arch for n in _weighted(region)}
+    sub = Graph(name=name.replace(".", "_"), body=region, arch={k: v for k, v in graph.arch.items() if k in used})
+    return lower(sub, "fixed", arch={a: 0 for a in used}, seed=0)
+
+
+def _weighted(region: Region):
+    for n in region.nodes:
+        if isinstance(n, (ChoiceNode, MergedConvNode)):
+            yield n
+        if isinstance(n, ChoiceNode):
+            for c in n.candidates:
+                yield from _weighted(c.body)
+        if isinstance(n, BlockNode):
+            yield from _weighted(n.body)
+
+
+def _candidate(graph: Graph, choice: ChoiceNode, cand_index: int, name: str) -> nn.Module:
+    cand = choice.candidates[cand_index]
+    if any(isinstance(n, (ChoiceNode, MergedConvNode)) for n in cand.body.nodes):
+        raise DNAError(f"{name}: candidate {cand.name!r} holds further choices; a DNA layer candidate must be fixed")
+    body = [n for n in cand.body.nodes if n.kind not in ("input", "output")]
+    src = cand.body.inputs[0]
+    out = cand.body.outputs[0].inputs[0]
+    if out == src.name:
+        return nn.Identity()
+    return _lower_nodes(graph, body, src.name, src.shape, f"{name}.{cand.name}")
+
+
+def _chain_layers(graph: Graph, nodes: list[Node], src: str, src_shape, name: str) -> list[list[nn.Module]]:
+    """Split a chain into layers: each choice a layer of candidates, fixed stretches one layer."""
+    layers: list[list[nn.Module]] = []
+    fixed: list[Node] = []
+    cur, cur_shape = src, src_shape
+    for n in nodes:
+        if isinstance(n, MergedConvNode):
+            raise DNAError(f"{name}: merged convolutions (reparam) cannot be split into DNA paths; partition before reparam")
+        if isinstance(n, ChoiceNode):
+            if fixed:
+                layers.append([_lower_nodes(graph, fixed, cur, cur_shape, f"{name}.{fixed[0].name}")])
+            if n.inputs != [fixed[-1].name if fixed else cur]:
+                raise DNAError(f"{name}: choice {n.name!r} does not read the previous layer's output; not a chain")
+            fixed = []
+            covered = sorted((min(c), i) for i, c in enumerate(n.covers))
+            layers.append([_candidate(graph, n, i, f"{name}.{n.name}") for _, i in covered])
+            cur, cur_shape = n.name, n.shape
+        else:
+            fixed.append(n)
+    if fixed:
+        layers.append([_lower_nodes(graph, fixed, cur, cur_shape, f"{name}.{fixed[0].name}")])
+    return layers
+
+
+def space_from_graph(graph: Graph) -> tuple[ChainSpace, nn.Module, list[str]]:
+    """(chain space, head module, block names) of a graph partitioned by ``dna-partition``."""
+    top = graph.body
+    blocks = [n for n in top.nodes if isinstance(n, BlockNode)]
+    if not blocks:
+        raise DNAError("the graph has no DNA blocks", hint="run the dna-partition pass first (--passes dna-partition)")
+    first = top.nodes.index(blocks[0])
+    last = top.nodes.index(blocks[-1])
+    stem = [n for n in top.nodes[:first] if n.kind != "input"]
+    head = [n for n in top.nodes[last + 1:] if n.kind != "output"]
+    inp = top.inputs[0]
+    built = []
+    for k, b in enumerate(blocks):
+        body = [n for n in b.body.nodes if n.kind not in ("input", "output")]
+        prefix_layers = []
+        if k == 0 and stem:
+            prefix_layers = [[_lower_nodes(graph, stem, inp.name, inp.shape, "stem")]]
+        src = b.body.inputs[0]
+        choice = next((n for n in body if isinstance(n, ChoiceNode)), None)
+        from nasir.passes.dna_partition import cell_choice
+
+        cells_choice = cell_choice(b)
+        if cells_choice is None:
+            cells = [Cell(prefix_layers + _chain_layers(graph, body, src.name, src.shape, b.name), name="cell")]
+        else:
+            i = body.index(choice)
+            before, after = body[:i], body[i + 1:]
+            pre = _chain_layers(graph, before, src.name, src.shape, b.name) if before else []
+            cells = []
+            covered = sorted((min(c), j) for j, c in enumerate(choice.covers))
+            for _, j in covered:
+                cand = choice.candidates[j]
+                cbody = [n for n in cand.body.nodes if n.kind not in ("input", "output")]
+                cin = cand.body.inputs[0]
+                layers = _chain_layers(graph, cbody, cin.name, cin.shape, f"{b.name}.{cand.name}")
+                post = _chain_layers(graph, after, choice.name, choice.shape, b.name) if after else []
+                cells.append(Cell(prefix_layers + pre + layers + post, name=cand.name))
+        built.append(Block(cells, name=b.name))
+    head_mod = _lower_nodes(graph, head, blocks[-1].name, blocks[-1].shape, "head") if head else nn.Identity()
+    return ChainSpace(built), head_mod, [b.name for b in blocks]

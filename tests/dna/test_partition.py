@@ -1,0 +1,77 @@
+import pytest
+import torch
+
+import nasir
+from nasir.diagnostics import NasirError
+from nasir.dna.ir_space import space_from_graph
+from nasir.ir.cost import arch_cost
+from nasir.ir.nodes import BlockNode
+from nasir.lowering import lower
+from nasir.passes.dna_partition import block_infos
+from nasir.passmanager import PassManager
+
+SMALL = dict(widths=[16, 24], strides=[2, 2], cells=[[[1, 8], [2, 8]], [[1, 16]]], resolution=32, classes=10, stem=8)
+
+
+@pytest.fixture(scope="module")
+def small():
+    return nasir.compile_file("std/mbconv.nas", **SMALL)
+
+
+def test_partition_from_annotations(small):
+    pm = PassManager.parse("dna-partition")
+    g = pm.run(small)
+    infos = block_infos(g)
+    assert [b.name for b in infos] == ["block1", "block2"]
+    assert [b.size for b in infos] == [6 + 36, 6]
+    assert infos[0].output_shape == [16, 8, 8] and infos[1].input_shape == [16, 8, 8]
+    assert [(c.layers, c.width, c.size) for c in infos[0].cells] == [(1, 8, 6), (2, 8, 36)]
+    assert g.search_space_size() == small.search_space_size() == 42 * 6
+    notes = pm.records[-1].result.notes
+    assert "whole space: 252 architectures" in notes and pm.records[-1].result.stats == {"blocks": 2}
+
+
+def test_partition_is_exact(small):
+    g = PassManager.parse("dna-partition").run(small)
+    arch = {k: 1 for k in small.arch if len(small.arch[k].candidates) > 1} | {
+        k: 0 for k in small.arch if len(small.arch[k].candidates) == 1}
+    before, after = lower(small, "fixed", arch=arch, seed=0).eval(), lower(g, "fixed", arch=arch, seed=0).eval()
+    after.load_state_dict(dict(zip(after.state_dict(), before.state_dict().values())))
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.allclose(before(x), after(x))
+
+
+def test_auto_partition_at_stage_boundaries(small):
+    g = PassManager.parse("dna-partition{auto=true}").run(small)
+    infos = block_infos(g)
+    # the stem (no choices) folds into block 1, the head stays outside
+    assert [b.size for b in infos] == [42, 6]
+    assert infos[0].input_shape == [3, 32, 32]
+    with pytest.raises(NasirError, match="stage boundaries"):
+        PassManager.parse("dna-partition{auto=true,blocks=9}").run(small)
+
+
+def test_full_mbconv_space_sizes():
+    g = PassManager.parse("dna-partition").run(nasir.compile_file("std/mbconv.nas", resolution=32))
+    sizes = [b.size for b in block_infos(g)]
+    assert sizes == [288, 1548, 1548, 2808, 16848, 6]  # DNA Table 1 with 6 ops per layer
+    assert g.search_space_size() == 195898498887057408
+
+
+def test_chain_space_from_ir(small):
+    g = PassManager.parse("dna-partition").run(small)
+    space, head, names = space_from_graph(g)
+    assert names == ["block1", "block2"] and space.size == 252
+    arch = [next(b.paths()) for b in space.blocks]  # cell 0, first candidate everywhere
+    x = torch.randn(2, 3, 32, 32)
+    assert head(space(x, arch)).shape == (2, 10)
+    ir = arch_cost(g, {k: 0 for k in g.arch})
+    head_params = sum(p.numel() for p in head.parameters())
+    chain = sum(b.path_costs(f)[0].params for b, f in zip(space.blocks, [x, space.blocks[0](x, arch[0])]))
+    assert chain + head_params == ir.params
+
+
+def test_chain_space_needs_blocks(small):
+    with pytest.raises(ValueError, match="dna-partition"):
+        space_from_graph(small)
+    assert not any(isinstance(n, BlockNode) for n in small.body.nodes)
