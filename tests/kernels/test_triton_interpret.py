@@ -1,0 +1,81 @@
+"""Triton kernels vs the torch reference under ``TRITON_INTERPRET=1`` on tiny fp32 CPU shapes.
+
+The interpreter runs the same kernel source as the GPU, so this catches indexing, masking and
+formula errors in CI; it cannot catch miscompiles, which test_gpu.py covers on a real device.
+
+``TRITON_INTERPRET`` must be set before Triton is first imported (Triton's own ``tl`` helpers are
+decorated then), and in a full pytest run something may already have imported it.  So the
+checks below run in a child pytest with the variable set from the start; in the parent only the
+driver test runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from nasir.kernels import merged_conv, use_backend
+
+from ._cases import DARTS_DW, MBCONV_DW, NB201, make_case, rel_err
+
+_CHILD = os.environ.get("NASIR_TRITON_INTERPRET_CHILD") == "1"
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton not installed")
+child_only = pytest.mark.skipif(not _CHILD, reason="runs inside the TRITON_INTERPRET=1 child of test_interpreter_suite")
+
+
+@pytest.mark.skipif(_CHILD, reason="driver")
+def test_interpreter_suite():
+    env = dict(os.environ, TRITON_INTERPRET="1", NASIR_TRITON_INTERPRET_CHILD="1")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", os.path.abspath(__file__)], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    progress = proc.stdout.split()[0] if proc.stdout.split() else ""
+    assert progress.count(".") == 8, proc.stdout[-2000:]  # every interpreted check ran and passed
+
+
+def _both(cfg, stride, normalize, mask=None, n=2):
+    """Forward and all gradients through the op, once per backend."""
+    x, ks, ds, w, pw = make_case(n=n, dtype=torch.float32, **cfg)
+    leaves = [t.requires_grad_() for t in (x, w, *ks, *(pw or []))]
+    kw = dict(stride=stride, groups=cfg["groups"], pointwise=pw, normalize=normalize, normalize_mask=mask)
+    out = {}
+    for backend in ("torch", "triton"):
+        with use_backend(backend):
+            y = merged_conv(x, ks, ds, w, **kw)
+            gy = torch.cos(torch.arange(y.numel(), dtype=y.dtype)).view_as(y)
+            out[backend] = (y, *torch.autograd.grad(y, leaves, gy))
+    return out
+
+
+@child_only
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("normalize", [False, True])
+def test_depthwise_darts(stride, normalize):
+    out = _both(dict(c_in=3, groups=3, specs=DARTS_DW, h=9, w=11), stride, normalize)
+    for a, b in zip(out["triton"], out["torch"]):
+        assert a.shape == b.shape
+        assert rel_err(a, b) < 1e-5
+
+
+@child_only
+def test_depthwise_odd_size_batch1_exempt_candidate():
+    out = _both(dict(c_in=2, groups=2, specs=MBCONV_DW, h=7, w=10), 2, True, mask=[True, False, True], n=1)
+    for a, b in zip(out["triton"], out["torch"]):
+        assert rel_err(a, b) < 1e-5
+
+
+@child_only
+@pytest.mark.parametrize("cfg", [dict(c_in=3, c_out=5, groups=1, specs=NB201, h=6, w=7),
+                                 dict(c_in=4, c_out=6, groups=2, specs=[(3, 1), (3, 2)], h=6, w=5),
+                                 dict(c_in=3, c_out=4, groups=3, specs=DARTS_DW, pointwise=True, h=6, w=5)],
+                         ids=["dense", "grouped", "factorized"])
+def test_weight_prep_paths(cfg):
+    out = _both(cfg, 2, True)
+    for a, b in zip(out["triton"], out["torch"]):
+        assert rel_err(a, b) < 1e-5
