@@ -1,0 +1,167 @@
+"""Benchmark of the merged convolution (issue 4): forward+backward time, peak memory, HBM fraction.
+
+For each shape and dtype it times, with every gradient (input, candidate kernels, pointwise
+kernels, weights) computed:
+  naive    the mixed op as a DARTS supernet runs it: one (standardized) conv per candidate, weighted sum
+  merged   merged (standardized) kernel in PyTorch + one cuDNN convolution (the reference)
+  compiled the same merged path under torch.compile
+  triton   the nasir::merged_conv op (Triton on CUDA), eager
+  triton+c the op inside torch.compile
+HBM fraction = the fewest activation bytes forward+backward must move (read x, write y; read
+grad_y and x, write grad_x) / time / measured device-to-device copy bandwidth.
+
+Usage: python bench/merged_conv.py [--quick] [--tune] [--shapes darts-dw,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+
+import torch
+
+from nasir.kernels import merged_conv, merged_conv_reference, naive_mixed_conv
+from nasir.kernels import triton_conv as tc
+
+DARTS = [(3, 1), (5, 1), (3, 2), (5, 2)]
+SHAPES = {
+    # name: (N, C_in, C_out, H, W, specs, stride, groups, pointwise)
+    "darts-dw": (256, 64, 64, 32, 32, DARTS, 1, "dw", False),
+    "darts-dw-s2": (256, 64, 64, 32, 32, DARTS, 2, "dw", False),
+    "darts-dw-b1": (1, 64, 64, 32, 32, DARTS, 1, "dw", False),
+    "mbconv-dw": (128, 240, 240, 14, 14, [(3, 1), (5, 1), (7, 1)], 1, "dw", False),
+    "nb201-dense": (256, 64, 64, 32, 32, [(1, 1), (3, 1)], 1, 1, False),
+    "darts-factorized": (64, 64, 64, 32, 32, DARTS, 1, "dw", True),
+}
+
+
+def _make(shape, dtype):
+    n, ci, co, h, w, specs, stride, groups, pw = SHAPES[shape]
+    dev = "cuda"
+    groups = ci if groups == "dw" else groups
+    x = torch.randn(n, ci, h, w, device=dev, dtype=dtype, requires_grad=True)
+    if pw:
+        ks = [torch.randn(ci, 1, s, s, device=dev, dtype=dtype, requires_grad=True) for s, _ in specs]
+        pws = [torch.randn(co, ci, 1, 1, device=dev, dtype=dtype, requires_grad=True) for _ in specs]
+    else:
+        ck = ci if groups == ci else co
+        ks = [torch.randn(ck, ci // groups, s, s, device=dev, dtype=dtype, requires_grad=True) for s, _ in specs]
+        pws = None
+    wt = torch.softmax(torch.randn(len(specs), device=dev), 0).requires_grad_()
+    kw = dict(stride=stride, groups=groups, pointwise=pws, normalize=True)
+    return x, ks, [d for _, d in specs], wt, pws, kw
+
+
+def _bench(fn, leaves):
+    import triton.testing
+
+    y = fn()
+    gy = torch.randn_like(y)
+
+    def step():
+        out = fn()
+        torch.autograd.grad(out, leaves, gy)
+
+    step()
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    step()
+    torch.cuda.synchronize()
+    peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+    ms = triton.testing.do_bench(step, warmup=50, rep=300, return_mode="median")
+    return ms, peak
+
+
+def copy_bandwidth() -> float:
+    import triton.testing
+
+    a = torch.empty(2**28, device="cuda", dtype=torch.uint8).random_()
+    b = torch.empty_like(a)
+    ms = triton.testing.do_bench(lambda: b.copy_(a), warmup=25, rep=200, return_mode="median")
+    return 2 * a.numel() / (ms * 1e-3)
+
+
+def run_shape(shape, dtype, bw, rows):
+    x, ks, ds, wt, pws, kw = _make(shape, dtype)
+    leaves = [x, wt, *ks, *(pws or [])]
+    ref = lambda: merged_conv_reference(x, ks, ds, wt, **kw)  # noqa: E731
+    cref = torch.compile(lambda x, wt, ks, pws: merged_conv_reference(x, ks, ds, wt, **{**kw, "pointwise": pws}))
+    op = lambda: merged_conv(x, ks, ds, wt, **kw)  # noqa: E731
+    cop = torch.compile(lambda x, wt, ks, pws: merged_conv(x, ks, ds, wt, **{**kw, "pointwise": pws}))
+    paths = {
+        "naive": lambda: naive_mixed_conv(x, ks, ds, wt, **kw),
+        "merged": ref,
+        "compiled": lambda: cref(x, wt, ks, pws),
+        "triton": op,
+        "triton+c": lambda: cop(x, wt, ks, pws),
+    }
+    y = ref()
+    act = x.numel() * x.element_size()
+    outb = y.numel() * y.element_size()
+    min_bytes = 2 * act + 2 * outb + act  # fwd: x, y; bwd: gy, x, gx
+    res = {}
+    for name, fn in paths.items():
+        try:
+            ms, peak = _bench(fn, leaves)
+        except Exception as e:  # report, keep going
+            print(f"  {shape} {dtype} {name}: FAILED {type(e).__name__}: {str(e)[:300]}", file=sys.stderr)
+            continue
+        res[name] = ms
+        rows.append((shape, str(dtype).replace("torch.", ""), name, ms, peak, min_bytes / (ms * 1e-3) / bw))
+    if "triton" in res and "compiled" in res:
+        print(f"  {shape} {dtype}: triton {res['triton']:.3f} ms, compiled {res['compiled']:.3f} ms, "
+              f"speedup {res['compiled'] / res['triton']:.1f}x", flush=True)
+
+
+def tune(dtype=torch.bfloat16):
+    """num_warps / tile sweep of the depthwise kernels on the DARTS shape."""
+    import triton.testing
+
+    x, ks, ds, wt, _, kw = _make("darts-dw", dtype)
+    x, ks, wt = x.detach(), [k.detach() for k in ks], wt.detach()
+    y = tc.dw_forward(x, ks, ds, wt, 1, True, None, 1e-5)
+    gy = torch.randn_like(y)
+    print("tune darts-dw bf16 (ms): fwd/bwd per config")
+    for nw in (2, 4, 8):
+        for block in ((32, 32), (16, 32), (8, 32)):
+            f = triton.testing.do_bench(
+                lambda nw=nw, block=block: tc.dw_forward(x, ks, ds, wt, 1, True, None, 1e-5, num_warps=nw, block=block),
+                return_mode="median")
+            print(f"  fwd nw={nw} block={block}: {f:.4f}")
+        for nsplit, bp in ((None, None), (8, 64), (32, 64), (16, 32), (64, 64)):
+            b = triton.testing.do_bench(
+                lambda nw=nw, nsplit=nsplit, bp=bp: tc.dw_backward(gy, x, ks, ds, wt, 1, True, None, 1e-5, num_warps=nw,
+                                                                  nsplit=nsplit, bp=bp),
+                return_mode="median")
+            print(f"  bwd nw={nw} nsplit={nsplit} bp={bp}: {b:.4f}")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--shapes", default=",".join(SHAPES))
+    ap.add_argument("--dtypes", default="bf16,fp16,fp32")
+    ap.add_argument("--tune", action="store_true")
+    args = ap.parse_args(argv)
+    import triton
+
+    dev = torch.cuda.get_device_name()
+    print(f"device {dev}; torch {torch.__version__}; triton {triton.__version__}; {datetime.date.today()}")
+    bw = copy_bandwidth()
+    print(f"device-to-device copy: {bw / 1e12:.2f} TB/s (read + write)")
+    if args.tune:
+        tune()
+    dts = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    rows = []
+    for shape in args.shapes.split(","):
+        for d in args.dtypes.split(","):
+            run_shape(shape, dts[d], bw, rows)
+    print("\n| shape | dtype | path | fwd+bwd ms | peak MiB | HBM fraction |")
+    print("|---|---|---|---:|---:|---:|")
+    for shape, dt, name, ms, peak, frac in rows:
+        print(f"| {shape} | {dt} | {name} | {ms:.3f} | {peak:.0f} | {frac:.1%} |")
+
+
+if __name__ == "__main__":
+    main()
