@@ -14,6 +14,8 @@ sub-region, so candidates are the same modules the compiler produces for a fixed
 
 from __future__ import annotations
 
+import copy
+
 from torch import nn
 
 from nasir.dna.errors import DNAError
@@ -132,7 +134,8 @@ def space_from_graph(graph: Graph) -> tuple[ChainSpace, nn.Module, list[str]]:
                 cin = cand.body.inputs[0]
                 layers = _chain_layers(graph, cbody, cin.name, cin.shape, f"{b.name}.{cand.name}")
                 post = _chain_layers(graph, after, choice.name, choice.shape, b.name) if after else []
-                cells.append(Cell(prefix_layers + pre + layers + post, name=cand.name))
+                # every cell owns its fixed layers: cells are trained side by side, not shared
+                cells.append(Cell(copy.deepcopy(prefix_layers + pre) + layers + post, name=cand.name))
         built.append(Block(cells, name=b.name))
     head_mod = _lower_nodes(graph, head, blocks[-1].name, blocks[-1].shape, "head") if head else nn.Identity()
     return ChainSpace(built), head_mod, [b.name for b in blocks]

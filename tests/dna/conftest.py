@@ -25,6 +25,15 @@ def tiny_block(c_in: int, c_out: int, stride: int, name: str) -> Block:
     return Block([cell(2, 6), cell(3, 4)], name=name)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny convolutions run several times faster on one thread than on two contended ones."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tiny_space() -> ChainSpace:
     torch.manual_seed(0)

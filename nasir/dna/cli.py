@@ -1,0 +1,287 @@
+"""``nasir dna partition|train|rate|search|plus``: the DNA family from the command line.
+
+``register(subparsers)`` adds the ``dna`` command to the ``nasir`` CLI. Bad input raises
+``DNAError`` (a ``NasirError``), which ``nasir`` prints without a traceback, exiting with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from nasir.dna.errors import DNAError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("dna", help="DNA block-wise distillation NAS: partition, train, rate, search, plus")
+    sub = p.add_subparsers(dest="dna_command", required=True, metavar="STEP")
+
+    def space_args(q: argparse.ArgumentParser) -> None:
+        q.add_argument("file", help="a .nas search space with DNA blocks (or std/mbconv.nas)")
+        q.add_argument("-D", "--define", action="append", metavar="NAME=VALUE", default=[])
+        q.add_argument("--entry")
+        q.add_argument("--auto", action="store_true", help="partition at stage boundaries, ignoring annotations")
+        q.add_argument("--blocks", type=int, default=0, help="number of blocks (align with an N-block teacher)")
+
+    q = sub.add_parser("partition", help="split a space into DNA blocks and report each block's space")
+    space_args(q)
+    q.add_argument("--json", metavar="FILE", help="also write the block table as JSON")
+    q.set_defaults(func=cmd_partition)
+
+    q = sub.add_parser("train", help="train a teacher (if none), cache its features, distill every block")
+    space_args(q)
+    q.add_argument("--workdir", required=True, help="teacher, features and block checkpoints live here")
+    q.add_argument("--teacher-steps", type=int, default=300)
+    q.add_argument("--images", type=int, default=0, help="use the first N training images (0: all 2000)")
+    q.add_argument("--steps", type=int, default=200, help="training steps per block")
+    q.add_argument("--batch-size", type=int, default=32)
+    q.add_argument("--lr", type=float, default=2e-3)
+    q.add_argument("--loss", choices=("mse", "ssl"), default="mse", help="mse: DNA (Eq. 6); ssl: DNA++ (Eq. 10-11)")
+    q.add_argument("--workers", type=int, default=1, help="train blocks in this many processes")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--device", default="cpu")
+    q.set_defaults(func=cmd_train)
+
+    q = sub.add_parser("rate", help="score every path of every block with feature sharing (Alg. 1)")
+    space_args(q)
+    q.add_argument("--workdir", required=True)
+    q.add_argument("--samples", type=int, default=256, help="held-out images to rate on")
+    q.add_argument("--no-sharing", action="store_true", help="evaluate each path separately (reference)")
+    q.add_argument("--top", type=int, default=5, help="paths per block to print")
+    q.add_argument("--device", default="cpu")
+    q.set_defaults(func=cmd_rate)
+
+    q = sub.add_parser("search", help="best architecture under a params/FLOPs constraint (Alg. 2, exact)")
+    q.add_argument("ratings", help="ratings.json from `nasir dna rate`")
+    q.add_argument("--cost", choices=("params", "flops"), default="params")
+    q.add_argument("--limit", type=float, help="maximum summed cost of the blocks (none: unconstrained)")
+    q.add_argument("--pareto", action="store_true", help="print the Pareto front of score vs cost")
+    q.add_argument("-o", "--output", metavar="FILE", help="write the architecture (and front) as JSON")
+    q.set_defaults(func=cmd_search)
+
+    q = sub.add_parser("plus", help="DNA+ generations on the bundled dataset (MBConv student space)")
+    q.add_argument("--workdir", required=True)
+    q.add_argument("--space", metavar="JSON", help="student SpaceSpec as JSON (default: a small 3-block space)")
+    q.add_argument("--generations", type=int, default=2)
+    q.add_argument("--depth", type=float, default=1.2)
+    q.add_argument("--width", type=float, default=1.1)
+    q.add_argument("--resolution", type=float, default=1.0)
+    q.add_argument("--cost", choices=("params", "flops"), default="params")
+    q.add_argument("--limit", type=float)
+    q.add_argument("--steps", type=int, default=100, help="distillation steps per block")
+    q.add_argument("--teacher-steps", type=int, default=300)
+    q.add_argument("--device", default="cpu")
+    q.set_defaults(func=cmd_plus)
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def _partitioned(args: argparse.Namespace):
+    from nasir.api import load_graph
+    from nasir.frontends.elaborate import parse_overrides
+    from nasir.passmanager import PassManager
+
+    graph = load_graph(args.file, args.entry, **parse_overrides(args.define))
+    opts = []
+    if args.auto:
+        opts.append("auto=true")
+    if args.blocks:
+        opts.append(f"blocks={args.blocks}")
+    pipeline = "dna-partition" + ("{" + ",".join(opts) + "}" if opts else "")
+    pm = PassManager.parse(pipeline)
+    return pm.run(graph), pm
+
+
+def _data(graph=None):
+    """The bundled dataset, resized to the space's input resolution when it has one."""
+    from nasir.datasets import load_tiny
+    from nasir.dna.train import resize
+
+    images, labels = load_tiny("train")
+    test_x, test_y = load_tiny("test")
+    shape = graph.body.inputs[0].shape if graph is not None else None
+    if shape and len(shape) == 3:
+        images, test_x = resize(images, shape[-1]), resize(test_x, shape[-1])
+    return images, labels, (test_x, test_y)
+
+
+def _space_for(graph, workdir: Path):
+    from nasir.dna.ir_space import space_from_graph
+
+    space, head, names = space_from_graph(graph)
+    return space, names
+
+
+# -- commands ------------------------------------------------------------------------------------
+def cmd_partition(args: argparse.Namespace) -> int:
+    from nasir.passes.dna_partition import block_infos
+
+    graph, _ = _partitioned(args)
+    infos = block_infos(graph)
+    print(f"{graph.name}: {len(infos)} blocks")
+    for info in infos:
+        print("  " + info.line())
+    print(f"whole space: {graph.search_space_size()} architectures")
+    if args.json:
+        from nasir.io import atomic_write_text
+
+        doc = {"network": graph.name, "size": str(graph.search_space_size()), "blocks": [i.to_json() for i in infos]}
+        atomic_write_text(args.json, json.dumps(doc, indent=1) + "\n")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from nasir.dna.distill import DistillConfig, train_blocks
+    from nasir.dna.pipeline import get_teacher
+    from nasir.dna.teacher import TeacherBlocks, cached_features
+
+    start = time.perf_counter()
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    graph, _ = _partitioned(args)
+    images, labels, test = _data(graph)
+    if args.images:
+        images, labels = images[:args.images], labels[:args.images]
+    teacher = get_teacher(workdir, graph, images, labels, test, args.teacher_steps, args.device,
+                          batch_size=min(64, images.shape[0]))
+    tb = TeacherBlocks(teacher, teacher.boundaries)
+    feats = cached_features(tb, images, workdir / "features.safetensors", device=args.device)
+    torch.manual_seed(args.seed)
+    space, names = _space_for(graph, workdir)
+    config = DistillConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, loss=args.loss)
+    logs = train_blocks(list(space.blocks), feats, config, workdir / "blocks", workers=args.workers,
+                        device=args.device, progress=True)
+    for log in logs:
+        last = f"{log.losses[-1]:.4f}" if log.losses else "(already trained)"
+        print(f"{names[log.block]}: {space.blocks[log.block].size} paths, final loss {last}"
+              + (f", resumed at step {log.resumed_from}" if log.resumed_from else ""))
+    print(f"trained {len(logs)} blocks in {time.perf_counter() - start:.1f} s; checkpoints in {workdir / 'blocks'}")
+    return 0
+
+
+def cmd_rate(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from nasir.dna.distill import block_checkpoint, load_block
+    from nasir.dna.rating import rate_block, save_ratings
+    from nasir.dna.teacher import load_features
+
+    workdir = Path(args.workdir)
+    graph, _ = _partitioned(args)
+    feats, _ = load_features(workdir / "features.safetensors")
+    torch.manual_seed(0)
+    space, names = _space_for(graph, workdir)
+    if len(feats) != len(space.blocks) + 1:
+        raise DNAError(f"the feature cache has {len(feats) - 1} blocks, the space {len(space.blocks)}")
+    n = min(args.samples, feats[0].shape[0])
+    ratings = []
+    start = time.perf_counter()
+    for k, block in enumerate(space.blocks):
+        load_block(block_checkpoint(workdir / "blocks", k), block)
+        with tqdm(total=n, desc=f"rate {names[k]}", leave=False) as bar:
+            r = rate_block(block, feats[k][-n:], feats[k + 1][-n:], feature_sharing=not args.no_sharing,
+                           device=args.device, name=names[k], progress=bar.update)
+        ratings.append(r)
+        print(f"{names[k]}: {len(r.scores)} paths; best:")
+        for i in r.ranked()[:args.top]:
+            print(f"    cell {r.paths[i][0] + 1} ops {list(r.paths[i][1])}  score {r.scores[i]:.4f}  "
+                  f"params {r.params[i]:,}  FLOPs {r.flops[i]:,}")
+    save_ratings(workdir / "ratings.json", ratings)
+    print(f"rated {sum(len(r.scores) for r in ratings)} paths in {time.perf_counter() - start:.1f} s -> "
+          f"{workdir / 'ratings.json'}")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from nasir.dna.rating import load_ratings
+    from nasir.dna.search import constrained_search, pareto_front
+    from nasir.dna.space import path_to_json
+
+    ratings = load_ratings(args.ratings)
+    if not ratings:
+        raise DNAError(f"{args.ratings}: no blocks")
+    costs = [getattr(r, args.cost) for r in ratings]
+    if any(len(c) != len(r.scores) for c, r in zip(costs, ratings)):
+        raise DNAError(f"{args.ratings}: the table has no {args.cost} for every path")
+    scores = [r.scores for r in ratings]
+    size = 1
+    for s in scores:
+        size *= len(s)
+    start = time.perf_counter()
+    best = constrained_search(scores, costs, args.limit)
+    seconds = time.perf_counter() - start
+    arch = [path_to_json(r.paths[i]) for r, i in zip(ratings, best.indices)]
+    print(f"searched {size:.3g} architectures in {seconds * 1000:.1f} ms: score {best.score:.4f}, "
+          f"{args.cost} {best.cost:,}" + (f" (limit {args.limit:,.0f})" if args.limit is not None else ""))
+    for r, a in zip(ratings, arch):
+        print(f"    {r.name}: cell {a['cell'] + 1} ops {a['ops']}")
+    doc = {"score": best.score, "cost": best.cost, "cost_kind": args.cost, "limit": args.limit,
+           "arch": [{"block": r.name, **a} for r, a in zip(ratings, arch)]}
+    if args.pareto:
+        front = pareto_front(scores, costs)
+        print(f"Pareto front ({len(front)} points): cost -> score")
+        for p in front:
+            print(f"    {p.cost:>14,}  {p.score:.4f}")
+        doc["pareto"] = [{"cost": p.cost, "score": p.score,
+                          "arch": [path_to_json(r.paths[i]) for r, i in zip(ratings, p.indices)]} for p in front]
+    if args.output:
+        from nasir.io import atomic_write_text
+
+        atomic_write_text(args.output, json.dumps(doc, indent=1) + "\n")
+    return 0
+
+
+def default_space():
+    from nasir.dna.mbconv import SpaceSpec
+
+    return SpaceSpec(cells=[[(1, 16), (2, 16)], [(1, 32), (2, 24)], [(2, 48), (3, 48)]], strides=[1, 2, 2],
+                     kernels=[3, 5], expansions=[3, 6], stem=16)
+
+
+def cmd_plus(args: argparse.Namespace) -> int:
+    import torch
+
+    from nasir.dna.distill import DistillConfig
+    from nasir.dna.mbconv import BlockSpec, ChainNet, NetSpec, SpaceSpec
+    from nasir.dna.plus import PlusConfig, dna_plus
+    from nasir.dna.train import accuracy, train_classifier
+
+    spec = default_space()
+    if args.space:
+        try:
+            data = json.loads(Path(args.space).read_text(encoding="utf-8"))
+            spec = SpaceSpec(cells=[[tuple(c) for c in b] for b in data["cells"]], strides=list(data["strides"]),
+                             kernels=list(data.get("kernels", [3, 5, 7])), expansions=list(data.get("expansions", [3, 6])),
+                             stem=int(data.get("stem", 16)))
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise DNAError(f"{args.space}: not a valid space spec ({type(e).__name__}: {e})") from None
+    images, labels, test = _data()
+    widths = [max(ch for _, ch in cells) * 2 for cells in spec.cells]
+    first = NetSpec([BlockSpec([(3, 6)] * 2, w, w, s) for w, s in zip(widths, spec.strides)], stem=spec.stem,
+                    classes=int(labels.max()) + 1)
+    torch.manual_seed(0)
+    teacher = ChainNet(first)
+    train_classifier(teacher, images, labels, args.teacher_steps, device=args.device, progress=True, desc="teacher 1")
+    print(f"teacher of generation 1: test accuracy {accuracy(teacher, *test, device=args.device):.1%}")
+    config = PlusConfig(generations=args.generations, depth=args.depth, width=args.width, resolution=args.resolution,
+                        cost=args.cost, limit=args.limit, distill=DistillConfig(steps=args.steps),
+                        teacher_steps=args.teacher_steps)
+    gens = dna_plus(teacher.cpu(), teacher.boundaries, spec, images, labels, config, args.workdir, device=args.device,
+                    test=test, progress=True)
+    final = ChainNet(gens[-1].student)
+    train_classifier(final, images, labels, args.teacher_steps, device=args.device, progress=True, desc="final student")
+    print(f"final student (generation {gens[-1].index}, retrained without scaling): "
+          f"{sum(p.numel() for p in final.parameters()):,} params, test accuracy "
+          f"{accuracy(final, *test, device=args.device):.1%}; records in {Path(args.workdir) / 'generations.json'}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from nasir.cli import main
+
+    sys.exit(main(["dna", *sys.argv[1:]]))

@@ -1,0 +1,44 @@
+import json
+from pathlib import Path
+
+from nasir.cli import main
+
+SPACE = str(Path(__file__).with_name("tiny_dna.nas"))
+
+
+def test_partition_train_rate_search(tmp_path, capsys):
+    work = tmp_path / "w"
+    assert main(["dna", "partition", SPACE, "--json", str(tmp_path / "p.json")]) == 0
+    assert json.loads((tmp_path / "p.json").read_text())["size"] == "12"
+    assert main(["dna", "train", SPACE, "--workdir", str(work), "--teacher-steps", "2", "--steps", "3",
+                 "--batch-size", "8", "--images", "48"]) == 0
+    assert sorted(p.name for p in (work / "blocks").iterdir()) == ["block1.safetensors", "block2.safetensors"]
+    # a second run resumes: nothing left to train
+    assert main(["dna", "train", SPACE, "--workdir", str(work), "--teacher-steps", "2", "--steps", "3",
+                 "--batch-size", "8", "--images", "48"]) == 0
+    assert "(already trained)" in capsys.readouterr().out
+    assert main(["dna", "rate", SPACE, "--workdir", str(work), "--samples", "16"]) == 0
+    ratings = json.loads((work / "ratings.json").read_text())
+    assert [len(b["paths"]) for b in ratings["blocks"]] == [6, 2]
+    out = tmp_path / "arch.json"
+    assert main(["dna", "search", str(work / "ratings.json"), "--pareto", "-o", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert len(doc["arch"]) == 2 and doc["pareto"][-1]["score"] == doc["score"]
+    cheapest = doc["pareto"][0]["cost"]
+    assert main(["dna", "search", str(work / "ratings.json"), "--limit", str(cheapest), "-o", str(out)]) == 0
+    assert json.loads(out.read_text())["cost"] == cheapest
+
+
+def test_bad_input_exits_2(tmp_path, capsys):
+    bad = tmp_path / "r.json"
+    bad.write_text("{oops")
+    assert main(["dna", "search", str(bad)]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+    bad.write_text(json.dumps({"format": "nasir-dna-rating-1", "blocks": [
+        {"block": "b", "paths": [{"index": 0, "cell": 0, "ops": [0], "score": 1.0, "params": 10}]}]}))
+    assert main(["dna", "search", str(bad), "--limit", "5"]) == 2
+    assert "no architecture satisfies" in capsys.readouterr().err
+    (tmp_path / "w" / "blocks").mkdir(parents=True)
+    (tmp_path / "w" / "features.safetensors").write_bytes(b"\x00" * 64)
+    assert main(["dna", "rate", SPACE, "--workdir", str(tmp_path / "w")]) == 2
+    assert "corrupt" in capsys.readouterr().err
