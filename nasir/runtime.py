@@ -116,7 +116,7 @@ class MergedConv(nn.Module):
 
     Holds each candidate's kernel (and pointwise kernel for depthwise->pointwise pairs) under the
     candidate's name, and calls the ``nasir.kernels`` op, which runs Triton on CUDA. Fixed
-    candidates (identity, uniform average pooling) are buffers: in dense/grouped mode a
+    candidates (identity, uniform average pooling) are constants built per call: in dense/grouped mode a
     [C_out, C_in/groups, k, k] kernel on the channel diagonal; in factorized mode (any candidate has a
     pointwise conv) a depthwise kernel plus an identity pointwise matrix, so every candidate has the
     depthwise->pointwise form the op expects.
@@ -136,19 +136,11 @@ class MergedConv(nn.Module):
         self.factorized = any(s["pointwise"] for s in specs)
         self.groups = c_in if self.factorized else groups
         self.normalize = normalize
+        self.c_in, self.c_out = c_in, c_out
         for s in specs:
             k = s["kernel"]
             if s["source"] != "conv":
-                value = 1.0 if s["source"] == "identity" else 1.0 / (k * k)
-                if self.factorized:
-                    self.register_buffer(f"fixed_{s['name']}", torch.full((c_in, 1, k, k), value))
-                    self.register_buffer(f"fixed_pw_{s['name']}", torch.eye(c_out, c_in).view(c_out, c_in, 1, 1))
-                else:
-                    fixed = torch.zeros(c_out, c_in // self.groups, k, k)
-                    for o in range(c_out):
-                        fixed[o, o % (c_in // self.groups)] = value
-                    self.register_buffer(f"fixed_{s['name']}", fixed)
-                continue
+                continue  # built per call in the input's dtype (fixed_kernel): exact in float64 too
             k_in = 1 if s["pointwise"] else c_in // self.groups
             k_out = c_in if s["pointwise"] else c_out
             self.kernels[s["name"]] = nn.Parameter(torch.empty(k_out, k_in, k, k))
@@ -157,18 +149,42 @@ class MergedConv(nn.Module):
                 self.pointwise[s["name"]] = nn.Parameter(torch.empty(c_out, c_in, 1, 1))
                 nn.init.kaiming_uniform_(self.pointwise[s["name"]], a=5**0.5)
 
-    def kernel_list(self) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
-        ks = [self.kernels[s["name"]] if s["source"] == "conv" else getattr(self, f"fixed_{s['name']}") for s in self.specs]
+    def fixed_kernel(self, spec: dict, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The constant kernel of an identity (centred delta) or uniform-pool candidate."""
+        k = spec["kernel"]
+        value = 1.0 if spec["source"] == "identity" else 1.0 / (k * k)
+        opts = dict(dtype=like.dtype, device=like.device)
         if self.factorized:
-            return ks, [self.pointwise[s["name"]] if s["source"] == "conv" else getattr(self, f"fixed_pw_{s['name']}")
-                        for s in self.specs]
-        return ks, None
+            eye = torch.eye(self.c_out, self.c_in, **opts).view(self.c_out, self.c_in, 1, 1)
+            return torch.full((self.c_in, 1, k, k), value, **opts), eye
+        cig = self.c_in // self.groups
+        fixed = torch.zeros(self.c_out, cig, k, k, **opts)
+        rows = torch.arange(self.c_out, device=like.device)
+        fixed[rows, rows % cig] = value
+        return fixed, None
+
+    def kernel_list(self, like: torch.Tensor | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+        if like is None:
+            like = next(iter(self.kernels.values()))
+        ks: list[torch.Tensor] = []
+        pws: list[torch.Tensor] = []
+        for s in self.specs:
+            if s["source"] == "conv":
+                ks.append(self.kernels[s["name"]])
+                if self.factorized:
+                    pws.append(self.pointwise[s["name"]])
+            else:
+                k, pw = self.fixed_kernel(s, like)
+                ks.append(k)
+                if pw is not None:
+                    pws.append(pw)
+        return ks, (pws if self.factorized else None)
 
     def forward(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         from nasir.kernels import merged_conv
 
         weights = torch.stack(derived_weights(p, self.covers, self.domain))
-        kernels, pointwise = self.kernel_list()
+        kernels, pointwise = self.kernel_list(x)
         return merged_conv(
             x, kernels, [s["dilation"] for s in self.specs], weights, stride=self.stride,
             groups=self.groups, pointwise=pointwise, normalize=self.normalize,

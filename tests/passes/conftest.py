@@ -18,6 +18,16 @@ from nasir.passes._topo_weights import carry_weights
 from nasir.passmanager import PassManager
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors gain nothing from intra-op threads, and on a busy 2-core box OpenMP spin-waiting
+    makes a 0.1 s forward take tens of seconds; restore the setting afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def filecheck(text: str, checks: str) -> None:
     """Every non-empty line of ``checks`` must occur, in order, as a substring of some line of ``text``.
 

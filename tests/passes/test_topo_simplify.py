@@ -1,0 +1,121 @@
+"""topo-simplify (TopoNAS Alg. 1): Table II counts, fixpoint/idempotence, and training after rewriting."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nasir.frontends.elaborate import parse_file, parse_string, std_path
+from nasir.ir.printer import print_graph
+from nasir.lowering import lower
+from nasir.passes._topo_stats import edge_counts
+from nasir.passes._topo_weights import carry_weights
+from nasir.passmanager import PassManager
+
+
+def _darts(**kw):
+    return parse_file(std_path("darts"), **{**dict(C=4, layers=3, steps=2, multiplier=2, pool_bn=False), **kw})
+
+
+def test_table2_darts_edge_module_counts():
+    """TopoNAS Table II: one DARTS edge goes 6+14=20 -> 6+8=14 -> 6+6=12 -> 3+6=9."""
+    pm = PassManager.parse("pms,fms,reparam")
+    graph = parse_file(std_path("darts"), C=4, layers=4, steps=4, multiplier=4, pool_bn=False)
+    expected = [(6, 14), (6, 8), (6, 6), (3, 6)]
+    current = graph
+    seen = []
+    for step, spec in enumerate([None, "pms", "fms", "reparam"]):
+        if spec is not None:
+            current = PassManager.parse(spec).run(current)
+        counts = edge_counts(current)
+        normal = [c for e, c in counts.items() if e.startswith("cells0.")]  # cell 0 is normal
+        assert len(normal) == 14
+        seen.append({(c.conv, c.other) for c in normal})
+        assert seen[-1] == {expected[step]}, (spec, seen[-1])
+    assert [c + o for c, o in expected] == [20, 14, 12, 9]
+    # the pass manager reports the same per-edge counts after each pass
+    pm.run(graph)
+    notes = [" ".join(r.result.notes) for r in pm.records[1:]]
+    for note, (c, o) in zip(notes, expected[1:]):
+        assert f"{c}+{o}={c + o} x" in note, note
+
+
+def test_topo_simplify_is_pms_then_fms_to_a_fixpoint_and_idempotent(topo):
+    g = _darts()
+    once, pm = topo.run(g, "topo-simplify")
+    assert print_graph(once) == print_graph(PassManager.parse("pms,fms").run(g))
+    twice, pm2 = topo.run(once, "topo-simplify")
+    assert not pm2.records[-1].result.changed and print_graph(twice) == print_graph(once)
+    # running the constituent passes on the fixpoint changes nothing either
+    for spec in ("pms", "fms"):
+        _, pm3 = topo.run(once, spec)
+        assert not pm3.records[-1].result.changed
+
+
+def test_recursion_reaches_choices_created_by_earlier_rewrites(topo):
+    g = parse_string("""
+    network n() {
+        input x: [3, 8, 8]
+        e = one_of {
+            a: relu -> bn(affine = false) -> conv(4, 3) -> relu -> conv(4, 3)
+            b: relu -> bn(affine = false) -> conv(4, 5) -> relu -> conv(4, 5)
+            c: relu -> max_pool(3, 1) -> conv(4, 1)
+            d: conv(4, 3)
+        }(x)
+        output e
+    }""")
+    out, pm = topo.run(g, "topo-simplify")
+    # level 1: relu shared by a, b, c; level 2 (inside the new choice): bn shared by a, b;
+    # level 3: the floating relu between the two convs of a and b
+    topo.filecheck(print_graph(out), """
+        %e = choice %e covers=[[0, 1, 2], [3]] domain=[0, 1, 2, 3](%x)
+        ^shared:
+        %relu = relu(%x)
+        %mix = choice %e covers=[[0, 1], [2]] domain=[0, 1, 2](%relu)
+        ^shared:
+        %bn = bn(affine=false)(%x)
+        CHECK-NOT: ^shared
+        %mix.first = choice %e covers=[[0], [1]] domain=[0, 1](%bn)
+        %mix.relu_1 = relu(%mix.first)
+        %mix = choice %e covers=[[0], [1]] domain=[0, 1](%mix.relu_1)
+        ^c:
+        %max_pool = max_pool(%x)
+        ^d:
+    """)
+    assert pm.records[-1].result.stats["modules-shared"] == 2 + 1 + 1
+
+
+def test_exact_mode_is_exact_float64(topo):
+    before, after, _, pm = topo.compare(_darts(), "topo-simplify{approximate=false},reparam")
+    assert pm.exact
+    torch.testing.assert_close(after, before, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("space,kw", [
+    ("darts", dict(C=4, layers=3, steps=2, multiplier=2, pool_bn=False)),
+    ("darts", dict(C=4, layers=3, steps=2, multiplier=2)),
+    ("nb201", dict(C=4, N=1)),
+])
+def test_rewritten_supernet_trains_and_keeps_its_readout(space, kw):
+    graph = parse_file(std_path(space), **kw)
+    out = PassManager.parse("topo-simplify,reparam{kernel_norm=true}").run(graph)
+    before = lower(graph, "supernet", seed=0)
+    model = lower(out, "supernet", seed=0)
+    with torch.no_grad():
+        for p in before.arch_parameters():
+            p.normal_()
+    carry_weights(before, model, out)
+    assert model.derive() == before.derive()  # the readout is the argmax of the original parameters
+    w_opt = torch.optim.SGD(model.weight_parameters(), lr=0.05, momentum=0.9)
+    a_opt = torch.optim.Adam(model.arch_parameters(), lr=3e-3)
+    x, y = torch.randn(4, 3, 8, 8), torch.randint(0, 10, (4,))
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    kernels = [(n, p) for n, p in model.named_parameters() if ".kernels." in n or ".pointwise." in n]
+    assert kernels
+    for name, p in list(model.named_parameters()):
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient reaches {name}"
+    w_opt.step()
+    a_opt.step()
+    loss2 = torch.nn.functional.cross_entropy(model(x), y)
+    assert torch.isfinite(loss2)
