@@ -139,3 +139,48 @@ def space_from_graph(graph: Graph) -> tuple[ChainSpace, nn.Module, list[str]]:
         built.append(Block(cells, name=b.name))
     head_mod = _lower_nodes(graph, head, blocks[-1].name, blocks[-1].shape, "head") if head else nn.Identity()
     return ChainSpace(built), head_mod, [b.name for b in blocks]
+
+
+def ir_path_costs(graph: Graph) -> list[list[tuple[int, int]]]:
+    """Per block, (params, FLOPs) of every path in ``Block.paths()`` order, from the IR cost model
+    (no lowering, no forward: fast even for the full 224x224 MBConv space)."""
+    import itertools
+
+    from nasir.ir.cost import Cost, node_cost, region_cost
+    from nasir.ir.verify import infer_shapes
+    from nasir.passes.dna_partition import cell_choice
+
+    infer_shapes(graph)
+    top = graph.body
+    blocks = [n for n in top.nodes if isinstance(n, BlockNode)]
+    stem = Cost()
+    for n in top.nodes[:top.nodes.index(blocks[0])] if blocks else []:
+        stem = stem + node_cost(n, top)  # the stem is block 1's first layer in the chain space
+    out = []
+    for k, b in enumerate(blocks):
+        choice = cell_choice(b)
+        regions = [b.body] if choice is None else [choice.candidates[j].body for _, j in
+                                                   sorted((min(c), j) for j, c in enumerate(choice.covers))]
+        def fixed(region: Region) -> Cost:
+            total = Cost()
+            for n in region.nodes:
+                if not isinstance(n, ChoiceNode):
+                    total = total + node_cost(n, region)
+            return total
+
+        outer = (fixed(b.body) if choice is not None else Cost()) + (stem if k == 0 else Cost())
+        table = []
+        for region in regions:
+            base = fixed(region) + outer
+            layers = []
+            for n in region.nodes:
+                if isinstance(n, ChoiceNode):
+                    order = [j for _, j in sorted((min(c), j) for j, c in enumerate(n.covers))]
+                    layers.append([region_cost(n.candidates[j].body) for j in order])
+            for combo in itertools.product(*layers):
+                total = base
+                for c in combo:
+                    total = total + c
+                table.append((total.params, total.flops))
+        out.append(table)
+    return out

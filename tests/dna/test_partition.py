@@ -3,7 +3,7 @@ import torch
 
 import nasir
 from nasir.diagnostics import NasirError
-from nasir.dna.ir_space import space_from_graph
+from nasir.dna.ir_space import ir_path_costs, space_from_graph
 from nasir.ir.cost import arch_cost
 from nasir.ir.nodes import BlockNode
 from nasir.lowering import lower
@@ -75,3 +75,14 @@ def test_chain_space_needs_blocks(small):
     with pytest.raises(ValueError, match="dna-partition"):
         space_from_graph(small)
     assert not any(isinstance(n, BlockNode) for n in small.body.nodes)
+
+
+def test_ir_cost_tables_match_measured_chain(small):
+    g = PassManager.parse("dna-partition").run(small)
+    space, _, _ = space_from_graph(g)
+    tables = ir_path_costs(g)
+    x = torch.randn(1, 3, 32, 32)
+    for k, block in enumerate(space.blocks):
+        measured = block.path_costs(x)
+        assert [(c.params, c.flops) for c in measured] == tables[k]
+        x = block(x, next(block.paths()))
