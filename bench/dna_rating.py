@@ -73,10 +73,10 @@ def bench_search() -> None:
         lo, hi = sum(min(c) for c in costs), sum(max(c) for c in costs)
         for frac in (0.25, 0.5, 0.75):
             limit = lo + frac * (hi - lo)
-            best_t = min(_timed(lambda: constrained_search(scores, costs, limit))[1] for _ in range(3))
+            best_t = min(_timed(lambda c=costs, lim=limit: constrained_search(scores, c, lim))[1] for _ in range(3))
             best = constrained_search(scores, costs, limit)
             print(f"  {kind} <= {limit:,.0f}: score {best.score:.4f}, cost {best.cost:,} in {best_t * 1000:.1f} ms")
-        front, t = _timed(lambda: pareto_front(scores, costs))
+        front, t = _timed(lambda c=costs: pareto_front(scores, c))
         print(f"  Pareto front of score vs {kind}: {len(front)} points in {t * 1000:.1f} ms")
     # the published traversal on the first three blocks (4.6e8 combinations) for comparison
     costs = [[c[0] for c in t] for t in tables[:3]]
