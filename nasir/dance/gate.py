@@ -4,21 +4,26 @@ One ``SelectGate`` decides which channels of one channel group survive. Per batc
 
 1. combines the batch embedding D_t (from ``BatchRepr``) with statistics of the layer's own
    features F_l (``Combine``) and maps them through a two-layer MLP to logits g_l;
-2. draws g~ = softmax((g_l + eps) / tau), eps ~ Gumbel(0, 1) (no noise when deterministic);
+2. draws the soft select gate g~ = Gumbel-softmax over {keep, drop} per channel with temperature
+   tau, i.e. g~ = sigmoid((g_l + eps_1 - eps_2) / tau), eps ~ Gumbel(0, 1) (no noise when
+   deterministic);
 3. scores every channel: Score = l1 * static + l2 * dynamic + l3 * feature + l4 * corr, with
    static = sigmoid(theta_c), dynamic = EMA of sigmoid(fusion(f_t) + theta_c + noise * eps),
    feature = EMA of softmax(E_B[FeatureNet(x)]) and corr = 1 - lambda_c * mean |corrcoef|;
-4. p = softmax(C * g~ * Score) and keeps exactly C_l channels by sampling without replacement
-   from p (Gumbel-top-k: the paper's "BernoulliSample with exactly C_l ones"), or the top C_l of p
-   when deterministic;
+4. p = softmax(g~ * Score) over the channels, and keeps exactly C_l channels by sampling without
+   replacement from p (Gumbel-top-k: the paper's "BernoulliSample with exactly C_l ones"), or the
+   top C_l of p when deterministic;
 5. returns the hard 0/1 mask with a straight-through gradient (C_l * p in the backward pass), so
    the task loss reaches the MLP, theta, the fusion, the FeatureNet and the batch representation.
 
-Two scalings differ from the paper's text and are deliberate: g~ sums to one, so it is multiplied
-by C before the outer softmax (otherwise p is uniform by construction for any layer wider than a
-few channels), and the feature term, also a softmax over C channels, is multiplied by C so that its
-mean is 1 like the other three terms. EMAs update only in training mode and are kept as buffers, so
-they travel in checkpoints.
+Two readings of the paper are deliberate. The Gumbel-softmax is taken per channel over the two
+outcomes keep/drop (a binary concrete gate, as appendix A's dynamic term also does with a sigmoid)
+rather than across the channels of a layer: a softmax across channels sums to one, so with a
+temperature below one it puts nearly all mass on a single channel and p = softmax(g~ * Score)
+becomes uniform over every other channel; measured on TinyShapes, selecting C_l of C channels
+from it was no better than random selection. And the feature term, a softmax over C channels, is
+multiplied by C so that its mean is 1 like the other three terms. EMAs update only in training
+mode and are kept as buffers, so they travel in checkpoints.
 """
 
 from __future__ import annotations
@@ -174,10 +179,10 @@ class SelectGate(nn.Module):
     def probabilities(self, x: torch.Tensor, embedding: torch.Tensor, stochastic: bool) -> torch.Tensor:
         acts, feats = self._activations(x)
         g = self.logits(acts, embedding)
-        eps = gumbel_like(g) if stochastic else torch.zeros_like(g)
-        g_soft = torch.softmax((g + eps) / self.tau, 0)
+        eps = gumbel_like(g) - gumbel_like(g) if stochastic else torch.zeros_like(g)  # logistic noise
+        g_soft = torch.sigmoid((g + eps) / self.tau)
         score = self.score(acts, feats, stochastic)
-        p = torch.softmax(self.channels * g_soft * score, 0)
+        p = torch.softmax(g_soft * score, 0)
         self.last.update(acts=acts, logits=g, score=score, probs=p)
         if self.training:
             self.last["prob_prev"] = self.prob_ema.clone()

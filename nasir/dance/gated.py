@@ -178,22 +178,34 @@ class GatedNetwork(nn.Module):
         """Stage 3: the architecture for ``data`` (a tensor or batches) and ``budget``, in one call.
 
         Each batch gives p per group (no noise); the kept channels are the top C_l of p averaged
-        over the batches, so the result does not depend on how the data was split."""
+        over the batches, so the result does not depend on how the data was split. BatchNorms use
+        the batch's statistics, as in stage 2: their running statistics were gathered over many
+        sampled architectures and describe none of the ones being generated (measured: generating
+        with them picked clearly worse channels), and they are left unchanged."""
         if budget is not None:
             self.set_budget(budget)
         was_training, mode = self.training, self.mode
         self.eval()
+        norms = [m for m in self.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        momenta = [m.momentum for m in norms]
+        for m in norms:  # batch statistics, running statistics untouched (see the docstring)
+            m.train()
+            m.momentum = 0.0
         self.set_mode("deterministic")
         sums: dict[str, torch.Tensor] = {}
         device = next(self.parameters()).device
         chunks = data.split(batch_size) if isinstance(data, torch.Tensor) else data
         try:
             for x in chunks:
+                if x.shape[0] < 2:
+                    continue
                 self(x.to(device))
                 for g in self.groups:
                     p = self.gate(g).last["probs"].float()
                     sums[g] = sums.get(g, 0) + p
         finally:
+            for m, momentum in zip(norms, momenta):
+                m.momentum = momentum
             self.train(was_training)
             self._context.mode = mode
         if not sums:

@@ -6,7 +6,10 @@
   the select gates (exact C_l per group) and each one's loss (``losses.dance_loss``) is
   back-propagated; then three AdamW optimizers (backbone, gates, batch representation), each with
   its own OneCycle schedule, step once. With ``budget_range`` every batch trains a random global
-  budget from that range, so one training serves every budget in it afterwards.
+  budget from that range, so one training serves every budget in it afterwards. With
+  ``tau_start`` the Gumbel temperature anneals exponentially to ``tau_end`` (appendix C picks tau
+  from [0.1, 1]): early samples explore, late ones follow the learned distribution, so the weights
+  co-adapt with the architectures the gates will generate.
 * Stage 3 (``finetune``) generates the architecture for a budget and data
   (``GatedNetwork.generate``), extracts the physically smaller network with the supernet's weights
   and fine-tunes it with cross-entropy.
@@ -59,6 +62,8 @@ class DanceConfig:
     budget_range: tuple[float, float] | None = None  # per-batch random global budget in stage 2
     augment: bool = True  # random crop (pad 4) and horizontal flip of image batches
     grad_clip: float = 5.0
+    tau_start: float | None = 1.0  # anneal the gates' Gumbel temperature over stage 2 (None: keep each gate's tau)
+    tau_end: float = 0.1
     seed: int = 0
     save_every: int = 50
     amp: bool = True
@@ -266,6 +271,11 @@ class DanceTrainer:
         net = self.net
         net.set_mode("sample")
         net.set_generator(self.gate_gen if self.device.type == "cpu" else None)
+        if c.tau_start is not None:
+            frac = self.log.step / max(1, c.stage2_steps - 1)
+            tau = c.tau_start * (c.tau_end / c.tau_start) ** frac
+            for g in net.groups:
+                net.gate(g).tau = tau
         if c.budget_range is not None:
             lo, hi = c.budget_range
             net.set_budget(float(lo + (hi - lo) * torch.rand((), generator=self.budget_gen)))
