@@ -120,6 +120,34 @@ def measure(graph, pipeline: str, device: str, batch: int, steps: int, warmup: i
     return out
 
 
+def saved_activations(graph, pipeline: str, batch: int) -> dict:
+    """MiB of distinct tensors autograd keeps for backward during one training forward.
+
+    A device-independent proxy of the activation memory a step needs (CPU is enough); the peak
+    on a GPU adds weights, gradients, optimizer state and the allocator's working set.
+    """
+    from nasir.lowering import lower
+    from nasir.passmanager import PassManager
+
+    g = PassManager.parse(pipeline).run(graph) if pipeline else graph
+    model = lower(g, "supernet", seed=0)
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        if not isinstance(t, torch.nn.Parameter) and t.requires_grad is not None:
+            st = t.untyped_storage()
+            seen[st.data_ptr()] = st.nbytes()
+        return t
+
+    x = torch.randn(batch, 3, 32, 32)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = model(x).sum()
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    total = sum(n for ptr, n in seen.items() if ptr not in params)
+    del loss
+    return {"saved_mib": total / 2**20}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--spaces", default="darts,exaggerated")
@@ -129,6 +157,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--saved", action="store_true",
+                    help="only measure the activations saved for backward in one forward (works on CPU)")
     args = ap.parse_args(argv)
     _bootstrap()
     torch.backends.cudnn.benchmark = True
@@ -137,6 +167,17 @@ def main(argv: list[str] | None = None) -> None:
           f"batch={args.batch} steps={args.steps} warmup={args.warmup} fp32 (TF32 convs: "
           f"{torch.backends.cudnn.allow_tf32})", flush=True)
     results = []
+    if args.saved:
+        for space in args.spaces.split(","):
+            graph = build_graph(space)
+            print(f"\n| {space} (batch {args.batch}) | saved for backward MiB | vs none |\n|---|---:|---:|")
+            base = None
+            for config in args.configs.split(","):
+                r = saved_activations(graph, PIPELINES[config], args.batch)
+                base = base or r
+                print(f"| {config} | {r['saved_mib']:.0f} | {r['saved_mib'] / base['saved_mib'] - 1:+.0%} |", flush=True)
+                results.append({"space": space, "config": config, **r})
+        return
     for space in args.spaces.split(","):
         graph = build_graph(space)
         base = None
