@@ -119,3 +119,16 @@ def test_rewritten_supernet_trains_and_keeps_its_readout(space, kw):
     a_opt.step()
     loss2 = torch.nn.functional.cross_entropy(model(x), y)
     assert torch.isfinite(loss2)
+
+
+def test_sampled_and_fixed_lowering_after_all_passes():
+    from nasir.runtime import FixedSampler
+
+    graph = _darts()
+    out = PassManager.parse("topo-simplify,reparam{kernel_norm=true}").run(graph)
+    x = torch.randn(2, 3, 8, 8)
+    for pick in (0, 3, 5, 7):  # zero (dropped from the merged convs), identity, a sep conv, a dil conv
+        arch = {a: pick for a in out.arch}
+        sampled = lower(out, "sampled", sampler=FixedSampler(arch), seed=0)
+        assert torch.isfinite(sampled(x)).all()
+        assert lower(out, "fixed", arch=arch, seed=0)(x).shape == (2, 10)
