@@ -840,7 +840,14 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
         key, raw = item.split("=", 1)
         raw = raw.strip()
         value: Any
-        if raw in ("true", "false"):
+        if raw.startswith("["):
+            import json
+
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError as e:
+                raise NasirError(f"bad list in override {item!r}: {e.msg}", hint="e.g. -D widths=[16,24,32]") from None
+        elif raw in ("true", "false"):
             value = raw == "true"
         else:
             try:

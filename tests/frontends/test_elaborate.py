@@ -116,3 +116,12 @@ def test_darts_structure(darts_graph):
         "none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
         "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"]
     assert g.body.outputs[0].shape == [10]
+
+
+def test_overrides_parse_numbers_booleans_and_lists():
+    from nasir.frontends.elaborate import parse_overrides
+
+    assert parse_overrides(["C=8", "r=0.5", "bn=false", "widths=[16, 24]", "name=abc"]) == {
+        "C": 8, "r": 0.5, "bn": False, "widths": [16, 24], "name": "abc"}
+    with pytest.raises(NasirError, match="bad list"):
+        parse_overrides(["widths=[16,"])
