@@ -264,7 +264,7 @@ class _Lowerer:
         from the original softmax by ``derived_weights``.
         """
         p = vectors[node.arch]
-        trivial = all(len(c) == 1 for c in node.covers) and sorted(node.domain) == list(range(len(node.domain))) \
+        trivial = all(len(c) == 1 for c in node.covers) and sorted(node.domain) == list(range(self.graph.arch[node.arch].size)) \
             and sorted(i for c in node.covers for i in c) == sorted(node.domain)
         weights = None if trivial else _fn(g, derived_weights, (p, node.covers, node.domain), name=f"{name}_w")
         terms = []

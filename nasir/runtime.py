@@ -45,10 +45,38 @@ class FactorizedReduce(nn.Module):
         return self.bn(torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1))
 
 
-def derived_weights(p: torch.Tensor, covers: Sequence[Sequence[int]], domain: Sequence[int]) -> list[torch.Tensor]:
+_WEIGHT_MATRICES: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def weight_matrices(covers: Sequence[Sequence[int]], domain: Sequence[int], n: int, device: torch.device,
+                    dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """0/1 matrices C [candidates, n] and d [n] with weights = C p / (d . p), cached per device.
+
+    Matrix products instead of indexing with Python lists: list indexing copies the index to the
+    device and synchronises on every forward, once per choice.
+    """
+    key = (tuple(map(tuple, covers)), tuple(domain), n, device, dtype)
+    mats = _WEIGHT_MATRICES.get(key)
+    if mats is None:
+        cover = torch.zeros(len(covers), n, dtype=dtype)
+        for j, c in enumerate(covers):
+            cover[j, list(c)] = 1
+        dom = torch.zeros(n, dtype=dtype)
+        dom[list(domain)] = 1
+        mats = (cover.to(device), dom.to(device))
+        _WEIGHT_MATRICES[key] = mats
+    return mats
+
+
+def derived_weights(p: torch.Tensor, covers: Sequence[Sequence[int]], domain: Sequence[int]) -> torch.Tensor:
     """Candidate weights sum(p[covers_j]) / sum(p[domain]) (TopoNAS P_S and q_i = p_i / P_S)."""
-    denom = p[list(domain)].sum()
-    return [p[list(c)].sum() / denom for c in covers]
+    cover, dom = weight_matrices(covers, domain, p.numel(), p.device, p.dtype)
+    return (cover @ p) / (dom @ p)
+
+
+def is_plain_softmax(covers: Sequence[Sequence[int]], domain: Sequence[int], n: int) -> bool:
+    """True when candidate j is original index j and the domain is everything: weights = p."""
+    return len(covers) == n and all(list(c) == [j] for j, c in enumerate(covers)) and sorted(domain) == list(range(n))
 
 
 class ChoiceModule(nn.Module):
@@ -80,7 +108,7 @@ class ChoiceModule(nn.Module):
         self.n_inputs = n_inputs
         self.mode = mode
         self._own = arch_args.index(arch)
-        self._trivial = all(len(c) == 1 and c[0] == j for j, c in enumerate(covers)) and domain == list(range(len(covers)))
+        self._trivial: bool | None = None  # known once the parameter's size is seen
 
     def forward(self, *args: torch.Tensor) -> torch.Tensor:
         inputs = args[: self.n_inputs]
@@ -90,10 +118,11 @@ class ChoiceModule(nn.Module):
             hot = int(torch.argmax(p.detach()))
             for j, cover in enumerate(self.covers):
                 if hot in cover:
-                    weight = p[cover].sum() / p[self.domain].sum()
-                    return weight * self._run(j, inputs, vectors)
+                    return derived_weights(p, self.covers, self.domain)[j] * self._run(j, inputs, vectors)
             raise RuntimeError(f"choice over {self.arch!r}: sampled index {hot} is not among its candidates")
-        weights = p if self._trivial else torch.stack(derived_weights(p, self.covers, self.domain))
+        if self._trivial is None:
+            self._trivial = is_plain_softmax(self.covers, self.domain, p.numel())
+        weights = p if self._trivial else derived_weights(p, self.covers, self.domain)
         out = None
         for j in range(len(self.names)):
             if self.zero[j]:

@@ -158,9 +158,6 @@ def test_derived_architecture_and_sampled_fixed_lowering_unchanged(darts):
     assert lower(out, "fixed", arch=arch)(torch.randn(1, 3, 8, 8)).shape == (1, 10)
 
 
-@pytest.mark.xfail(strict=True, reason="lowering bug outside this issue: _Lowerer.mixed and ChoiceModule treat "
-                   "singleton covers over domain [0..k-1] as the plain softmax even when the arch parameter has "
-                   "more than k entries, so a group of the *first* k candidates is not renormalized by P_S")
 def test_group_of_leading_candidates_is_renormalized(topo):
     g = parse_string("""
     network n() {
