@@ -30,7 +30,7 @@ child_only = pytest.mark.skipif(not _CHILD, reason="runs inside the TRITON_INTER
 
 @pytest.mark.skipif(_CHILD, reason="driver")
 def test_interpreter_suite():
-    env = dict(os.environ, TRITON_INTERPRET="1", NASIR_TRITON_INTERPRET_CHILD="1")
+    env = dict(os.environ, TRITON_INTERPRET="1", NASIR_TRITON_INTERPRET_CHILD="1", OMP_NUM_THREADS="1")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", os.path.abspath(__file__)], cwd=root, env=env,
                           capture_output=True, text=True, timeout=600)
