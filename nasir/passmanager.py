@@ -172,6 +172,8 @@ class PassRecord:
     seconds: float
     result: PassResult
     stats: GraphStats
+    #: TopoNAS Table II units: conv / non-conv / total modules per edge (choice), as a histogram.
+    edges: str = ""
 
 
 @dataclass
@@ -192,7 +194,7 @@ class PassManager:
     def run(self, graph: Graph) -> Graph:
         """Apply the pipeline to a copy of ``graph`` and return the copy."""
         graph = graph.copy_deep()
-        self.records = [PassRecord("input", "input", "exact", 0.0, PassResult(), graph_stats(graph))]
+        self.records = [PassRecord("input", "input", "exact", 0.0, PassResult(), graph_stats(graph), _edges(graph))]
         for p in self.passes:
             start = time.perf_counter()
             try:
@@ -206,7 +208,7 @@ class PassManager:
                 except NasirError as e:
                     raise NasirError(f"IR invalid after pass {p.name!r}: {e.message}", e.loc, e.hint) from None
             stats = graph_stats(graph, infer=not self.verify)  # verify just inferred shapes
-            self.records.append(PassRecord(p.name, p.spec(), p.exactness, seconds, result, stats))
+            self.records.append(PassRecord(p.name, p.spec(), p.exactness, seconds, result, stats, _edges(graph)))
             if self.print_ir_after_all and self.out is not None:
                 printer = self.print_ir or _default_printer
                 self.out.write(f"// ----- IR after {p.spec()} -----\n{printer(graph)}\n")
@@ -225,8 +227,19 @@ class PassManager:
             changes = ", ".join(f"{k}={v}" for k, v in r.result.stats.items()) or "-"
             lines.append(f"{r.spec:<28}{r.exactness[:5]:>8}{r.seconds * 1e3:>9.1f}{s.modules:>9}{s.conv:>7}"
                          f"{s.params:>12,}{s.flops:>14,}  {changes}")
-            lines.extend(f"{'':<28}note: {n}" for n in r.result.notes)
+            if r.edges:
+                lines.append(f"{'':<28}{r.edges}")
+            lines.extend(f"{'':<28}note: {n}" for n in r.result.notes if n != r.edges)
         return "\n".join(lines)
+
+
+def _edges(graph: Graph) -> str:
+    """Per-edge module counts (only for graphs with choices)."""
+    if not any(getattr(n, "arch", None) for _, n, _ in graph.walk()):
+        return ""
+    from nasir.passes._topo_stats import edge_summary
+
+    return edge_summary(graph)
 
 
 def _default_printer(graph: Graph) -> str:
