@@ -10,14 +10,16 @@ flatten of a ``[C, H, W]`` map repeats each channel H*W times in the flat featur
 * a ``sum`` unions its inputs' spaces segment by segment (the residual coupling of ResNets: the
   stem, every block output and every downsample conv of a stage end up in one space);
 * a ``concat`` concatenates layouts without coupling them;
+* a ``choice`` is analysed inside: its candidates read the choice's inputs and their outputs are
+  summed (weighted), so they are coupled like a ``sum``; blocks are analysed inside too;
 * anything the analysis cannot slice exactly (network inputs and outputs, grouped convs, merged
-  convs, choices, factorized reductions, sums of differently segmented values, per-channel ops
+  convs, factorized reductions, sums of differently segmented values, per-channel ops
   that do not map 0 to 0 applied to a concatenation) marks the spaces involved *fixed*.
 
 A space that is not fixed and has at least one conv/linear producer is a *group*: one select gate
 decides its mask, and extraction slices every producer's output and every consumer's input by it.
-Values are keyed by their full node path (``blk.conv`` inside a block), which is also the module
-path lowering gives them.
+Values are keyed by their full node path (``blk.conv`` inside a block, ``edge.cand.conv`` inside
+a choice candidate), which is also the module path lowering gives them in every mode.
 """
 
 from __future__ import annotations
@@ -199,25 +201,34 @@ def _node(a: ChannelAnalysis, node, path: str, ins: list[list[Segment]]) -> list
     if isinstance(node, GateNode):
         return list(ins[0])
     if isinstance(node, SumNode):
-        first = ins[0]
-        for other in ins[1:]:
-            if [(s.size, s.repeat) for s in other] != [(s.size, s.repeat) for s in first]:
-                for lay in ins:
-                    a.fix(lay)
-                return list(first)
-            for s, t in zip(first, other):
-                a.union(s.space, t.space)
-        return list(first)
+        return _join(a, ins)
     if isinstance(node, ConcatNode):
         return [s for lay in ins for s in lay]
     if isinstance(node, BlockNode):
         return _region(a, node.body, f"{path}.", ins)[0]
-    if isinstance(node, (ChoiceNode, MergedConvNode)):
+    if isinstance(node, ChoiceNode):
+        # candidates read the choice's inputs and their (weighted) outputs are summed: a sum
+        outs = [_region(a, cand.body, f"{path}.{cand.name}.", ins)[0] for cand in node.candidates]
+        return _join(a, outs)
+    if isinstance(node, MergedConvNode):
         for lay in ins:
             a.fix(lay)
         a.opaque.add(path)
         return _fresh(a, node, fixed=True)
     raise ValueError(f"channel analysis does not know node kind {node.kind!r}")
+
+
+def _join(a: ChannelAnalysis, ins: list[list[Segment]]) -> list[Segment]:
+    """Element-wise sum of values: couple their spaces segment by segment (fix them if misaligned)."""
+    first = ins[0]
+    for other in ins[1:]:
+        if [(s.size, s.repeat) for s in other] != [(s.size, s.repeat) for s in first]:
+            for lay in ins:
+                a.fix(lay)
+            return list(first)
+        for s, t in zip(first, other):
+            a.union(s.space, t.space)
+    return list(first)
 
 
 def _input_shape(a: ChannelAnalysis, node, path: str) -> list[int] | None:
