@@ -39,7 +39,8 @@ def register(subparsers: Any) -> None:
     t.add_argument("--stage2-steps", type=int, default=200)
     t.add_argument("--samples", type=int, default=2, help="T architectures sampled per batch")
     t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--tau", type=float, default=1.0, help="Gumbel-softmax temperature")
+    t.add_argument("--tau-start", type=float, default=1.0, help="Gumbel-softmax temperature at the start of stage 2")
+    t.add_argument("--tau-end", type=float, default=0.1, help="... annealed exponentially to this at its end")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="cpu")
     t.add_argument("--checkpoint", required=True, metavar="FILE", help="safetensors checkpoint (written as it goes)")
@@ -112,8 +113,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     graph = _gated_graph(args, args.budget)
     config = DanceConfig(stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps, samples=args.samples,
-                         batch_size=args.batch_size, budget_range=_range(args.budget_range), seed=args.seed)
-    net = GatedNetwork(graph, tau=args.tau, seed=args.seed)
+                         batch_size=args.batch_size, budget_range=_range(args.budget_range), seed=args.seed,
+                         tau_start=args.tau_start, tau_end=args.tau_end)
+    net = GatedNetwork(graph, tau=args.tau_start, seed=args.seed)
     trainer = DanceTrainer(net, config, device=args.device, progress=not args.no_progress)
     log = trainer.train(load_tiny("train"), checkpoint=args.checkpoint, resume=args.resume)
     test = load_tiny("test")

@@ -86,6 +86,8 @@ class DanceConfig:
                 raise DanceError(f"{name} must be >= 0")
         if self.batch_size < 2 or self.samples < 1:
             raise DanceError("batch_size must be >= 2 and samples (T) >= 1")
+        if (self.tau_start is not None and self.tau_start <= 0) or self.tau_end <= 0:
+            raise DanceError("Gumbel temperatures tau_start and tau_end must be > 0")
         if self.budget_range is not None:
             lo, hi = self.budget_range
             if not 0 < lo <= hi <= 1:
@@ -323,6 +325,7 @@ class DanceTrainer:
             "config": self.config.to_json(),
             "net": self.net.hparams,
             "budgets": {g: self.net.gate(g).keep for g in self.net.groups},
+            "taus": {g: self.net.gate(g).tau for g in self.net.groups},
             "stage": self.log.stage, "step": self.log.step, "seconds": seconds,
             "history": self.log.history,
             "optim": opt_meta,
@@ -346,8 +349,7 @@ class DanceTrainer:
                 s.load_state_dict(meta["sched2"][k])
         except (RuntimeError, KeyError, ValueError) as e:
             raise DanceError(f"{path}: checkpoint does not match this network/config ({e})") from None
-        for g, keep in meta["budgets"].items():
-            self.net.gate(g).keep = int(keep)
+        _restore_gates(self.net, meta)
         torch.set_rng_state(tensors["rng.cpu"])
         for name, gen in (("aug", self.aug_gen), ("budget", self.budget_gen), ("gate", self.gate_gen)):
             gen.set_state(tensors[f"rng.{name}"])
@@ -389,9 +391,16 @@ def network_from_checkpoint(path: str | Path) -> tuple[GatedNetwork, DanceConfig
         net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
     except RuntimeError as e:
         raise DanceError(f"{path}: checkpoint weights do not fit its graph ({str(e).splitlines()[0]})") from None
+    _restore_gates(net, meta)
+    return net, config, meta
+
+
+def _restore_gates(net: GatedNetwork, meta: dict[str, Any]) -> None:
+    """Budgets and temperatures are plain attributes of the gates, kept in the metadata."""
     for g, keep in meta["budgets"].items():
         net.gate(g).keep = int(keep)
-    return net, config, meta
+    for g, tau in meta.get("taus", {}).items():
+        net.gate(g).tau = float(tau)
 
 
 def finetune(module: nn.Module, data: Data, steps: int, config: DanceConfig, device: str | torch.device = "cpu",

@@ -109,3 +109,19 @@ def test_batch_repr_is_order_invariant():
     x = torch.randn(5, 3, 16, 16)
     torch.testing.assert_close(rep(x), rep(x.flip(0)))
     assert BatchRepr([20], 6)(torch.randn(4, 20)).shape == (6,)
+
+
+def test_gated_supernet_samples_generates_and_extracts(make_gated):
+    """DANCE over a NAS supernet (NAS-Bench-201 cells): gates inside candidates work end to end."""
+    net = GatedNetwork(make_gated("std/nb201.nas", C=4, N=1), seed=0)
+    assert net.backbone.arch_parameters()  # still a supernet with its architecture weights
+    net.set_mode("sample")
+    net(torch.randn(4, 3, 32, 32)).sum().backward()
+    assert all(p.grad is not None for p in net.gate_parameters())
+    x = torch.randn(8, 3, 32, 32)
+    masks = net.generate(x, 0.5)
+    net.eval()
+    net.set_masks(masks)
+    _, small = net.extract(masks)
+    small.eval()
+    torch.testing.assert_close(small(x), net(x), rtol=1e-5, atol=1e-5)

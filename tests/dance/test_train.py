@@ -76,6 +76,7 @@ def test_resume_after_kill_matches_uninterrupted_run(gated_resnet, tmp_path):
     rebuilt, config, meta = network_from_checkpoint(ckpt)
     assert meta["stage"] == "done" and config.stage2_steps == 2
     torch.testing.assert_close(rebuilt.state_dict()["gates.h_conv.theta"], expected["gates.h_conv.theta"])
+    assert rebuilt.gate("h.conv").tau == pytest.approx(0.1)  # the annealed temperature travels too
 
 
 def test_corrupt_and_foreign_checkpoints(gated_resnet, tmp_path, make_gated):
