@@ -5,7 +5,8 @@
 * ``train``: stages 1 and 2 on the bundled TinyShapes data, with a resumable checkpoint;
 * ``extract``: stage 3 from a training checkpoint: generate the architecture for a budget (one
   call per budget, no retraining), extract the physically smaller network, optionally fine-tune,
-  and write its IR, weights (safetensors) and masks.
+  and write its IR, weights (safetensors) and masks. Reload the result with
+  ``lower(Graph.load(ir), "fixed", arch={})`` and ``load_state_dict(load_checkpoint(weights)[0])``.
 
 ``register(subparsers)`` is called by ``nasir.cli``. Errors in input (a bad budget, a corrupt
 checkpoint) raise ``DanceError``, which the ``nasir`` CLI prints and maps to exit status 2.

@@ -138,7 +138,7 @@ class SelectGate(nn.Module):
         self.register_buffer("feature_ema", torch.full((channels,), 1.0 / channels))
         self.register_buffer("prob_ema", torch.full((channels,), 1.0 / channels))
         self.register_buffer("redundancy_ema", torch.zeros(channels))
-        #: Tensors of the last forward that the losses of appendix C read (``None`` before any).
+        #: Tensors of the last forward that the losses of appendix C read (empty before any).
         self.last: dict[str, torch.Tensor] = {}
 
     def set_budget(self, budget: float | int) -> None:
