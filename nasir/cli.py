@@ -11,7 +11,6 @@ import importlib
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from nasir.diagnostics import NasirError
@@ -144,12 +143,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def _read_arch(path: str | None) -> dict[str, Any]:
     if not path:
         raise NasirError("--mode fixed needs --arch FILE (JSON {arch parameter: candidate name or index})")
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as e:
-        raise NasirError(f"cannot read {path}: {e.strerror}") from None
-    except json.JSONDecodeError as e:
-        raise NasirError(f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
+    from nasir.io import read_json
+
+    data = read_json(path, "architecture")
     if not isinstance(data, dict):
         raise NasirError(f"{path}: expected a JSON object mapping parameters to candidates")
     return data.get("arch", data)

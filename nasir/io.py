@@ -34,3 +34,21 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def read_json(path: str | Path, what: str = "file", error: type[Exception] | None = None):
+    """Load a user-given JSON file; a missing or malformed file raises a located ``NasirError``
+    (or the subclass ``error``), never a traceback."""
+    import json
+
+    from nasir.diagnostics import NasirError
+
+    cls = error or NasirError
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise cls(f"cannot read {what} {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise cls(f"{path}: {what} is not UTF-8 text") from None
+    except json.JSONDecodeError as e:
+        raise cls(f"{path}:{e.lineno}:{e.colno}: {what} is not valid JSON: {e.msg}") from None

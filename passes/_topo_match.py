@@ -28,12 +28,13 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from nasir.ir.graph import Graph
 from nasir.ir.nodes import Candidate, ChoiceNode, InputNode, OpNode, OutputNode, Region, sub_regions
 from nasir.ir.rewrite import remove, replace_uses
 from nasir.ir.verify import infer_shapes
-from nasir.passmanager import PassResult
+from nasir.passmanager import Pass, PassResult
 
 #: Parameter-free ops that are linear maps: sharing them after a weighted sum is exact.
 LINEAR_FREE = frozenset({"avg_pool", "global_avg_pool", "flatten"})
@@ -439,3 +440,25 @@ def _simplify_region(region: Region, pms: bool, fms: bool, approximate: bool, lo
         for _, sub in sub_regions(node):
             done += _simplify_region(sub, pms, fms, approximate, log)
     return done
+
+
+@dataclass
+class SharingPass(Pass):
+    """Base of ``pms`` and ``topo-simplify``: the ``approximate`` option decides their exactness."""
+
+    exactness = "approximate"
+    #: which rewrites this pass applies
+    use_pms: ClassVar[bool] = True
+    use_fms: ClassVar[bool] = False
+
+    #: Allow the approximate rewrites (trailing non-linear sharing, and FMS where enabled).
+    approximate: bool = True
+
+    def __post_init__(self) -> None:
+        self.exactness = "approximate" if self.approximate else "exact"
+
+    def run(self, graph: Graph) -> PassResult:
+        log = Log(PassResult())
+        simplify(graph, pms=self.use_pms, fms=self.use_fms, approximate=self.approximate, log=log)
+        log.finish(graph)
+        return log.result

@@ -11,24 +11,19 @@ by ``nasir dance train --masks-out`` or ``nasir dance extract --masks-out``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from nasir.dance.errors import DanceError
 from nasir.dance.extract import extract_graph
 from nasir.diagnostics import NasirError
+from nasir.io import read_json
 from nasir.ir.graph import Graph
 from nasir.passmanager import Pass, PassResult, register
 
 
 def read_masks(path: str | Path) -> dict[str, list[int]]:
     """Masks from JSON, with a clear error for a missing, malformed or mistyped file."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as e:
-        raise DanceError(f"cannot read masks {path}: {e.strerror}") from None
-    except json.JSONDecodeError as e:
-        raise DanceError(f"{path}:{e.lineno}:{e.colno}: masks are not valid JSON: {e.msg}") from None
+    data = read_json(path, "masks", DanceError)
     masks = data.get("masks", data) if isinstance(data, dict) else None
     if not isinstance(masks, dict) or not all(isinstance(v, list) for v in masks.values()):
         raise DanceError(f"{path}: expected {{\"masks\": {{group: [0/1, ...]}}}}")

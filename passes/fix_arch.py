@@ -9,11 +9,10 @@ architecture. Follow it with ``canonicalize,dead-code`` to drop edges that becam
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from nasir.diagnostics import NasirError
+from nasir.io import read_json
 from nasir.ir.graph import Graph
 from nasir.ir.nodes import ChoiceNode, MergedConvNode, Region, sub_regions
 from nasir.ir.rewrite import inline_region
@@ -34,12 +33,7 @@ class FixArch(Pass):
 
         if not self.arch:
             raise NasirError("fix-arch needs an architecture file: fix-arch{arch=path/to/arch.json}")
-        try:
-            data = json.loads(Path(self.arch).read_text(encoding="utf-8"))
-        except OSError as e:
-            raise NasirError(f"fix-arch: cannot read {self.arch}: {e.strerror}") from None
-        except json.JSONDecodeError as e:
-            raise NasirError(f"{self.arch}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
+        data = read_json(self.arch, "architecture")
         picks = resolve_arch(graph, data.get("arch", data) if isinstance(data, dict) else {})
         result = PassResult()
         _fix_region(graph.body, picks, result)

@@ -19,25 +19,15 @@ the pass is exact.
 
 from __future__ import annotations
 
-from nasir.ir.graph import Graph
-from nasir.passes._topo_match import Log, simplify
-from nasir.passmanager import Pass, PassResult, register
+from nasir.passes._topo_match import SharingPass
+from nasir.passmanager import register
 
 
 @register
-class PartialModuleSharing(Pass):
+class PartialModuleSharing(SharingPass):
+    """``approximate`` also shares trailing non-linear modules (ReLU, BatchNorm, max pool)."""
+
     name = "pms"
     summary = "share leading/trailing modules of candidate groups (TopoNAS PMS)"
-    exactness = "approximate"
-
-    #: Also share trailing non-linear modules (ReLU, BatchNorm, max pool), changing the function.
-    approximate: bool = True
-
-    def __post_init__(self) -> None:
-        self.exactness = "approximate" if self.approximate else "exact"
-
-    def run(self, graph: Graph) -> PassResult:
-        log = Log(PassResult())
-        simplify(graph, pms=True, fms=False, approximate=self.approximate, log=log)
-        log.finish(graph)
-        return log.result
+    use_pms = True
+    use_fms = False

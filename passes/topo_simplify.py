@@ -10,25 +10,15 @@ exact leading/linear-trailing sharing runs (FMS is skipped) and the pass is exac
 
 from __future__ import annotations
 
-from nasir.ir.graph import Graph
-from nasir.passes._topo_match import Log, simplify
-from nasir.passmanager import Pass, PassResult, register
+from nasir.passes._topo_match import SharingPass
+from nasir.passmanager import register
 
 
 @register
-class TopoSimplify(Pass):
+class TopoSimplify(SharingPass):
+    """``approximate=false`` keeps only exact sharing (FMS is skipped then)."""
+
     name = "topo-simplify"
     summary = "PMS + FMS recursively to a fixpoint (TopoNAS Alg. 1)"
-    exactness = "approximate"
-
-    #: Allow the approximate rewrites (trailing non-linear sharing, FMS).
-    approximate: bool = True
-
-    def __post_init__(self) -> None:
-        self.exactness = "approximate" if self.approximate else "exact"
-
-    def run(self, graph: Graph) -> PassResult:
-        log = Log(PassResult())
-        simplify(graph, pms=True, fms=True, approximate=self.approximate, log=log)
-        log.finish(graph)
-        return log.result
+    use_pms = True
+    use_fms = True

@@ -25,6 +25,7 @@ import torch
 
 from nasir.dna.errors import DNAError
 from nasir.dna.space import Block, Cell, Path, path_from_json, path_to_json
+from nasir.io import atomic_write_text, read_json
 
 FORMAT = "nasir-dna-rating-1"
 
@@ -74,19 +75,12 @@ class BlockRating:
 
 
 def save_ratings(path: str | FsPath, ratings: Sequence[BlockRating]) -> None:
-    from nasir.io import atomic_write_text
-
     doc = {"format": FORMAT, "blocks": [r.to_json() for r in ratings]}
     atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
 
 
 def load_ratings(path: str | FsPath) -> list[BlockRating]:
-    try:
-        doc = json.loads(FsPath(path).read_text(encoding="utf-8"))
-    except OSError as e:
-        raise DNAError(f"cannot read ratings {path}: {e.strerror}") from None
-    except json.JSONDecodeError as e:
-        raise DNAError(f"{path}:{e.lineno}:{e.colno}: ratings are not valid JSON: {e.msg}") from None
+    doc = read_json(path, "ratings", DNAError)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise DNAError(f"{path}: not a nasir DNA rating table (expected format {FORMAT!r})")
     return [BlockRating.from_json(b) for b in doc.get("blocks", [])]
