@@ -167,7 +167,7 @@ def cmd_rate(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from nasir.dna.distill import block_checkpoint, load_block
+    from nasir.dna.distill import block_checkpoint, load_trained_block
     from nasir.dna.rating import rate_block, save_ratings
     from nasir.dna.teacher import load_features
 
@@ -182,10 +182,10 @@ def cmd_rate(args: argparse.Namespace) -> int:
     ratings = []
     start = time.perf_counter()
     for k, block in enumerate(space.blocks):
-        load_block(block_checkpoint(workdir / "blocks", k), block)
+        head = load_trained_block(block_checkpoint(workdir / "blocks", k), block)
         with tqdm(total=n, desc=f"rate {names[k]}", leave=False) as bar:
             r = rate_block(block, feats[k][-n:], feats[k + 1][-n:], feature_sharing=not args.no_sharing,
-                           device=args.device, name=names[k], progress=bar.update)
+                           device=args.device, name=names[k], progress=bar.update, head=head)
         ratings.append(r)
         print(f"{names[k]}: {len(r.scores)} paths; best:")
         for i in r.ranked()[:args.top]:

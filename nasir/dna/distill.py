@@ -56,6 +56,8 @@ class BlockLog:
     step: int = 0
     losses: list[float] = field(default_factory=list)
     resumed_from: int = 0
+    #: the trained DNA++ projection heads (``loss='ssl'``); rating compares embeddings through them
+    head: nn.Module | None = None
 
 
 class Interrupted(Exception):
@@ -208,7 +210,33 @@ def train_block(block: Block, inputs: torch.Tensor, targets: torch.Tensor, confi
     if checkpoint is not None and log.step == config.steps and not Path(checkpoint).is_file():
         save_block(checkpoint, block, opt, loss_mod, {**meta, "step": log.step})
     block.eval()
+    if loss_mod is not None:
+        log.head = loss_mod.eval()
     return log
+
+
+def load_trained_block(path: str | Path, block: Block) -> SelfSupervisedBlockLoss | None:
+    """Load a distilled block for rating; returns its DNA++ projection heads (eval mode) when it
+    was trained with the self-supervised loss, else None.
+
+    The head's sizes are read from the checkpoint's tensors, so a rating run needs nothing but the
+    checkpoint: a DNA++ student is scored in the embedding space it was trained in, not against
+    raw teacher features it never saw (whose width may differ from its own).
+    """
+    meta, tensors = load_block(path, block)
+    block.eval()
+    if (meta.get("config") or {}).get("loss") != "ssl":
+        return None
+    try:
+        t_in = tensors["loss.teacher_proj.mlp.0.weight"]
+        s_in = tensors["loss.student_proj.mlp.0.weight"]
+        out = tensors["loss.teacher_proj.mlp.3.weight"]
+    except KeyError:
+        raise DNAError(f"{path}: a DNA++ checkpoint without its projection heads") from None
+    head = SelfSupervisedBlockLoss(int(t_in.shape[1]), int(s_in.shape[1]), dim=int(out.shape[0]),
+                                   hidden=int(t_in.shape[0]))
+    load_block(path, block, head)
+    return head.eval()
 
 
 @torch.no_grad()
@@ -271,7 +299,6 @@ def train_blocks(blocks: Sequence[Block], features: Sequence[torch.Tensor], conf
     with mp.get_context("spawn").Pool(min(workers, len(todo))) as pool:
         results = pool.map(_worker, jobs, chunksize=1)
     for index, losses, resumed in sorted(results):
-        load_block(ckpts[index], blocks[index])
-        blocks[index].eval()
-        logs.append(BlockLog(index, config.steps, losses, resumed))
+        head = load_trained_block(ckpts[index], blocks[index])
+        logs.append(BlockLog(index, config.steps, losses, resumed, head))
     return logs

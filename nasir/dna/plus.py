@@ -6,6 +6,9 @@ multiplier for the input), retrains it from scratch on labels, and uses it as th
 The final student is the last generation's searched architecture, which the caller retrains
 without scaling.
 
+Every step resumes: block checkpoints of each generation resume, and a retrained teacher is
+saved as ``genN/teacher.safetensors`` and reused when the loop runs again.
+
 Only the teacher changes between generations; the student space keeps its depths and widths,
 with each block's last projection sized to the current teacher's block width. When the teacher
 runs at a higher resolution its block features are resized (area interpolation) to the student's
@@ -99,13 +102,43 @@ def search_generation(teacher: TeacherBlocks, space_spec: SpaceSpec, images: tor
             sizes.append(tuple(x.shape[-2:]))
     feats = match_sizes(feats, sizes)
     feats[0] = images
-    train_blocks(list(space.blocks), feats, config.distill, workdir / "blocks", device=device, progress=progress)
+    logs = train_blocks(list(space.blocks), feats, config.distill, workdir / "blocks", device=device,
+                        progress=progress)
     n = min(config.rate_samples, images.shape[0])
-    ratings = [rate_block(b, feats[k][-n:], feats[k + 1][-n:], device=device) for k, b in enumerate(space.blocks)]
+    ratings = [rate_block(b, feats[k][-n:], feats[k + 1][-n:], device=device, head=lg.head)
+               for k, (b, lg) in enumerate(zip(space.blocks, logs))]
     save_ratings(workdir / "ratings.json", ratings)
     costs = [r.params if config.cost == "params" else r.flops for r in ratings]
     choice = constrained_search([r.scores for r in ratings], costs, config.limit)
     return choice, ratings, widths
+
+
+def next_teacher(spec: NetSpec, images: torch.Tensor, labels: torch.Tensor, config: PlusConfig, gen: int,
+                 gdir: FsPath, device: str, resolution: int, test: tuple[torch.Tensor, torch.Tensor] | None,
+                 progress: bool, log: Callable[[str], None]) -> tuple[ChainNet, float | None]:
+    """Retrain the scaled student of generation ``gen`` as the next teacher, or reuse the one a
+    previous (interrupted) run saved in ``gdir/teacher.safetensors`` for the same spec."""
+    from nasir.dna.pipeline import load_teacher, save_teacher
+
+    path = gdir / "teacher.safetensors"
+    if path.is_file():
+        net, meta = load_teacher(path)
+        if net.spec.to_json() != spec.to_json():
+            raise DNAError(f"{path}: saved teacher has another architecture than generation {gen}'s scaled student",
+                           hint="use another work directory, or delete the stale generation directories")
+        acc = meta.get("accuracy")
+        log(f"teacher of generation {gen + 1}: reused {path}")
+        return net, acc
+    torch.manual_seed(gen)
+    net = ChainNet(spec)
+    train_classifier(net, images, labels, config.teacher_steps, config.batch_size, config.teacher_lr, seed=gen,
+                     device=device, resolution=resolution, progress=progress, desc=f"teacher {gen + 1}")
+    acc = accuracy(net, *test, device=device, resolution=resolution) if test is not None else None
+    gdir.mkdir(parents=True, exist_ok=True)
+    save_teacher(path, net.cpu(), acc)
+    log(f"teacher of generation {gen + 1}: {sum(p.numel() for p in net.parameters()):,} params"
+        + (f", test accuracy {acc:.1%}" if acc is not None else ""))
+    return net, acc
 
 
 def dna_plus(teacher: torch.nn.Module, boundaries: Sequence[str], space_spec: SpaceSpec, images: torch.Tensor,
@@ -139,13 +172,8 @@ def dna_plus(teacher: torch.nn.Module, boundaries: Sequence[str], space_spec: Sp
         # Eq. 9: the scaled student, retrained from scratch, is the next teacher
         teacher_spec = scale_spec(student, config.depth, config.width)
         resolution = round(config.base_resolution * config.resolution)
-        torch.manual_seed(gen)
-        net = ChainNet(teacher_spec)
-        train_classifier(net, images, labels, config.teacher_steps, config.batch_size, config.teacher_lr, seed=gen,
-                         device=device, resolution=resolution, progress=progress, desc=f"teacher {gen + 1}")
-        teacher_acc = accuracy(net, *test, device=device, resolution=resolution) if test is not None else None
-        log(f"teacher of generation {gen + 1}: {sum(p.numel() for p in net.parameters()):,} params"
-            + (f", test accuracy {teacher_acc:.1%}" if teacher_acc is not None else ""))
+        net, teacher_acc = next_teacher(teacher_spec, images, labels, config, gen, workdir / f"gen{gen + 1}",
+                                        device, resolution, test, progress, log)
         current = TeacherBlocks(net.cpu(), net.boundaries)
     from nasir.io import atomic_write_text
 

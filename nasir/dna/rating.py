@@ -11,6 +11,10 @@ over a whole evaluation set, with Y the teacher's block output, X the teacher's 
 output, K the number of elements of Y and D(Y) its variance. Absolute errors are summed per batch
 in float64 in the same order whether or not features are shared, so feature sharing gives exactly
 the same scores as evaluating each path on its own (``rate_block(..., feature_sharing=False)``).
+
+A block distilled with DNA++'s self-supervised loss (``head=``, its trained projection heads) is
+rated in the space it was trained in: Y is the teacher's embedding Z = P_t(teacher output) and
+Y_hat the student's Z_hat = P_s(student output), so teacher and student widths may differ.
 """
 
 from __future__ import annotations
@@ -105,47 +109,69 @@ def _denominator(targets: torch.Tensor) -> float:
 
 def _l1(y: torch.Tensor, g: torch.Tensor) -> float:
     if y.shape != g.shape:
-        raise DNAError(f"student block output {list(y.shape)} does not match the teacher's {list(g.shape)}")
+        raise DNAError(f"student block output {list(y.shape)} does not match the teacher's {list(g.shape)}",
+                       hint="a block trained with the DNA++ loss is rated through its projection heads (head=)")
     return float((y - g).abs().sum(dtype=torch.float64))
 
 
-def _dfs(cell: Cell, depth: int, x: torch.Tensor, g: torch.Tensor, sums: list[float], pos: list[int]) -> None:
+def _student_side(head: torch.nn.Module | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    return (lambda y: y) if head is None else head.student_proj
+
+
+def _teacher_side(targets: torch.Tensor, head: torch.nn.Module | None, batch_size: int,
+                  device: str | torch.device) -> torch.Tensor:
+    """The rating targets: teacher features, or (DNA++) their embeddings through the teacher head."""
+    if head is None:
+        return targets
+    return torch.cat([head.teacher_proj(targets[i:i + batch_size].to(device)).cpu()
+                      for i in range(0, targets.shape[0], batch_size)])
+
+
+def _dfs(cell: Cell, depth: int, x: torch.Tensor, g: torch.Tensor, sums: list[float], pos: list[int],
+         project: Callable[[torch.Tensor], torch.Tensor]) -> None:
     """Alg. 1 DFS-Forward: run each candidate on the shared prefix output, recurse, score leaves."""
     layer = cell.layers[depth]
     last = depth == len(cell.layers) - 1
     for cand in layer:
         y = cand(x)
         if last:
-            sums[pos[0]] += _l1(y, g)
+            sums[pos[0]] += _l1(project(y), g)
             pos[0] += 1
         else:
-            _dfs(cell, depth + 1, y, g, sums, pos)
+            _dfs(cell, depth + 1, y, g, sums, pos, project)
 
 
 @torch.no_grad()
 def rate_block(block: Block, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int = 64,
                feature_sharing: bool = True, device: str | torch.device = "cpu", name: str | None = None,
-               costs: bool = True, progress: Callable[[int], None] | None = None) -> BlockRating:
+               costs: bool = True, progress: Callable[[int], None] | None = None,
+               head: torch.nn.Module | None = None) -> BlockRating:
     """Score every path of ``block`` (Eq. 7) on the teacher features ``inputs`` -> ``targets``.
 
     The block runs in eval mode (BatchNorm with running statistics). ``progress`` is called with
-    the number of samples finished after each batch.
+    the number of samples finished after each batch. ``head``: the DNA++ projection heads the
+    block was trained with (``SelfSupervisedBlockLoss``, see ``distill.load_trained_block``);
+    scores then compare embeddings.
     """
     paths = list(block.paths())
     sums = [0.0] * len(paths)
-    denom = _denominator(targets)
     was_training = block.training
     block.eval().to(device)
+    if head is not None:
+        head.eval().to(device)
+    targets = _teacher_side(targets, head, batch_size, device)
+    denom = _denominator(targets)
+    project = _student_side(head)
     try:
         for x, g in _batches(inputs, targets, batch_size):
             x, g = x.to(device), g.to(device)
             if feature_sharing:
                 pos = [0]
                 for cell in block.cells:
-                    _dfs(cell, 0, x, g, sums, pos)
+                    _dfs(cell, 0, x, g, sums, pos, project)
             else:
                 for i, path in enumerate(paths):
-                    sums[i] += _l1(block(x, path), g)
+                    sums[i] += _l1(project(block(x, path)), g)
             if progress is not None:
                 progress(x.shape[0])
     finally:

@@ -1,6 +1,8 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from nasir.cli import main
 
 SPACE = str(Path(__file__).with_name("tiny_dna.nas"))
@@ -42,3 +44,35 @@ def test_bad_input_exits_2(tmp_path, capsys):
     (tmp_path / "w" / "features.safetensors").write_bytes(b"\x00" * 64)
     assert main(["dna", "rate", SPACE, "--workdir", str(tmp_path / "w")]) == 2
     assert "corrupt" in capsys.readouterr().err
+
+
+def test_dnapp_train_then_rate_uses_the_projection_heads(tmp_path):
+    """`dna train --loss ssl` then `dna rate`: the ratings come from the embedding space (they
+    differ from rating the same weights on raw teacher features)."""
+    import torch
+
+    from nasir.dna.distill import block_checkpoint, load_block, load_trained_block
+    from nasir.dna.rating import rate_block
+    from nasir.dna.teacher import load_features
+
+    work = tmp_path / "w"
+    assert main(["dna", "train", SPACE, "--workdir", str(work), "--teacher-steps", "2", "--steps", "3",
+                 "--batch-size", "8", "--images", "48", "--loss", "ssl"]) == 0
+    assert main(["dna", "rate", SPACE, "--workdir", str(work), "--samples", "16"]) == 0
+    from nasir.dna.rating import load_ratings
+
+    cli_scores = load_ratings(work / "ratings.json")[0].scores
+    import argparse
+
+    from nasir.dna.cli import _partitioned, _space_for
+
+    graph, _ = _partitioned(argparse.Namespace(file=SPACE, entry=None, define=[], auto=False, blocks=None))
+    torch.manual_seed(0)
+    space, _ = _space_for(graph, work)
+    feats, _ = load_features(work / "features.safetensors")
+    block = space.blocks[0]
+    head = load_trained_block(block_checkpoint(work / "blocks", 0), block)
+    assert head is not None
+    assert rate_block(block, feats[0][-16:], feats[1][-16:], head=head).scores == pytest.approx(cli_scores)
+    load_block(block_checkpoint(work / "blocks", 0), block)
+    assert rate_block(block, feats[0][-16:], feats[1][-16:]).scores != pytest.approx(cli_scores)

@@ -97,3 +97,37 @@ def test_parallel_workers_match_sequential(tmp_path):
     assert [log.block for log in logs] == [0, 1]
     for a, b in zip(seq, par):
         assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_ssl_block_is_rated_through_its_heads(tmp_path):
+    """DNA++: a student narrower/wider than the teacher is scored in the embedding space of its
+    projection heads; the checkpoint alone restores them, and feature sharing stays exact."""
+    from nasir.dna.distill import load_trained_block
+    from nasir.dna.rating import rate_block
+
+    x, y = _data()
+    y16 = torch.cat([y, y], dim=1)  # teacher block 16 channels wide, student 8
+    ckpt = tmp_path / "b.safetensors"
+    block = _fresh()
+    log = train_block(block, x, y16, DistillConfig(steps=4, batch_size=8, loss="ssl", ssl_dim=16), checkpoint=ckpt)
+    assert log.head is not None and not log.head.training
+    with pytest.raises(DNAError, match="projection heads"):
+        rate_block(block, x, y16)  # raw features: widths differ
+    shared = rate_block(block, x, y16, batch_size=10, head=log.head)
+    single = rate_block(block, x, y16, batch_size=10, head=log.head, feature_sharing=False)
+    assert shared.scores == single.scores and len(set(shared.scores)) > 1
+    # the formula by hand for one path: Eq. 7 on Z = P_t(Y), Z_hat = P_s(student(X))
+    path = shared.paths[3]
+    with torch.no_grad():
+        z, z_hat = log.head.teacher_proj(y16), log.head.student_proj(block(x, path))
+        expected = float((z - z_hat).abs().sum()) / (z.numel() * float(z.double().var(unbiased=False).sqrt()))
+    assert shared.scores[3] == pytest.approx(expected, rel=1e-5)
+    # a fresh process: the rating needs nothing but the checkpoint
+    other = _fresh()
+    head = load_trained_block(ckpt, other)
+    assert head is not None
+    assert rate_block(other, x, y16, batch_size=10, head=head).scores == pytest.approx(shared.scores, rel=1e-6)
+    # an MSE-trained block has no heads
+    mse = tmp_path / "mse.safetensors"
+    train_block(_fresh(), x, y, DistillConfig(steps=1, batch_size=8), checkpoint=mse)
+    assert load_trained_block(mse, _fresh()) is None

@@ -57,3 +57,21 @@ def test_dna_plus_two_generations(tmp_path):
     assert [b.width for b in gens[1].student.blocks] == [b.width for b in gens[1].teacher.blocks]
     doc = json.loads((tmp_path / "generations.json").read_text())
     assert len(doc) == 2 and (tmp_path / "gen2" / "ratings.json").is_file()
+
+
+def test_dna_plus_reuses_saved_teachers_and_rates_ssl_students(tmp_path):
+    """A second run of the loop reuses generation 2's saved teacher instead of retraining it, and
+    DNA++ (loss='ssl') students are rated through their projection heads."""
+    torch.manual_seed(0)
+    images, labels = torch.randn(32, 3, 16, 16), torch.arange(32) % 3
+    teacher = ChainNet(TEACHER)
+    config = PlusConfig(generations=2, depth=1.5, width=1.5, base_resolution=16, teacher_steps=3, batch_size=8,
+                        rate_samples=16, distill=DistillConfig(steps=2, batch_size=8, loss="ssl", ssl_dim=8))
+    first, second = [], []
+    gens = dna_plus(teacher, teacher.boundaries, SPACE, images, labels, config, tmp_path, log=first.append)
+    saved = tmp_path / "gen2" / "teacher.safetensors"
+    assert saved.is_file() and not any("reused" in line for line in first)
+    again = dna_plus(teacher, teacher.boundaries, SPACE, images, labels, config, tmp_path, log=second.append)
+    assert any("reused" in line for line in second)
+    assert [g.choice.indices for g in again] == [g.choice.indices for g in gens]
+    assert again[1].ratings[0].scores == gens[1].ratings[0].scores
