@@ -1,6 +1,8 @@
 """End-to-end DNA demo on the bundled TinyShapes dataset (GPU: a few minutes).
 
     python bench/dna_demo.py [--device cuda] [--out DIR] [--quick]
+    python bench/dna_demo.py --device cpu --small --resolution 16 --standalone-images 600 --seeds 2 \
+        --teacher-steps 400 --distill-steps 300 --standalone-steps 150       # CPU, 2 cores
 
 1. train a small MBConv teacher (3 blocks) on TinyShapes;
 2. cache its block features, distill a student supernet block by block (Eq. 6);
@@ -10,6 +12,13 @@
    rho / Pearson R between their summed block scores and their test accuracy.
 
 Results go to stdout and ``DIR/dna_demo.json``. ``--quick`` shrinks every step (CPU smoke run).
+
+Stand-alone accuracies must differ between students for a rank correlation to mean anything: at
+32x32 with 2000 images and long training every student reaches 99-100% on TinyShapes (first GPU
+run). ``--resolution`` (smaller pictures make the striped/dotted classes harder),
+``--standalone-images`` (fewer training images) and ``--seeds`` (accuracy averaged over several
+initializations, less noise per student) make the comparison informative; the spread of the
+stand-alone accuracies is printed next to the correlations.
 """
 
 from __future__ import annotations
@@ -30,12 +39,17 @@ from nasir.dna.metrics import rank_report
 from nasir.dna.rating import rate_block, save_ratings
 from nasir.dna.search import constrained_search, pareto_front
 from nasir.dna.teacher import TeacherBlocks, compute_features
-from nasir.dna.train import accuracy, train_classifier
+from nasir.dna.train import accuracy, resize, train_classifier
 
 TEACHER = NetSpec([BlockSpec([(3, 6), (5, 6)], 32, 32, 1), BlockSpec([(3, 6), (5, 6)], 64, 64, 2),
                    BlockSpec([(3, 6), (5, 6)], 96, 96, 2)], stem=16, classes=10)
 SPACE = SpaceSpec(cells=[[(1, 16), (2, 16)], [(1, 32), (2, 32), (3, 24)], [(2, 48), (3, 48)]], strides=[1, 2, 2],
                   kernels=[3, 5], expansions=[3, 6], stem=16)
+# --small (CPU): the same structure at about half the width
+SMALL_TEACHER = NetSpec([BlockSpec([(3, 4), (5, 4)], 16, 16, 1), BlockSpec([(3, 4), (5, 4)], 32, 32, 2),
+                         BlockSpec([(3, 4), (5, 4)], 48, 48, 2)], stem=8, classes=10)
+SMALL_SPACE = SpaceSpec(cells=[[(1, 8), (2, 8)], [(1, 16), (2, 16), (3, 12)], [(2, 24), (3, 24)]], strides=[1, 2, 2],
+                        kernels=[3, 5], expansions=[2, 4], stem=8)
 
 
 def main() -> None:
@@ -47,8 +61,18 @@ def main() -> None:
     ap.add_argument("--standalone-steps", type=int, default=120,
                     help="short stand-alone training: at 600 steps every student reaches 99.4-100%% on TinyShapes "
                          "and the ranking is noise (first GPU run)")
+    ap.add_argument("--standalone-images", type=int, default=2000, help="training images for stand-alone students")
+    ap.add_argument("--seeds", type=int, default=1, help="stand-alone trainings per student (accuracy averaged)")
+    ap.add_argument("--resolution", type=int, default=32, help="image side for every step (TinyShapes is 32)")
+    ap.add_argument("--teacher-steps", type=int, default=1500)
+    ap.add_argument("--distill-steps", type=int, default=800)
+    ap.add_argument("--small", action="store_true", help="half-width teacher and space (CPU runs)")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     q = args.quick
+    teacher_spec, space_spec = (SMALL_TEACHER, SMALL_SPACE) if args.small else (TEACHER, SPACE)
     dev = args.device
     torch.backends.cudnn.benchmark = True
     out = Path(args.out)
@@ -57,14 +81,18 @@ def main() -> None:
     log: dict = {"device": torch.cuda.get_device_name() if dev == "cuda" else platform.machine(),
                  "torch": torch.__version__}
     images, labels = load_tiny("train")
-    test = load_tiny("test")
+    test_x, test_y = load_tiny("test")
+    images, test_x = resize(images, args.resolution), resize(test_x, args.resolution)
+    test = (test_x, test_y)
+    log["resolution"] = args.resolution
+    log["small"] = args.small
     rate_x = images[1500:]  # held out from distillation, used for rating
 
     # 1. teacher
     torch.manual_seed(0)
-    teacher = ChainNet(TEACHER)
+    teacher = ChainNet(teacher_spec)
     t = time.perf_counter()
-    train_classifier(teacher, images, labels, steps=30 if q else 1500, batch_size=128, lr=0.1, device=dev)
+    train_classifier(teacher, images, labels, steps=30 if q else args.teacher_steps, batch_size=128, lr=0.1, device=dev)
     log["teacher"] = {"params": sum(p.numel() for p in teacher.parameters()),
                       "test_accuracy": accuracy(teacher, *test, device=dev), "seconds": time.perf_counter() - t}
     print(f"teacher: {log['teacher']['params']:,} params, test accuracy {log['teacher']['test_accuracy']:.1%} "
@@ -75,10 +103,10 @@ def main() -> None:
     feats = compute_features(tb, images, device=dev)
     widths = [int(f.shape[1]) for f in feats[1:]]
     torch.manual_seed(0)
-    space = student_space(SPACE, widths)
+    space = student_space(space_spec, widths)
     print(f"student space: {space.size:,} architectures, paths per block {[b.size for b in space.blocks]}")
     t = time.perf_counter()
-    cfg = DistillConfig(steps=20 if q else 800, batch_size=64, lr=3e-3)
+    cfg = DistillConfig(steps=20 if q else args.distill_steps, batch_size=64, lr=3e-3)
     logs = train_blocks(list(space.blocks), [f[:1500] for f in feats], cfg, out / "blocks", device=dev)
     log["distill"] = {"steps": cfg.steps, "final_losses": [lg.losses[-1] if lg.losses else None for lg in logs],
                       "seconds": time.perf_counter() - t}
@@ -117,23 +145,34 @@ def main() -> None:
     t = time.perf_counter()
     rows = []
     for tag, arch in [(f"random{i}", a) for i, a in enumerate(sample)] + [(n, a) for n, a, _ in searched]:
-        spec = arch_to_spec(SPACE, widths, arch)
-        torch.manual_seed(1)
-        net = ChainNet(spec)
-        train_classifier(net, images, labels, steps=steps, batch_size=128, lr=0.1, device=dev)
-        acc = accuracy(net, *test, device=dev)
+        spec = arch_to_spec(space_spec, widths, arch)
+        accs = []
+        for seed in range(args.seeds):
+            torch.manual_seed(1 + seed)
+            net = ChainNet(spec)
+            train_classifier(net, images[:args.standalone_images], labels[:args.standalone_images], steps=steps,
+                             batch_size=128, lr=0.1, seed=seed, device=dev)
+            accs.append(accuracy(net, *test, device=dev))
+        acc = sum(accs) / len(accs)
         score = sum(r.scores[space.blocks[k].path_index(p)] for k, (r, p) in enumerate(zip(ratings, arch)))
         n_params = sum(p.numel() for p in net.parameters())
         rows.append({"name": tag, "arch": [[c, list(o)] for c, o in arch], "score": score, "params": n_params,
-                     "test_accuracy": acc})
+                     "test_accuracy": acc, "test_accuracy_per_seed": accs})
         print(f"  {tag:<12} score {score:.4f}  params {n_params:>8,}  test accuracy {acc:.1%}")
         (out / "dna_demo.json").write_text(json.dumps({**log, "standalone": rows}, indent=1) + "\n")  # partial
     rand = [r for r in rows if r["name"].startswith("random")]
     # searched students last: the ranking needs only the random sample
     report = rank_report([-r["score"] for r in rand], [r["test_accuracy"] for r in rand])
-    log.update(standalone=rows, standalone_steps=steps, standalone_seconds=time.perf_counter() - t, ranking=report)
+    # the same correlations against parameter count: does the rating know more than "bigger is better"?
+    by_size = rank_report([r["params"] for r in rand], [r["test_accuracy"] for r in rand])
+    accs = [r["test_accuracy"] for r in rand]
+    log.update(standalone=rows, standalone_steps=steps, standalone_images=args.standalone_images, seeds=args.seeds,
+               standalone_seconds=time.perf_counter() - t, ranking=report, ranking_by_params=by_size)
+    print(f"stand-alone accuracies of the {len(rand)} random students: {min(accs):.1%} .. {max(accs):.1%}")
     print(f"ranking on {len(rand)} random students: Kendall tau {report['kendall_tau']:.3f}, "
           f"Spearman rho {report['spearman_rho']:.3f}, Pearson R {report['pearson_r']:.3f}")
+    print(f"baseline, params as the predictor: Kendall tau {by_size['kendall_tau']:.3f}, "
+          f"Spearman rho {by_size['spearman_rho']:.3f}")
     log["total_seconds"] = time.perf_counter() - t0
     (out / "dna_demo.json").write_text(json.dumps(log, indent=1) + "\n")
     print(f"total {log['total_seconds']:.0f} s -> {out / 'dna_demo.json'}")
