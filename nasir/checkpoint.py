@@ -72,3 +72,16 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     except json.JSONDecodeError:
         raise NasirError(f"{path}: checkpoint metadata is corrupt") from None
     return tensors, meta
+
+
+def load_checkpoint_of(path: str | Path, kind: str, what: str, error: type[NasirError] = NasirError,
+                       need: tuple[str, ...] = ()) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """``load_checkpoint`` for one ``meta["kind"]`` (and its ``need``ed metadata keys); every
+    problem becomes ``error`` (a ``NasirError`` subclass of the caller's family), never a traceback."""
+    try:
+        tensors, meta = load_checkpoint(path)
+    except NasirError as e:
+        raise error(e.message, e.loc, e.hint) from None
+    if meta.get("kind") != kind or any(k not in meta for k in need):
+        raise error(f"{path}: not a {what} checkpoint")
+    return tensors, meta

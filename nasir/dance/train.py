@@ -36,11 +36,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from nasir.checkpoint import flatten_state, load_checkpoint, save_checkpoint, unflatten_state
+from nasir.checkpoint import flatten_state, load_checkpoint_of, save_checkpoint, unflatten_state
 from nasir.dance.errors import DanceError
 from nasir.dance.gated import GatedNetwork
 from nasir.dance.losses import LossWeights, dance_loss
-from nasir.diagnostics import NasirError
 from nasir.ir.graph import Graph
 
 Data = tuple[torch.Tensor, torch.Tensor]
@@ -366,14 +365,8 @@ def _jsonable(value: Any) -> Any:
 
 def read_train_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Tensors and metadata of a ``dance-train`` checkpoint, with clear errors for anything else."""
-    try:
-        tensors, meta = load_checkpoint(path)
-    except NasirError as e:
-        raise DanceError(e.message, e.loc, e.hint) from None
     need = ("kind", "graph", "config", "net", "budgets", "stage", "step", "seconds", "history", "optim", "sched1", "sched2")
-    if meta.get("kind") != "dance-train" or any(k not in meta for k in need):
-        raise DanceError(f"{path}: not a DANCE training checkpoint")
-    return tensors, meta
+    return load_checkpoint_of(path, "dance-train", "DANCE training", DanceError, need)
 
 
 def network_from_checkpoint(path: str | Path) -> tuple[GatedNetwork, DanceConfig, dict[str, Any]]:

@@ -117,15 +117,9 @@ def save_block(path: str | Path, block: Block, opt: torch.optim.Optimizer | None
 def load_block(path: str | Path, block: Block, loss_mod: nn.Module | None = None,
                expect: dict | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
     """Load block (and loss-head) weights; returns (metadata, all tensors). Checks ``expect``."""
-    from nasir.checkpoint import load_checkpoint
-    from nasir.diagnostics import NasirError
+    from nasir.checkpoint import load_checkpoint_of
 
-    try:
-        tensors, meta = load_checkpoint(path)
-    except NasirError as e:
-        raise DNAError(e.message) from None
-    if meta.get("kind") != "dna-block":
-        raise DNAError(f"{path}: not a DNA block checkpoint")
+    tensors, meta = load_checkpoint_of(path, "dna-block", "DNA block", DNAError)
     for key, value in (expect or {}).items():
         if meta.get(key) != value:
             raise DNAError(f"{path}: checkpoint has {key}={meta.get(key)!r}, this run has {value!r}",

@@ -40,15 +40,9 @@ def save_teacher(path: str | Path, net: ChainNet, accuracy: float | None = None)
 
 
 def load_teacher(path: str | Path) -> tuple[ChainNet, dict]:
-    from nasir.checkpoint import load_checkpoint
-    from nasir.diagnostics import NasirError
+    from nasir.checkpoint import load_checkpoint_of
 
-    try:
-        tensors, meta = load_checkpoint(path)
-    except NasirError as e:
-        raise DNAError(e.message) from None
-    if meta.get("kind") != "dna-teacher":
-        raise DNAError(f"{path}: not a DNA teacher checkpoint")
+    tensors, meta = load_checkpoint_of(path, "dna-teacher", "DNA teacher", DNAError, need=("spec",))
     net = ChainNet(NetSpec.from_json(meta["spec"]))
     try:
         net.load_state_dict(tensors)
