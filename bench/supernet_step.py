@@ -191,7 +191,8 @@ def main(argv: list[str] | None = None) -> None:
             base = base or r
             dt = r["step_ms"] / base["step_ms"] - 1
             dm = r["peak_mib"] / base["peak_mib"] - 1 if base["peak_mib"] == base["peak_mib"] else float("nan")
-            print(f"| {config} | {r['edge_modules']} | {r['step_ms']:.1f} | {dt:+.0%} | {r['peak_mib']:.0f} | {dm:+.0%} "
+            mem = f"{r['peak_mib']:.0f} | {dm:+.0%}" if dm == dm else "n/a (CPU: see --saved) | "
+            print(f"| {config} | {r['edge_modules']} | {r['step_ms']:.1f} | {dt:+.0%} | {mem} "
                   f"| {r['params']:,} | {r['compile_s']:.1f} |", flush=True)
             results.append({"space": space, "config": config, **r})
     if args.json:
