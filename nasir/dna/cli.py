@@ -72,6 +72,8 @@ def register(subparsers) -> None:
     q.add_argument("--cost", choices=("params", "flops"), default="params")
     q.add_argument("--limit", type=float)
     q.add_argument("--steps", type=int, default=100, help="distillation steps per block")
+    q.add_argument("--loss", choices=("mse", "ssl"), default="mse", help="block loss: mse (DNA) or ssl (DNA++)")
+    q.add_argument("--images", type=int, default=0, help="use the first N training images (0: all 2000)")
     q.add_argument("--teacher-steps", type=int, default=300)
     q.add_argument("--device", default="cpu")
     q.set_defaults(func=cmd_plus)
@@ -248,29 +250,45 @@ def cmd_plus(args: argparse.Namespace) -> int:
 
     from nasir.dna.distill import DistillConfig
     from nasir.dna.mbconv import BlockSpec, ChainNet, NetSpec, SpaceSpec
+    from nasir.dna.pipeline import load_teacher, save_teacher
     from nasir.dna.plus import PlusConfig, dna_plus
     from nasir.dna.train import accuracy, train_classifier
+    from nasir.io import read_json
 
     spec = default_space()
     if args.space:
+        data = read_json(args.space, "space spec", DNAError)
         try:
-            data = json.loads(Path(args.space).read_text(encoding="utf-8"))
             spec = SpaceSpec(cells=[[tuple(c) for c in b] for b in data["cells"]], strides=list(data["strides"]),
                              kernels=list(data.get("kernels", [3, 5, 7])), expansions=list(data.get("expansions", [3, 6])),
                              stem=int(data.get("stem", 16)))
-        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise DNAError(f"{args.space}: not a valid space spec ({type(e).__name__}: {e})") from None
     images, labels, test = _data()
+    if args.images:
+        images, labels = images[:args.images], labels[:args.images]
     widths = [max(ch for _, ch in cells) * 2 for cells in spec.cells]
     first = NetSpec([BlockSpec([(3, 6)] * 2, w, w, s) for w, s in zip(widths, spec.strides)], stem=spec.stem,
                     classes=int(labels.max()) + 1)
-    torch.manual_seed(0)
-    teacher = ChainNet(first)
-    train_classifier(teacher, images, labels, args.teacher_steps, device=args.device, progress=True, desc="teacher 1")
-    print(f"teacher of generation 1: test accuracy {accuracy(teacher, *test, device=args.device):.1%}")
+    saved = Path(args.workdir) / "gen1" / "teacher.safetensors"  # a rerun resumes from here
+    if saved.is_file():
+        teacher, meta = load_teacher(saved)
+        if teacher.spec.to_json() != first.to_json():
+            raise DNAError(f"{saved}: the saved first teacher does not fit this space", hint="use another --workdir")
+        acc = meta.get("accuracy")
+        print(f"teacher of generation 1: reused {saved}" + (f" (test accuracy {acc:.1%})" if acc is not None else ""))
+    else:
+        torch.manual_seed(0)
+        teacher = ChainNet(first)
+        train_classifier(teacher, images, labels, args.teacher_steps, device=args.device, progress=True,
+                         desc="teacher 1")
+        acc = accuracy(teacher, *test, device=args.device)
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        save_teacher(saved, teacher.cpu(), acc)
+        print(f"teacher of generation 1: test accuracy {acc:.1%}")
     config = PlusConfig(generations=args.generations, depth=args.depth, width=args.width, resolution=args.resolution,
-                        cost=args.cost, limit=args.limit, distill=DistillConfig(steps=args.steps),
-                        teacher_steps=args.teacher_steps)
+                        cost=args.cost, limit=args.limit, distill=DistillConfig(steps=args.steps, loss=args.loss),
+                        teacher_steps=args.teacher_steps, batch_size=min(64, images.shape[0]))
     gens = dna_plus(teacher.cpu(), teacher.boundaries, spec, images, labels, config, args.workdir, device=args.device,
                     test=test, progress=True)
     final = ChainNet(gens[-1].student)

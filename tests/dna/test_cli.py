@@ -76,3 +76,22 @@ def test_dnapp_train_then_rate_uses_the_projection_heads(tmp_path):
     assert rate_block(block, feats[0][-16:], feats[1][-16:], head=head).scores == pytest.approx(cli_scores)
     load_block(block_checkpoint(work / "blocks", 0), block)
     assert rate_block(block, feats[0][-16:], feats[1][-16:]).scores != pytest.approx(cli_scores)
+
+
+def test_plus_resumes_from_saved_teachers(tmp_path, capsys):
+    """`nasir dna plus` twice in one work directory: the second run retrains no teacher."""
+    work = tmp_path / "plus"
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"cells": [[[1, 4]], [[1, 4]]], "strides": [1, 2], "kernels": [3], "expansions": [1, 2],
+                                 "stem": 4}))
+    argv = ["dna", "plus", "--workdir", str(work), "--space", str(space), "--generations", "2", "--steps", "2",
+            "--teacher-steps", "2", "--loss", "ssl", "--images", "96"]
+    assert main(argv) == 0
+    first = capsys.readouterr().out
+    assert "reused" not in first and (work / "gen1" / "teacher.safetensors").is_file()
+    assert (work / "gen2" / "teacher.safetensors").is_file()
+    assert main(argv) == 0
+    assert capsys.readouterr().out.count("reused") == 2
+    space.write_text("{\"cells\": 3}")
+    assert main(argv) == 2
+    assert "not a valid space spec" in capsys.readouterr().err
