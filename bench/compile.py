@@ -1,9 +1,11 @@
 """Compile-time benchmark: elaboration, passes and lowering of the standard spaces.
 
-    python bench/compile.py [--repeat 3] [--passes canonicalize,dead-code]
+    python bench/compile.py [--repeat 3] [--passes canonicalize,dead-code] [--stats]
 
 Prints the best-of-N wall time of each stage per space (after one warm-up that pays for imports
-and the grammar build). Target (issue 2): the DARTS space end to end under 1 s.
+and the grammar build). Target (issue 2): the DARTS space end to end under 1 s. Passes run
+verified, as ``nasir compile`` runs them; ``--stats`` also measures the graph before and after
+every pass (what ``nasir compile --stats`` prints), which costs about as much as the passes.
 """
 
 from __future__ import annotations
@@ -41,14 +43,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--passes", default="canonicalize,dead-code")
+    ap.add_argument("--stats", action="store_true", help="per-pass statistics, as `nasir compile --stats`")
     args = ap.parse_args()
     print(f"# python {platform.python_version()}, torch {torch.__version__}, {platform.machine()}, "
-          f"{torch.get_num_threads()} threads; passes: {args.passes}")
+          f"{torch.get_num_threads()} threads; passes: {args.passes}; stats: {args.stats}")
     print(f"{'space':<10}{'nodes':>7}{'elaborate ms':>14}{'passes ms':>11}{'lower ms':>10}{'total ms':>10}")
     parse_file(std_path("nb201"), N=1)  # warm-up: imports, grammar
     for name, overrides in SPACES.items():
         t_parse, graph = best_of(args.repeat, partial(parse_file, std_path(name), **overrides))
-        t_pass, graph2 = best_of(args.repeat, partial(PassManager.parse(args.passes).run, graph))
+        t_pass, graph2 = best_of(args.repeat, partial(PassManager.parse(args.passes, stats=args.stats).run, graph))
         mode = "supernet" if graph2.arch else "fixed"
         t_lower, _ = best_of(args.repeat, partial(lower, graph2, mode, arch={} if mode == "fixed" else None))
         total = t_parse + t_pass + t_lower

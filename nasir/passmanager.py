@@ -171,7 +171,8 @@ class PassRecord:
     exactness: str
     seconds: float
     result: PassResult
-    stats: GraphStats
+    #: None when the manager runs with ``stats=False``
+    stats: GraphStats | None
     #: TopoNAS Table II units: conv / non-conv / total modules per edge (choice), as a histogram.
     edges: str = ""
 
@@ -183,6 +184,9 @@ class PassManager:
     passes: list[Pass]
     verify: bool = True
     print_ir_after_all: bool = False
+    #: measure the graph (modules, params, FLOPs, per-edge counts) before and after every pass;
+    #: ``report()`` needs it, a plain compile does not (it costs about as much as the passes)
+    stats: bool = True
     print_ir: Callable[[Graph], str] | None = None
     out: TextIO | None = None
     records: list[PassRecord] = field(default_factory=list)
@@ -194,7 +198,7 @@ class PassManager:
     def run(self, graph: Graph) -> Graph:
         """Apply the pipeline to a copy of ``graph`` and return the copy."""
         graph = graph.copy_deep()
-        self.records = [PassRecord("input", "input", "exact", 0.0, PassResult(), graph_stats(graph), _edges(graph))]
+        self.records = [PassRecord("input", "input", "exact", 0.0, PassResult(), *self._measure(graph, infer=True))]
         for p in self.passes:
             start = time.perf_counter()
             try:
@@ -207,12 +211,17 @@ class PassManager:
                     verify(graph)
                 except NasirError as e:
                     raise NasirError(f"IR invalid after pass {p.name!r}: {e.message}", e.loc, e.hint) from None
-            stats = graph_stats(graph, infer=not self.verify)  # verify just inferred shapes
-            self.records.append(PassRecord(p.name, p.spec(), p.exactness, seconds, result, stats, _edges(graph)))
+            measured = self._measure(graph, infer=not self.verify)  # verify just inferred shapes
+            self.records.append(PassRecord(p.name, p.spec(), p.exactness, seconds, result, *measured))
             if self.print_ir_after_all and self.out is not None:
                 printer = self.print_ir or _default_printer
                 self.out.write(f"// ----- IR after {p.spec()} -----\n{printer(graph)}\n")
         return graph
+
+    def _measure(self, graph: Graph, infer: bool) -> tuple[GraphStats | None, str]:
+        if not self.stats:
+            return None, ""
+        return graph_stats(graph, infer=infer), _edges(graph)
 
     @property
     def exact(self) -> bool:
@@ -225,8 +234,9 @@ class PassManager:
         for r in self.records:
             s = r.stats
             changes = ", ".join(f"{k}={v}" for k, v in r.result.stats.items()) or "-"
-            lines.append(f"{r.spec:<28}{r.exactness[:5]:>8}{r.seconds * 1e3:>9.1f}{s.modules:>9}{s.conv:>7}"
-                         f"{s.params:>12,}{s.flops:>14,}  {changes}")
+            measured = (f"{s.modules:>9}{s.conv:>7}{s.params:>12,}{s.flops:>14,}" if s is not None
+                        else f"{'-':>9}{'-':>7}{'-':>12}{'-':>14}")
+            lines.append(f"{r.spec:<28}{r.exactness[:5]:>8}{r.seconds * 1e3:>9.1f}{measured}  {changes}")
             if r.edges:
                 lines.append(f"{'':<28}{r.edges}")
             lines.extend(f"{'':<28}note: {n}" for n in r.result.notes if n != r.edges)

@@ -78,7 +78,7 @@ def _gated_graph(args: argparse.Namespace, budget: float):
     graph = load_graph(args.file, args.entry, **parse_overrides(args.define))
     if any(isinstance(n, GateNode) for _, n, _ in graph.walk()):
         return graph
-    return PassManager.parse(f"dance-gates{{budget={budget}}}").run(graph)
+    return PassManager.parse(f"dance-gates{{budget={budget}}}", stats=False).run(graph)
 
 
 def cmd_gates(args: argparse.Namespace) -> int:

@@ -75,6 +75,15 @@ def test_pass_manager_reports_statistics(tiny_darts):
     assert pm.records[-1].stats.params == pm.records[0].stats.params
 
 
+def test_pass_manager_without_statistics_gives_the_same_graph(tiny_darts):
+    """``stats=False`` (a plain ``nasir compile``) skips the measuring, not the work."""
+    quiet = PassManager.parse("canonicalize,dead-code", stats=False)
+    out = quiet.run(tiny_darts)
+    assert out.to_json() == PassManager.parse("canonicalize,dead-code").run(tiny_darts).to_json()
+    assert all(r.stats is None and r.edges == "" for r in quiet.records)
+    assert quiet.report().splitlines()[2].split()[3:7] == ["-", "-", "-", "-"]
+
+
 def test_fix_arch_then_canonicalize_equals_fixed_lowering(tiny_darts, tmp_path):
     import json
 
