@@ -18,7 +18,9 @@ Stand-alone accuracies must differ between students for a rank correlation to me
 run). ``--resolution`` (smaller pictures make the striped/dotted classes harder),
 ``--standalone-images`` (fewer training images) and ``--seeds`` (accuracy averaged over several
 initializations, less noise per student) make the comparison informative; the spread of the
-stand-alone accuracies is printed next to the correlations.
+stand-alone accuracies is printed next to the correlations, and with ``--seeds 2`` or more the rank
+agreement of two training seeds of the same students: the ground truth's own reliability, an upper
+bound on what any rating can reach.
 """
 
 from __future__ import annotations
@@ -169,6 +171,12 @@ def main() -> None:
     log.update(standalone=rows, standalone_steps=steps, standalone_images=args.standalone_images, seeds=args.seeds,
                standalone_seconds=time.perf_counter() - t, ranking=report, ranking_by_params=by_size)
     print(f"stand-alone accuracies of the {len(rand)} random students: {min(accs):.1%} .. {max(accs):.1%}")
+    if args.seeds >= 2:
+        # is the ground truth itself reproducible? the same students, two training seeds
+        seeds = rank_report([r["test_accuracy_per_seed"][0] for r in rand], [r["test_accuracy_per_seed"][1] for r in rand])
+        log["seed_agreement"] = seeds
+        print(f"ground-truth reliability, seed 0 vs seed 1 accuracies: Kendall tau {seeds['kendall_tau']:.3f}, "
+              f"Spearman rho {seeds['spearman_rho']:.3f}")
     print(f"ranking on {len(rand)} random students: Kendall tau {report['kendall_tau']:.3f}, "
           f"Spearman rho {report['spearman_rho']:.3f}, Pearson R {report['pearson_r']:.3f}")
     print(f"baseline, params as the predictor: Kendall tau {by_size['kendall_tau']:.3f}, "
