@@ -103,7 +103,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     graph = _load(args)
     pm = PassManager.parse(args.passes, verify=not args.no_verify, print_ir_after_all=args.print_ir_after_all,
-                           out=sys.stderr, stats=args.stats)
+                           out=sys.stderr, stats=args.stats, copy_input=False)
     graph = pm.run(graph)
     if args.stats:
         sys.stderr.write(pm.report() + "\n")
@@ -163,7 +163,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from nasir.passmanager import PassManager
     from nasir.summary import summary
 
-    graph = PassManager.parse(args.passes, stats=False).run(_load(args))
+    graph = PassManager.parse(args.passes, stats=False, copy_input=False).run(_load(args))
     print(summary(graph, max_choices=None if args.all else 12))
     return 0
 
@@ -190,7 +190,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from nasir.summary import summary
 
     start = time.perf_counter()
-    graph = PassManager.parse(args.passes, stats=False).run(_load(args))
+    graph = PassManager.parse(args.passes, stats=False, copy_input=False).run(_load(args))
     print(summary(graph, max_choices=3))
     mode = "supernet" if args.method == "darts" else "sampled"
     model = lower(graph, mode, seed=args.seed)

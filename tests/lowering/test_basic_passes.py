@@ -84,6 +84,13 @@ def test_pass_manager_without_statistics_gives_the_same_graph(tiny_darts):
     assert quiet.report().splitlines()[2].split()[3:7] == ["-", "-", "-", "-"]
 
 
+def test_pass_manager_copies_its_input_unless_told_not_to(tiny_darts):
+    before = tiny_darts.to_json()
+    out = PassManager.parse("dead-code,canonicalize").run(tiny_darts)
+    assert tiny_darts.to_json() == before and out is not tiny_darts
+    assert PassManager.parse("canonicalize", copy_input=False).run(tiny_darts) is tiny_darts
+
+
 def test_fix_arch_then_canonicalize_equals_fixed_lowering(tiny_darts, tmp_path):
     import json
 
