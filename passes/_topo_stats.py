@@ -5,8 +5,8 @@ candidate; blocks are looked through), together with the modules the topology pa
 to it (named ``<edge>.<module>``). Counting follows the paper: a "conv" is one convolution, where a
 depthwise conv directly followed by a 1x1 conv (a separable pair) counts once and a merged conv
 counts once; every other module computing something (ReLU, BN, pools) is "non-conv"; identity,
-zero and flatten count nothing. ``nasir.ir.stats.module_counts`` counts the two halves of a
-separable pair separately, which is why this module exists.
+zero and flatten count nothing (``nasir.ir.stats.module_counts(..., pair_separable=True)``);
+this module adds the grouping of modules into edges.
 """
 
 from __future__ import annotations
@@ -14,43 +14,13 @@ from __future__ import annotations
 from collections import Counter
 
 from nasir.ir.graph import Graph
-from nasir.ir.nodes import BlockNode, ChoiceNode, MergedConvNode, Node, OpNode, Region, sub_regions
-from nasir.ir.ops import FREE_OPS
-from nasir.ir.stats import CONV_LIKE, ModuleCounts
-
-
-def _is_pointwise_after_dw(region: Region, node: OpNode) -> bool:
-    a = node.attrs
-    if a.op != "conv" or a.kernel != 1 or a.groups != 1 or len(node.inputs) != 1:
-        return False
-    src = region[node.inputs[0]] if node.inputs[0] in region else None
-    return isinstance(src, OpNode) and src.attrs.op == "dwconv" and len(region.users(src.name)) == 1
-
-
-def _node_counts(region: Region, node: Node) -> tuple[int, int]:
-    conv = other = 0
-    if isinstance(node, OpNode):
-        if node.attrs.op in CONV_LIKE:
-            conv += 0 if _is_pointwise_after_dw(region, node) else 1
-        elif node.attrs.op not in FREE_OPS:
-            other += 1
-    elif isinstance(node, MergedConvNode):
-        conv += 1
-    for _, sub in sub_regions(node):
-        c = region_counts(sub)
-        conv += c.conv
-        other += c.other
-    return conv, other
+from nasir.ir.nodes import BlockNode, ChoiceNode, MergedConvNode, Region
+from nasir.ir.stats import ModuleCounts, module_counts, node_counts
 
 
 def region_counts(region: Region) -> ModuleCounts:
     """Table II counts of every module in ``region``, at every depth."""
-    conv = other = 0
-    for node in region.nodes:
-        c, o = _node_counts(region, node)
-        conv += c
-        other += o
-    return ModuleCounts(conv, other)
+    return module_counts(region, pair_separable=True)
 
 
 def edge_counts(graph: Graph) -> dict[str, ModuleCounts]:
@@ -76,9 +46,9 @@ def _edges(region: Region, prefix: str, out: dict[str, ModuleCounts]) -> None:
         if edge is None and node.name not in weighted:
             continue
         key = f"{prefix}{edge or node.name}"
-        conv, other = _node_counts(region, node)
+        counts = node_counts(region, node, pair_separable=True)
         prev = out.get(key, ModuleCounts())
-        out[key] = ModuleCounts(prev.conv + conv, prev.other + other)
+        out[key] = ModuleCounts(prev.conv + counts.conv, prev.other + counts.other)
 
 
 def edge_summary(graph: Graph) -> str:
