@@ -15,12 +15,7 @@ from collections import Counter
 
 from nasir.ir.graph import Graph
 from nasir.ir.nodes import BlockNode, ChoiceNode, MergedConvNode, Region
-from nasir.ir.stats import ModuleCounts, module_counts, node_counts
-
-
-def region_counts(region: Region) -> ModuleCounts:
-    """Table II counts of every module in ``region``, at every depth."""
-    return module_counts(region, pair_separable=True)
+from nasir.ir.stats import ModuleCounts, node_counts
 
 
 def edge_counts(graph: Graph) -> dict[str, ModuleCounts]:
