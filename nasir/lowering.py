@@ -115,8 +115,7 @@ def lower(graph: Graph, mode: str = "supernet", arch: Mapping[str, int | str] | 
     if mode == "sampled":
         module.sampler = sampler or UniformSampler()
     module.ir_mode = mode
-    module.graph.lint()
-    module.recompile()
+    module.graph.lint()  # the GraphModule constructor generated ``code``; the graph has not changed since
     return module
 
 
