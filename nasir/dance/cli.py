@@ -164,17 +164,11 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m nasir.dance.cli``), same behaviour as ``nasir dance``."""
-    from nasir.diagnostics import NasirError
+    """``nasir`` with its arguments (``argv`` starts with ``dance``); ``python -m nasir.dance.cli
+    ARGS`` runs ``nasir dance ARGS``."""
+    from nasir.cli import main as nasir_main
 
-    parser = argparse.ArgumentParser(prog="nasir")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except NasirError as e:
-        sys.stderr.write(e.render() + "\n")
-        return 2
+    return nasir_main(["dance", *sys.argv[1:]] if argv is None else argv)
 
 
 if __name__ == "__main__":  # pragma: no cover
