@@ -41,7 +41,7 @@ from nasir.dna.metrics import rank_report
 from nasir.dna.rating import rate_block, save_ratings
 from nasir.dna.search import constrained_search, pareto_front
 from nasir.dna.teacher import TeacherBlocks, compute_features
-from nasir.dna.train import accuracy, resize, train_classifier
+from nasir.dna.train import accuracy, resize, test_loss, train_classifier
 
 TEACHER = NetSpec([BlockSpec([(3, 6), (5, 6)], 32, 32, 1), BlockSpec([(3, 6), (5, 6)], 64, 64, 2),
                    BlockSpec([(3, 6), (5, 6)], 96, 96, 2)], stem=16, classes=10)
@@ -148,18 +148,20 @@ def main() -> None:
     rows = []
     for tag, arch in [(f"random{i}", a) for i, a in enumerate(sample)] + [(n, a) for n, a, _ in searched]:
         spec = arch_to_spec(space_spec, widths, arch)
-        accs = []
+        accs, losses = [], []
         for seed in range(args.seeds):
             torch.manual_seed(1 + seed)
             net = ChainNet(spec)
             train_classifier(net, images[:args.standalone_images], labels[:args.standalone_images], steps=steps,
                              batch_size=128, lr=0.1, seed=seed, device=dev)
             accs.append(accuracy(net, *test, device=dev))
+            losses.append(test_loss(net, *test, device=dev))
         acc = sum(accs) / len(accs)
         score = sum(r.scores[space.blocks[k].path_index(p)] for k, (r, p) in enumerate(zip(ratings, arch)))
         n_params = sum(p.numel() for p in net.parameters())
         rows.append({"name": tag, "arch": [[c, list(o)] for c, o in arch], "score": score, "params": n_params,
-                     "test_accuracy": acc, "test_accuracy_per_seed": accs})
+                     "test_accuracy": acc, "test_accuracy_per_seed": accs, "test_loss": sum(losses) / len(losses),
+                     "test_loss_per_seed": losses})
         print(f"  {tag:<12} score {score:.4f}  params {n_params:>8,}  test accuracy {acc:.1%}")
         (out / "dna_demo.json").write_text(json.dumps({**log, "standalone": rows}, indent=1) + "\n")  # partial
     rand = [r for r in rows if r["name"].startswith("random")]
@@ -171,12 +173,22 @@ def main() -> None:
     log.update(standalone=rows, standalone_steps=steps, standalone_images=args.standalone_images, seeds=args.seeds,
                standalone_seconds=time.perf_counter() - t, ranking=report, ranking_by_params=by_size)
     print(f"stand-alone accuracies of the {len(rand)} random students: {min(accs):.1%} .. {max(accs):.1%}")
+    # the test loss as a second, less quantized ground truth (lower is better)
+    by_loss = rank_report([-r["score"] for r in rand], [-r["test_loss"] for r in rand])
+    log["ranking_by_test_loss"] = by_loss
     if args.seeds >= 2:
-        # is the ground truth itself reproducible? the same students, two training seeds
-        seeds = rank_report([r["test_accuracy_per_seed"][0] for r in rand], [r["test_accuracy_per_seed"][1] for r in rand])
-        log["seed_agreement"] = seeds
-        print(f"ground-truth reliability, seed 0 vs seed 1 accuracies: Kendall tau {seeds['kendall_tau']:.3f}, "
-              f"Spearman rho {seeds['spearman_rho']:.3f}")
+        # is the ground truth itself reproducible? the same students, seeds split in two halves
+        half = args.seeds // 2
+
+        def split(key: str, part: slice) -> list[float]:
+            return [sum(r[key][part]) / len(r[key][part]) for r in rand]
+
+        for key in ("test_accuracy_per_seed", "test_loss_per_seed"):
+            agree = rank_report(split(key, slice(0, half)), split(key, slice(half, None)))
+            log[f"seed_agreement_{key.removesuffix('_per_seed')}"] = agree
+            print(f"ground-truth reliability, {key.removesuffix('_per_seed')} of seeds [0, {half}) vs "
+                  f"[{half}, {args.seeds}): Kendall tau {agree['kendall_tau']:.3f}, Spearman rho {agree['spearman_rho']:.3f}")
+    print(f"ranking against test loss: Kendall tau {by_loss['kendall_tau']:.3f}, Spearman rho {by_loss['spearman_rho']:.3f}")
     print(f"ranking on {len(rand)} random students: Kendall tau {report['kendall_tau']:.3f}, "
           f"Spearman rho {report['spearman_rho']:.3f}, Pearson R {report['pearson_r']:.3f}")
     print(f"baseline, params as the predictor: Kendall tau {by_size['kendall_tau']:.3f}, "

@@ -67,3 +67,18 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
         correct += int((model(x).argmax(1).cpu() == labels[start:start + batch_size]).sum())
     model.train(was)
     return correct / images.shape[0]
+
+
+@torch.no_grad()
+def test_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500,
+              device: str | torch.device = "cpu", resolution: int | None = None) -> float:
+    """Mean cross-entropy on a labelled set: a ground truth less quantized than accuracy."""
+    was = model.training
+    model.eval().to(device)
+    total = 0.0
+    for start in range(0, images.shape[0], batch_size):
+        x = resize(images[start:start + batch_size].to(device), resolution)
+        y = labels[start:start + batch_size].to(device)
+        total += float(F.cross_entropy(model(x), y, reduction="sum"))
+    model.train(was)
+    return total / images.shape[0]
