@@ -96,6 +96,13 @@ def _partitioned(args: argparse.Namespace):
     return pm.run(graph), pm
 
 
+def _first_images(images, labels, n: int, batch_size: int):
+    """``--images N``: the first N training images, checked before any training starts."""
+    if n < 0 or (n and n < batch_size):
+        raise DNAError(f"--images {n}: need at least one distillation batch ({batch_size} images), or 0 for all")
+    return (images[:n], labels[:n]) if n else (images, labels)
+
+
 def _data(graph=None):
     """The bundled dataset, resized to the space's input resolution when it has one."""
     from nasir.datasets import load_tiny
@@ -143,11 +150,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     workdir = Path(args.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     graph, _ = _partitioned(args)
     images, labels, test = _data(graph)
-    if args.images:
-        images, labels = images[:args.images], labels[:args.images]
+    images, labels = _first_images(images, labels, args.images, args.batch_size)
+    workdir.mkdir(parents=True, exist_ok=True)
     teacher = get_teacher(workdir, graph, images, labels, test, args.teacher_steps, args.device,
                           batch_size=min(64, images.shape[0]))
     tb = TeacherBlocks(teacher, teacher.boundaries)
@@ -265,8 +271,7 @@ def cmd_plus(args: argparse.Namespace) -> int:
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise DNAError(f"{args.space}: not a valid space spec ({type(e).__name__}: {e})") from None
     images, labels, test = _data()
-    if args.images:
-        images, labels = images[:args.images], labels[:args.images]
+    images, labels = _first_images(images, labels, args.images, DistillConfig().batch_size)
     widths = [max(ch for _, ch in cells) * 2 for cells in spec.cells]
     first = NetSpec([BlockSpec([(3, 6)] * 2, w, w, s) for w, s in zip(widths, spec.strides)], stem=spec.stem,
                     classes=int(labels.max()) + 1)

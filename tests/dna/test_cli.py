@@ -44,6 +44,9 @@ def test_bad_input_exits_2(tmp_path, capsys):
     (tmp_path / "w" / "features.safetensors").write_bytes(b"\x00" * 64)
     assert main(["dna", "rate", SPACE, "--workdir", str(tmp_path / "w")]) == 2
     assert "corrupt" in capsys.readouterr().err
+    # too few images for one batch: refused before a teacher is trained or anything is written
+    assert main(["dna", "train", SPACE, "--workdir", str(tmp_path / "t"), "--images", "4"]) == 2
+    assert "--images 4" in capsys.readouterr().err and not (tmp_path / "t").exists()
 
 
 def test_dnapp_train_then_rate_uses_the_projection_heads(tmp_path):
