@@ -48,19 +48,20 @@ def extract(g: Tensor, size: int, dilation: int) -> Tensor:
     return g[..., off : off + span : dilation, off : off + span : dilation]
 
 
-def standardize(k: Tensor, eps: float = 1e-5) -> Tensor:
+def standardize(k: Tensor, eps: float = 1e-5, first: int = 1) -> Tensor:
     """Per-output-filter weight standardization (k - mean) / (std + eps), std with unbiased=False.
 
-    The statistics run over every dimension but the first (input channels and taps), which is
-    what TopoNAS' kernel normalization (Eq. 28) and weight standardization do.
+    The statistics run over every dimension from ``first`` on (input channels and taps), which is
+    what TopoNAS' kernel normalization (Eq. 28) and weight standardization do; ``first=2``
+    standardizes a stack of same-shaped kernels at once.
     """
-    dims = tuple(range(1, k.dim()))
+    dims = tuple(range(first, k.dim()))
     mean = k.mean(dim=dims, keepdim=True)
     std = k.std(dim=dims, keepdim=True, unbiased=False)
     return (k - mean) / (std + eps)
 
 
-def standardize_backward(k: Tensor, grad: Tensor, eps: float = 1e-5) -> Tensor:
+def standardize_backward(k: Tensor, grad: Tensor, eps: float = 1e-5, first: int = 1) -> Tensor:
     """Gradient of :func:`standardize` w.r.t. ``k`` given the gradient ``grad`` of its output.
 
     With u = k - mean, sigma = sqrt(mean(u^2)) and r = 1 / (sigma + eps):
@@ -69,7 +70,7 @@ def standardize_backward(k: Tensor, grad: Tensor, eps: float = 1e-5) -> Tensor:
     std backward would.  Used by the reference backward of the op and mirrored by the Triton
     kernels.
     """
-    dims = tuple(range(1, k.dim()))
+    dims = tuple(range(first, k.dim()))
     u = k - k.mean(dim=dims, keepdim=True)
     sigma = u.square().mean(dim=dims, keepdim=True).sqrt()
     r = 1.0 / (sigma + eps)
@@ -87,6 +88,36 @@ def _mask(n: int, normalize: bool, normalize_mask: Sequence[bool] | None) -> lis
     if len(normalize_mask) != n:
         raise ValueError(f"normalize_mask has {len(normalize_mask)} entries for {n} candidates")
     return [bool(m) for m in normalize_mask]
+
+
+def _same_shape_groups(tensors: Sequence[Tensor], mask: Sequence[bool]) -> list[list[int]]:
+    """Indices of the masked tensors, grouped by shape (each group is standardized as one stack)."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, (t, m) in enumerate(zip(tensors, mask)):
+        if m:
+            groups.setdefault(tuple(t.shape), []).append(i)
+    return list(groups.values())
+
+
+def _standardize_all(tensors: Sequence[Tensor], mask: Sequence[bool], eps: float) -> list[Tensor]:
+    """N(t_i) where mask[i], t_i elsewhere: one stacked standardization per shape."""
+    out = list(tensors)
+    for group in _same_shape_groups(tensors, mask):
+        for i, z in zip(group, standardize(torch.stack([tensors[i] for i in group]), eps, first=2).unbind(0)):
+            out[i] = z
+    return out
+
+
+def _standardize_backward_all(tensors: Sequence[Tensor], grads: Sequence[Tensor], mask: Sequence[bool],
+                              eps: float) -> list[Tensor]:
+    """The gradients w.r.t. the raw t_i of :func:`_standardize_all` given those of its outputs."""
+    out = list(grads)
+    for group in _same_shape_groups(tensors, mask):
+        stacked = standardize_backward(torch.stack([tensors[i] for i in group]),
+                                       torch.stack([grads[i] for i in group]), eps, first=2)
+        for i, g in zip(group, stacked.unbind(0)):
+            out[i] = g
+    return out
 
 
 def check_args(
@@ -151,20 +182,13 @@ def merge_kernels_reference(
     mask = _mask(len(kernels), normalize, normalize_mask)
     K = footprint([k.shape[-1] for k in kernels], dilations)
     w = weights.to(dt)
-    merged = None
-    for i, (k, d) in enumerate(zip(kernels, dilations)):
-        k = k.to(dt)
-        if mask[i]:
-            k = standardize(k, eps)
-        if pointwise is None:
-            term = w[i] * embed(k, int(d), K)
-        else:
-            p = pointwise[i].to(dt)
-            if mask[i]:
-                p = standardize(p, eps)
-            term = w[i] * p[:, :, 0, 0, None, None] * embed(k[:, 0], int(d), K)[None]
-        merged = term if merged is None else merged + term
-    return merged
+    z = _standardize_all([k.to(dt) for k in kernels], mask, eps)
+    if pointwise is None:
+        E = torch.stack([embed(zi, int(d), K) for zi, d in zip(z, dilations)])  # [n, C_k, C_in/g, K, K]
+        return torch.einsum("n,nabyx->abyx", w, E)
+    P = torch.stack(_standardize_all([p.to(dt) for p in pointwise], mask, eps))[:, :, :, 0, 0]  # [n, O, C]
+    D = torch.stack([embed(zi[:, 0], int(d), K) for zi, d in zip(z, dilations)])  # [n, C, K, K]
+    return torch.einsum("n,noc,ncyx->ocyx", w, P, D)
 
 
 def merged_conv_reference(
@@ -207,31 +231,31 @@ def merge_kernels_backward_reference(
     """
     dt = grad_merged.dtype if grad_merged.dtype == torch.float64 else torch.float32
     gW = grad_merged.to(dt)
-    mask = _mask(len(kernels), normalize, normalize_mask)
+    n, K = len(kernels), gW.shape[-1]
+    mask = _mask(n, normalize, normalize_mask)
     w = weights.to(dt)
-    gks: list[Tensor] = []
-    gps: list[Tensor] = []
-    gws: list[Tensor] = []
-    for i, (k, d) in enumerate(zip(kernels, dilations)):
-        kk = k.to(dt)
-        z = standardize(kk, eps) if mask[i] else kk
-        gE = extract(gW, k.shape[-1], int(d))
-        if pointwise is None:
-            gws.append((gE * z).sum())
-            gz = w[i] * gE
-            gk = standardize_backward(kk, gz, eps) if mask[i] else gz
-        else:
-            pp = pointwise[i].to(dt)
-            P = (standardize(pp, eps) if mask[i] else pp)[:, :, 0, 0]  # [O, C]
-            D = z[:, 0]  # [C, s, s]
-            gws.append(torch.einsum("ocyx,oc,cyx->", gE, P, D))
-            gP = (w[i] * torch.einsum("ocyx,cyx->oc", gE, D))[:, :, None, None]
-            gD = (w[i] * torch.einsum("ocyx,oc->cyx", gE, P))[:, None]
-            gp = standardize_backward(pp, gP, eps) if mask[i] else gP
-            gk = standardize_backward(kk, gD, eps) if mask[i] else gD
-            gps.append(gp.to(pointwise[i].dtype))
-        gks.append(gk.to(k.dtype))
-    return gks, gps, torch.stack(gws).to(weights.dtype)
+    raw = [k.to(dt) for k in kernels]
+    z = _standardize_all(raw, mask, eps)
+    sizes = [k.shape[-1] for k in kernels]
+    if pointwise is None:
+        E = torch.stack([embed(zi, int(d), K) for zi, d in zip(z, dilations)])  # [n, C_k, C_in/g, K, K]
+        gw = torch.einsum("abyx,nabyx->n", gW, E)
+        gz = [w[i] * extract(gW, sizes[i], int(d)) for i, d in enumerate(dilations)]
+        gks = _standardize_backward_all(raw, gz, mask, eps)
+        return [g.to(k.dtype, copy=True) for g, k in zip(gks, kernels)], [], gw.to(weights.dtype)
+    raw_p = [p.to(dt) for p in pointwise]
+    P = torch.stack(_standardize_all(raw_p, mask, eps))[:, :, :, 0, 0]  # [n, O, C]
+    D = torch.stack([embed(zi[:, 0], int(d), K) for zi, d in zip(z, dilations)])  # [n, C, K, K]
+    T = torch.einsum("ocyx,ncyx->noc", gW, D)  # d W / d (w_i P_i), summed over taps
+    gw = (T * P).sum(dim=(1, 2))
+    gP = w[:, None, None] * T
+    gDemb = w[:, None, None, None] * torch.einsum("ocyx,noc->ncyx", gW, P)  # [n, C, K, K]
+    gD = [extract(gDemb[i], sizes[i], int(d))[:, None] for i, d in enumerate(dilations)]
+    gks = _standardize_backward_all(raw, gD, mask, eps)
+    gps = _standardize_backward_all(raw_p, [g[:, :, None, None] for g in gP.unbind(0)], mask, eps)
+    # copies: the op's outputs may not alias one another (slices of one stacked gradient would)
+    return ([g.to(k.dtype, copy=True) for g, k in zip(gks, kernels)],
+            [g.to(p.dtype, copy=True) for g, p in zip(gps, pointwise)], gw.to(weights.dtype))
 
 
 def naive_mixed_conv(
