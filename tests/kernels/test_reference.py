@@ -89,6 +89,15 @@ def test_standardize_backward_of_constant_filter_is_finite():
     torch.testing.assert_close(gk[1:], ref)
 
 
+def test_stacked_standardization_equals_per_kernel():
+    """The batched merge standardizes same-shaped kernels as one stack (``first=2``)."""
+    ks = torch.randn(3, 4, 2, 5, 5, dtype=torch.float64)
+    gs = torch.randn_like(ks)
+    torch.testing.assert_close(standardize(ks, first=2), torch.stack([standardize(k) for k in ks]))
+    torch.testing.assert_close(standardize_backward(ks, gs, first=2),
+                               torch.stack([standardize_backward(k, g) for k, g in zip(ks, gs)]))
+
+
 def test_bad_arguments_are_rejected():
     x, ks, ds, w, _ = make_case(c_in=4, groups=4)
     with pytest.raises(ValueError, match="odd"):
