@@ -37,6 +37,8 @@ class DnaPartition(Pass):
         from nasir.ir.verify import infer_shapes
 
         result = PassResult()
+        if self.blocks < 0:
+            raise NasirError(f"dna-partition: blocks must be >= 1 (or 0 for every stage boundary), got {self.blocks}")
         if any(isinstance(n, BlockNode) for n in graph.body.nodes):
             result.notes.append("already partitioned")
             return result
