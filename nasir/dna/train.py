@@ -57,28 +57,26 @@ def train_classifier(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500,
-             device: str | torch.device = "cpu", resolution: int | None = None) -> float:
-    was = model.training
-    model.eval().to(device)
-    correct = 0
-    for start in range(0, images.shape[0], batch_size):
-        x = resize(images[start:start + batch_size].to(device), resolution)
-        correct += int((model(x).argmax(1).cpu() == labels[start:start + batch_size]).sum())
-    model.train(was)
-    return correct / images.shape[0]
-
-
-@torch.no_grad()
-def test_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500,
-              device: str | torch.device = "cpu", resolution: int | None = None) -> float:
-    """Mean cross-entropy on a labelled set: a ground truth less quantized than accuracy."""
+def _mean_over(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, per_batch, batch_size: int,
+               device: str | torch.device, resolution: int | None) -> float:
+    """sum over batches of ``per_batch(logits, labels)`` / number of images, in eval mode."""
     was = model.training
     model.eval().to(device)
     total = 0.0
     for start in range(0, images.shape[0], batch_size):
         x = resize(images[start:start + batch_size].to(device), resolution)
-        y = labels[start:start + batch_size].to(device)
-        total += float(F.cross_entropy(model(x), y, reduction="sum"))
+        total += float(per_batch(model(x), labels[start:start + batch_size].to(device)))
     model.train(was)
     return total / images.shape[0]
+
+
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500,
+             device: str | torch.device = "cpu", resolution: int | None = None) -> float:
+    return _mean_over(model, images, labels, lambda out, y: (out.argmax(1) == y).sum(), batch_size, device, resolution)
+
+
+def test_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500,
+              device: str | torch.device = "cpu", resolution: int | None = None) -> float:
+    """Mean cross-entropy on a labelled set: a ground truth less quantized than accuracy."""
+    return _mean_over(model, images, labels, lambda out, y: F.cross_entropy(out, y, reduction="sum"), batch_size,
+                      device, resolution)
