@@ -166,16 +166,6 @@ class MergedConv(nn.Module):
         self.groups = c_in if self.factorized else groups
         self.normalize = normalize
         self.c_in, self.c_out = c_in, c_out
-        # weights = covers @ p / (domain @ p): constant 0/1 matrices on the module's device, so no
-        # index tensor is copied from the host (a stream synchronization) on every forward
-        size = max(domain) + 1
-        cover_matrix = torch.zeros(len(covers), size)
-        for j, cover in enumerate(covers):
-            cover_matrix[j, cover] = 1.0
-        domain_mask = torch.zeros(size)
-        domain_mask[domain] = 1.0
-        self.register_buffer("cover_matrix", cover_matrix, persistent=False)
-        self.register_buffer("domain_mask", domain_mask, persistent=False)
         for s in specs:
             k = s["kernel"]
             if s["source"] != "conv":
@@ -222,8 +212,7 @@ class MergedConv(nn.Module):
     def forward(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         from nasir.kernels import merged_conv
 
-        q = p[: self.domain_mask.numel()]
-        weights = (self.cover_matrix.to(q.dtype) @ q) / (self.domain_mask.to(q.dtype) @ q)
+        weights = derived_weights(p, self.covers, self.domain)
         kernels, pointwise = self.kernel_list(x)
         return merged_conv(
             x, kernels, [s["dilation"] for s in self.specs], weights, stride=self.stride,
