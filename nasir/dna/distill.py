@@ -125,14 +125,17 @@ def load_block(path: str | Path, block: Block, loss_mod: nn.Module | None = None
             raise DNAError(f"{path}: checkpoint has {key}={meta.get(key)!r}, this run has {value!r}",
                            hint="use another checkpoint directory, or delete the stale checkpoint")
     for prefix, mod in (("block.", block), ("loss.", loss_mod)):
-        if mod is None:
-            continue
-        state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-        try:
-            mod.load_state_dict(state)
-        except RuntimeError as e:
-            raise DNAError(f"{path}: weights do not fit this block ({str(e).splitlines()[0]})") from None
+        if mod is not None:
+            _load_prefixed(path, tensors, prefix, mod)
     return meta, tensors
+
+
+def _load_prefixed(path: str | Path, tensors: dict[str, torch.Tensor], prefix: str, mod: nn.Module) -> None:
+    state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    try:
+        mod.load_state_dict(state)
+    except RuntimeError as e:
+        raise DNAError(f"{path}: weights do not fit this block ({str(e).splitlines()[0]})") from None
 
 
 def train_block(block: Block, inputs: torch.Tensor, targets: torch.Tensor, config: DistillConfig, index: int = 0,
@@ -229,7 +232,7 @@ def load_trained_block(path: str | Path, block: Block) -> SelfSupervisedBlockLos
         raise DNAError(f"{path}: a DNA++ checkpoint without its projection heads") from None
     head = SelfSupervisedBlockLoss(int(t_in.shape[1]), int(s_in.shape[1]), dim=int(out.shape[0]),
                                    hidden=int(t_in.shape[0]))
-    load_block(path, block, head)
+    _load_prefixed(path, tensors, "loss.", head)
     return head.eval()
 
 
