@@ -252,12 +252,9 @@ def default_space():
 
 
 def cmd_plus(args: argparse.Namespace) -> int:
-    import torch
-
     from nasir.dna.distill import DistillConfig
     from nasir.dna.mbconv import BlockSpec, ChainNet, NetSpec, SpaceSpec
-    from nasir.dna.pipeline import load_teacher, save_teacher
-    from nasir.dna.plus import PlusConfig, dna_plus
+    from nasir.dna.plus import PlusConfig, dna_plus, next_teacher
     from nasir.dna.train import accuracy, train_classifier
     from nasir.io import read_json
 
@@ -275,25 +272,12 @@ def cmd_plus(args: argparse.Namespace) -> int:
     widths = [max(ch for _, ch in cells) * 2 for cells in spec.cells]
     first = NetSpec([BlockSpec([(3, 6)] * 2, w, w, s) for w, s in zip(widths, spec.strides)], stem=spec.stem,
                     classes=int(labels.max()) + 1)
-    saved = Path(args.workdir) / "gen1" / "teacher.safetensors"  # a rerun resumes from here
-    if saved.is_file():
-        teacher, meta = load_teacher(saved)
-        if teacher.spec.to_json() != first.to_json():
-            raise DNAError(f"{saved}: the saved first teacher does not fit this space", hint="use another --workdir")
-        acc = meta.get("accuracy")
-        print(f"teacher of generation 1: reused {saved}" + (f" (test accuracy {acc:.1%})" if acc is not None else ""))
-    else:
-        torch.manual_seed(0)
-        teacher = ChainNet(first)
-        train_classifier(teacher, images, labels, args.teacher_steps, device=args.device, progress=True,
-                         desc="teacher 1")
-        acc = accuracy(teacher, *test, device=args.device)
-        saved.parent.mkdir(parents=True, exist_ok=True)
-        save_teacher(saved, teacher.cpu(), acc)
-        print(f"teacher of generation 1: test accuracy {acc:.1%}")
     config = PlusConfig(generations=args.generations, depth=args.depth, width=args.width, resolution=args.resolution,
                         cost=args.cost, limit=args.limit, distill=DistillConfig(steps=args.steps, loss=args.loss),
                         teacher_steps=args.teacher_steps, batch_size=min(64, images.shape[0]))
+    # saved as gen1/teacher.safetensors: a rerun reuses it
+    teacher, _ = next_teacher(first, images, labels, config, 0, Path(args.workdir) / "gen1", args.device, None, test,
+                              True, print)
     gens = dna_plus(teacher.cpu(), teacher.boundaries, spec, images, labels, config, args.workdir, device=args.device,
                     test=test, progress=True)
     final = ChainNet(gens[-1].student)

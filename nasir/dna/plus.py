@@ -114,17 +114,18 @@ def search_generation(teacher: TeacherBlocks, space_spec: SpaceSpec, images: tor
 
 
 def next_teacher(spec: NetSpec, images: torch.Tensor, labels: torch.Tensor, config: PlusConfig, gen: int,
-                 gdir: FsPath, device: str, resolution: int, test: tuple[torch.Tensor, torch.Tensor] | None,
+                 gdir: FsPath, device: str, resolution: int | None, test: tuple[torch.Tensor, torch.Tensor] | None,
                  progress: bool, log: Callable[[str], None]) -> tuple[ChainNet, float | None]:
-    """Retrain the scaled student of generation ``gen`` as the next teacher, or reuse the one a
-    previous (interrupted) run saved in ``gdir/teacher.safetensors`` for the same spec."""
+    """Train the teacher of generation ``gen + 1`` (the scaled student of generation ``gen``; for
+    ``gen = 0`` the first teacher), or reuse the one a previous (interrupted) run saved in
+    ``gdir/teacher.safetensors`` for the same spec."""
     from nasir.dna.pipeline import load_teacher, save_teacher
 
     path = gdir / "teacher.safetensors"
     if path.is_file():
         net, meta = load_teacher(path)
         if net.spec.to_json() != spec.to_json():
-            raise DNAError(f"{path}: saved teacher has another architecture than generation {gen}'s scaled student",
+            raise DNAError(f"{path}: the saved teacher of generation {gen + 1} has another architecture than this run's",
                            hint="use another work directory, or delete the stale generation directories")
         acc = meta.get("accuracy")
         log(f"teacher of generation {gen + 1}: reused {path}")
