@@ -26,12 +26,8 @@ def tiny_block(c_in: int, c_out: int, stride: int, name: str) -> Block:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny convolutions run several times faster on one thread than on two contended ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(single_thread):
+    """Every test here uses tiny tensors: one thread (see ``single_thread`` in tests/conftest.py)."""
 
 
 @pytest.fixture

@@ -19,13 +19,8 @@ from nasir.passmanager import PassManager
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a busy 2-core box OpenMP spin-waiting
-    makes a 0.1 s forward take tens of seconds; restore the setting afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(single_thread):
+    """Every test here uses tiny tensors: one thread (see ``single_thread`` in tests/conftest.py)."""
 
 
 def filecheck(text: str, checks: str) -> None:
