@@ -120,6 +120,22 @@ def _standardize_backward_all(tensors: Sequence[Tensor], grads: Sequence[Tensor]
     return out
 
 
+def _stacked_factors(kernels: Sequence[Tensor], dilations: Sequence[int], pointwise: Sequence[Tensor] | None,
+                     mask: Sequence[bool], eps: float, dt: torch.dtype, K: int
+                     ) -> tuple[list[Tensor], Tensor, list[Tensor], Tensor | None]:
+    """(raw kernels, E, raw pointwise kernels, P) in ``dt``: the candidates standardized where masked,
+    embedded in K x K and stacked. Without pointwise E is [n, C_k, C_in/g, K, K] and P None; with it
+    E is the depthwise taps [n, C, K, K] and P the pointwise matrices [n, O, C]."""
+    raw = [k.to(dt) for k in kernels]
+    z = _standardize_all(raw, mask, eps)
+    if pointwise is None:
+        return raw, torch.stack([embed(zi, int(d), K) for zi, d in zip(z, dilations)]), [], None
+    raw_p = [p.to(dt) for p in pointwise]
+    P = torch.stack(_standardize_all(raw_p, mask, eps))[:, :, :, 0, 0]
+    E = torch.stack([embed(zi[:, 0], int(d), K) for zi, d in zip(z, dilations)])
+    return raw, E, raw_p, P
+
+
 def check_args(
     kernels: Sequence[Tensor],
     dilations: Sequence[int],
@@ -182,13 +198,10 @@ def merge_kernels_reference(
     mask = _mask(len(kernels), normalize, normalize_mask)
     K = footprint([k.shape[-1] for k in kernels], dilations)
     w = weights.to(dt)
-    z = _standardize_all([k.to(dt) for k in kernels], mask, eps)
-    if pointwise is None:
-        E = torch.stack([embed(zi, int(d), K) for zi, d in zip(z, dilations)])  # [n, C_k, C_in/g, K, K]
+    _, E, _, P = _stacked_factors(kernels, dilations, pointwise, mask, eps, dt, K)
+    if P is None:
         return torch.einsum("n,nabyx->abyx", w, E)
-    P = torch.stack(_standardize_all([p.to(dt) for p in pointwise], mask, eps))[:, :, :, 0, 0]  # [n, O, C]
-    D = torch.stack([embed(zi[:, 0], int(d), K) for zi, d in zip(z, dilations)])  # [n, C, K, K]
-    return torch.einsum("n,noc,ncyx->ocyx", w, P, D)
+    return torch.einsum("n,noc,ncyx->ocyx", w, P, E)
 
 
 def merged_conv_reference(
@@ -234,19 +247,14 @@ def merge_kernels_backward_reference(
     n, K = len(kernels), gW.shape[-1]
     mask = _mask(n, normalize, normalize_mask)
     w = weights.to(dt)
-    raw = [k.to(dt) for k in kernels]
-    z = _standardize_all(raw, mask, eps)
+    raw, E, raw_p, P = _stacked_factors(kernels, dilations, pointwise, mask, eps, dt, K)
     sizes = [k.shape[-1] for k in kernels]
-    if pointwise is None:
-        E = torch.stack([embed(zi, int(d), K) for zi, d in zip(z, dilations)])  # [n, C_k, C_in/g, K, K]
+    if P is None:
         gw = torch.einsum("abyx,nabyx->n", gW, E)
         gz = [w[i] * extract(gW, sizes[i], int(d)) for i, d in enumerate(dilations)]
         gks = _standardize_backward_all(raw, gz, mask, eps)
         return [g.to(k.dtype, copy=True) for g, k in zip(gks, kernels)], [], gw.to(weights.dtype)
-    raw_p = [p.to(dt) for p in pointwise]
-    P = torch.stack(_standardize_all(raw_p, mask, eps))[:, :, :, 0, 0]  # [n, O, C]
-    D = torch.stack([embed(zi[:, 0], int(d), K) for zi, d in zip(z, dilations)])  # [n, C, K, K]
-    T = torch.einsum("ocyx,ncyx->noc", gW, D)  # d W / d (w_i P_i), summed over taps
+    T = torch.einsum("ocyx,ncyx->noc", gW, E)  # d W / d (w_i P_i), summed over taps
     gw = (T * P).sum(dim=(1, 2))
     gP = w[:, None, None] * T
     gDemb = w[:, None, None, None] * torch.einsum("ocyx,noc->ncyx", gW, P)  # [n, C, K, K]
