@@ -15,6 +15,8 @@ are stable across runs, and a fixed module's weights are the supernet's weights 
 
 from __future__ import annotations
 
+import functools
+import importlib
 import operator
 import re
 from collections.abc import Mapping
@@ -37,15 +39,14 @@ from nasir.ir.nodes import (
     Region,
     SumNode,
 )
+from nasir.ir.ops import TorchCall
 from nasir.ir.verify import infer_shapes
 from nasir.runtime import (
     ChannelGate,
     ChoiceModule,
-    FactorizedReduce,
     MergedConv,
     Sampler,
     UniformSampler,
-    Zero,
     derived_weights,
 )
 
@@ -211,23 +212,17 @@ class _Lowerer:
 
     def op(self, g: fx.Graph, root: nn.Module, node: OpNode, region: Region, target: str, name: str,
            x: fx.Node) -> fx.Node:
-        a = node.attrs
-        shape = region[node.inputs[0]].shape
-        op = a.op
-        if op == "relu":
-            return _fn(g, torch.relu, (x,), name=name)
-        if op == "relu6":
-            return _fn(g, torch.nn.functional.relu6, (x,), name=name)
-        if op == "sigmoid":
-            return _fn(g, torch.sigmoid, (x,), name=name)
-        if op == "identity":
+        """Emit what the op's ``torch_call`` names: a module call, a tensor method, a function, or nothing."""
+        call = node.attrs.torch_call(region[node.inputs[0]].shape)
+        if call.target is None:
             return x
-        if op == "flatten":
-            return _fn(g, torch.flatten, (x, 1), name=name)
-        if op == "global_avg_pool":
-            return _method(g, "mean", (x, (2, 3)), name=name)
-        _install(root, target, build_op_module(node, shape))
-        return g.create_node("call_module", target, (x,), name=name)
+        if call.target.startswith(_TENSOR_METHOD):
+            return _method(g, call.target.removeprefix(_TENSOR_METHOD), (x, *call.args), name=name)
+        module = build_op_module(call)
+        if module is not None:
+            _install(root, target, module)
+            return g.create_node("call_module", target, (x,), name=name)
+        return _fn(g, torch_target(call.target), (x, *call.args), dict(call.kwargs), name=name)
 
     def choice(self, g: fx.Graph, root: nn.Module, node: ChoiceNode, region: Region, target: str, name: str,
                args: list[fx.Node], vectors: dict[str, fx.Node]) -> fx.Node:
@@ -329,28 +324,26 @@ def _zeros_strided(x: torch.Tensor, channels: int, stride: int) -> torch.Tensor:
 torch.fx.wrap("_zeros_strided")
 
 
-def build_op_module(node: OpNode, shape: list[int]) -> nn.Module:
-    """The ``torch.nn`` module for a primitive with weights or a window."""
-    a = node.attrs
-    c = shape[0]
-    if a.op == "conv":
-        return nn.Conv2d(c, a.out_channels, a.kernel, a.stride, a.pad, a.dilation, a.groups, bias=a.bias)
-    if a.op == "dwconv":
-        return nn.Conv2d(c, c, a.kernel, a.stride, a.pad, a.dilation, groups=c, bias=a.bias)
-    if a.op == "linear":
-        return nn.Linear(c, a.out_features, bias=a.bias)
-    if a.op == "bn":
-        cls = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
-        return cls(c, eps=a.eps, momentum=a.momentum, affine=a.affine)
-    if a.op == "max_pool":
-        return nn.MaxPool2d(a.kernel, a.stride, a.pad)
-    if a.op == "avg_pool":
-        return nn.AvgPool2d(a.kernel, a.stride, a.pad, count_include_pad=a.count_include_pad)
-    if a.op == "zero":
-        return Zero(a.stride)
-    if a.op == "factorized_reduce":
-        return FactorizedReduce(c, a.out_channels, a.affine)
-    raise NasirError(f"no module for op {a.op!r}", node.loc)  # pragma: no cover
+#: ``TorchCall`` targets under this prefix are methods of the input tensor (``x.mean(...)``).
+_TENSOR_METHOD = "torch.Tensor."
+
+
+@functools.cache
+def torch_target(path: str) -> Any:
+    """The object a dotted ``TorchCall`` target names (``torch.nn.Conv2d``, ``nasir.runtime.Zero``)."""
+    module, _, attr = path.rpartition(".")
+    return getattr(importlib.import_module(module), attr)
+
+
+def build_op_module(call: TorchCall) -> nn.Module | None:
+    """The module an op's ``torch_call`` builds (a primitive with weights or a window); ``None`` when
+    the op lowers to a function, a tensor method or nothing (relu, global_avg_pool, identity)."""
+    if call.target is None or call.target.startswith(_TENSOR_METHOD):
+        return None
+    cls = torch_target(call.target)
+    if isinstance(cls, type) and issubclass(cls, nn.Module):
+        return cls(*call.args, **call.kwargs)
+    return None
 
 
 def _install(root: nn.Module, target: str, module: nn.Module) -> None:

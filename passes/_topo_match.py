@@ -36,11 +36,6 @@ from nasir.ir.rewrite import remove, replace_uses
 from nasir.ir.verify import infer_shapes
 from nasir.passmanager import Pass, PassResult
 
-#: Parameter-free ops that are linear maps: sharing them after a weighted sum is exact.
-LINEAR_FREE = frozenset({"avg_pool", "global_avg_pool", "flatten"})
-#: Ops that never count as a shared module (they compute nothing worth sharing).
-_NEVER = frozenset({"identity", "zero"})
-
 
 # -- analysis ----------------------------------------------------------------------------------
 def in_shape(region: Region, node: OpNode | ChoiceNode) -> tuple[int, ...]:
@@ -49,7 +44,7 @@ def in_shape(region: Region, node: OpNode | ChoiceNode) -> tuple[int, ...]:
 
 def shareable(region: Region, op: OpNode) -> bool:
     """A module two candidates can hold once: parameter-free (so the same function everywhere)."""
-    return op.attrs.op not in _NEVER and op.attrs.params(list(in_shape(region, op))) == 0
+    return not op.attrs.never_shared and op.attrs.params(list(in_shape(region, op))) == 0
 
 
 def op_key(region: Region, op: OpNode) -> tuple:
@@ -202,7 +197,7 @@ def find_pms_group(node: ChoiceNode, approximate: bool) -> PmsGroup | None:
             lead[op_key(cand.body, op)].append(j)
             lead_op[j] = op
         op = trailing_op(cand.body)
-        if op is not None and (approximate or op.attrs.op in LINEAR_FREE):
+        if op is not None and (approximate or op.attrs.linear):
             trail[op_key(cand.body, op)].append(j)
             trail_op[j] = op
     options: list[PmsGroup] = [PmsGroup(m, True, False) for m in lead.values() if len(m) > 1]
@@ -256,7 +251,7 @@ def apply_pms(region: Region, node: ChoiceNode, group: PmsGroup, log: Log) -> No
         stripped.append(Candidate(name=node.candidates[j].name, body=body))
     covers = [node.covers[j] for j in group.members]
     inner_shape = list(trail_in) if trail is not None else node.shape
-    if trail is not None and trail.attrs.op not in LINEAR_FREE:
+    if trail is not None and not trail.attrs.linear:
         log.approximate(f"trailing {trail.attrs.signature()} shared after a weighted sum "
                         "(it is not linear, so the mixture of its outputs is not its output on the mixture)")
     log.result.count("pms-groups")

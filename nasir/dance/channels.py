@@ -6,7 +6,8 @@ flatten of a ``[C, H, W]`` map repeats each channel H*W times in the flat featur
 
 * conv (dense) and linear start a new space: their output channels are free to prune, and their
   input channels follow whatever the input's spaces keep;
-* per-channel ops (bn, relu, pools, global pool, zero, dwconv, gates) keep the input's layout;
+* channelwise ops (the ``channelwise`` op trait: bn, relu, pools, global pool, zero, dwconv) and
+  gates keep the input's layout;
 * a ``sum`` unions its inputs' spaces segment by segment (the residual coupling of ResNets: the
   stem, every block output and every downsample conv of a stage end up in one space);
 * a ``concat`` concatenates layouts without coupling them;
@@ -40,10 +41,11 @@ from nasir.ir.nodes import (
     SumNode,
 )
 
-#: Per-channel ops that map zero channels to zero channels (so a pruned channel stays zero).
-ZERO_PRESERVING = frozenset({"relu", "relu6", "max_pool", "avg_pool", "global_avg_pool", "zero", "identity"})
-#: Per-channel ops that do not (a gate must follow them for extraction to stay exact).
-ZERO_BREAKING = frozenset({"bn", "sigmoid"})
+
+def breaks_zero(node: object) -> bool:
+    """A channelwise op that can turn a zero channel nonzero (bn, sigmoid): a gate must follow it
+    for extraction to stay exact."""
+    return isinstance(node, OpNode) and node.attrs.channelwise and not node.attrs.zero_preserving
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,7 @@ def analyze(graph: Graph) -> ChannelAnalysis:
     # zero-breaking ops applied to a concatenation would need a gate per segment: keep them whole
     for path in a.order:
         region, node = a.nodes[path]
-        if isinstance(node, OpNode) and node.attrs.op in ZERO_BREAKING and len(a.layouts[path]) > 1:
+        if breaks_zero(node) and len(a.layouts[path]) > 1:
             a.fix(a.layouts[path])
     return a
 
@@ -192,7 +194,7 @@ def _node(a: ChannelAnalysis, node, path: str, ins: list[list[Segment]]) -> list
                 h, w = _input_shape(a, node, path)[1:]
                 return [Segment(s.space, s.size, s.repeat * h * w) for s in x]
             return list(x)
-        if op == "dwconv" or op in ZERO_PRESERVING or op in ZERO_BREAKING:
+        if node.attrs.channelwise:
             return list(x)
         # factorized_reduce and anything new: keep its channels whole
         a.fix(x)

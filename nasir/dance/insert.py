@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nasir.dance.channels import ZERO_BREAKING, ChannelAnalysis, analyze
+from nasir.dance.channels import ChannelAnalysis, analyze, breaks_zero
 from nasir.dance.gate import resolve_keep
 from nasir.ir.graph import Graph
 from nasir.ir.nodes import GateNode, OpNode, Region
@@ -84,7 +84,7 @@ def insert_gates(graph: Graph, budget: float = 0.5, min_channels: int = 2,
             after[prefix + _tail(region, node.name)] = name
         for path in a.order:
             region, node = a.nodes[path]
-            if isinstance(node, OpNode) and node.attrs.op in ZERO_BREAKING and a.root_of(path) == root:
+            if breaks_zero(node) and a.root_of(path) == root:
                 chain_end = _chain_end(a, path)
                 after.setdefault(chain_end, name)
         created[name] = group

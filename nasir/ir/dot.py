@@ -11,8 +11,8 @@ import graphviz
 from nasir.ir.graph import Graph
 from nasir.ir.nodes import BlockNode, ChoiceNode, MergedConvNode, OpNode, Region
 
-_COLORS = {"conv": "#cfe2f3", "dwconv": "#cfe2f3", "linear": "#cfe2f3", "factorized_reduce": "#cfe2f3",
-           "bn": "#fff2cc", "relu": "#eeeeee", "max_pool": "#d9ead3", "avg_pool": "#d9ead3", "zero": "#ffffff"}
+_CONV_COLOR = "#cfe2f3"
+_COLORS = {"bn": "#fff2cc", "relu": "#eeeeee", "max_pool": "#d9ead3", "avg_pool": "#d9ead3", "zero": "#ffffff"}
 
 
 def _label(node) -> str:
@@ -53,7 +53,7 @@ def _emit(dot: graphviz.Digraph, region: Region, prefix: str) -> dict[str, str]:
                     dot.edge(inner[out.name], nid, style="dotted")
             continue
         if isinstance(node, OpNode):
-            fill = _COLORS.get(node.attrs.op, "white")
+            fill = _CONV_COLOR if node.attrs.conv_like else _COLORS.get(node.attrs.op, "white")
         else:
             fill = "#ead1dc" if node.kind in ("input", "output") else "white"
         dot.node(nid, _label(node), fillcolor=fill)

@@ -1,8 +1,10 @@
 """Primitive operations: one typed attribute model per op type.
 
 Each model knows its positional DSL arguments (``positional``), its output shape for a given input
-shape, and its cost (parameters and multiply-accumulates). Shapes exclude the batch dimension:
-feature maps are ``[C, H, W]``, flat features ``[F]``.
+shape, its cost (parameters and multiply-accumulates) and the torch call that runs it
+(``torch_call``). Facts about an op type that passes, statistics and lowering ask about are
+class-level *traits* declared once on its class (see ``OpAttrs``), never string sets of op names.
+Shapes exclude the batch dimension: feature maps are ``[C, H, W]``, flat features ``[F]``.
 
 FLOPs throughout nasir are multiply-accumulates (MACs), the unit NAS papers (DARTS, DNA, DANCE)
 report as "FLOPs".
@@ -10,6 +12,10 @@ report as "FLOPs".
 
 from __future__ import annotations
 
+import functools
+import operator
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,12 +40,53 @@ def _need_map(shape: Shape, op: str) -> tuple[int, int, int]:
     return shape[0], shape[1], shape[2]
 
 
+@dataclass(frozen=True)
+class TorchCall:
+    """What lowering emits for an op, as data: the IR layer imports no torch, ``nasir.lowering`` resolves it.
+
+    ``target`` is a dotted path. An ``nn.Module`` class (``torch.nn.Conv2d``, ``nasir.runtime.Zero``)
+    is built as ``target(*args, **kwargs)``, installed under the node's path and called on the input;
+    a ``torch.Tensor`` method (``torch.Tensor.mean``) is called on the input as ``x.mean(*args)``; any
+    other function as ``target(x, *args, **kwargs)``. ``None``: the op is its input, nothing is emitted.
+    """
+
+    target: str | None
+    args: tuple = ()
+    kwargs: Mapping[str, object] = field(default_factory=dict)
+
+
 class OpAttrs(BaseModel):
+    """Attributes of one primitive; subclasses declare the op's traits as class variables.
+
+    Traits are facts about the op type whatever its attributes; where an attribute matters (a
+    BatchNorm without affine weights has no parameters) ask the instance (``params``).
+    """
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    #: DSL arguments that may be given by position, in order.
     positional: ClassVar[tuple[str, ...]] = ()
-    #: True when the op is a linear map of its input (used by kernel merging and trailing PMS).
+    #: A linear map of its input (bias aside): a weighted sum of its outputs is its output on the
+    #: weighted sum, so sharing it after a mixture is exact (trailing PMS).
     linear: ClassVar[bool] = False
+    #: Holds no learnable weights for any attributes (``bn`` does not qualify: affine BatchNorm has weights).
+    parameter_free: ClassVar[bool] = False
+    #: Counted as a convolution module by TopoNAS statistics: learned weights on a window or a dense map.
+    conv_like: ClassVar[bool] = False
+    #: Computes nothing worth a module (it is its input, a constant or a view): module counts skip it.
+    computes_nothing: ClassVar[bool] = False
+    #: Never the shared module of PMS/FMS: sharing it would save nothing.
+    never_shared: ClassVar[bool] = False
+    #: Output channel c depends on input channel c alone (and there are as many): channel pruning
+    #: passes through it.
+    channelwise: ClassVar[bool] = False
+    #: A channelwise op that maps an all-zero channel to an all-zero channel, so a pruned channel
+    #: stays zero after it; a channelwise op without this trait needs a DANCE gate after it.
+    zero_preserving: ClassVar[bool] = False
+
+    def torch_call(self, shape: Shape) -> TorchCall:
+        """How lowering runs the op on an input of ``shape``; every op class declares it."""
+        raise NotImplementedError(f"op {type(self).__name__} declares no torch_call")
 
     def out_shape(self, shape: Shape) -> Shape:
         return list(shape)
@@ -76,6 +123,7 @@ class Conv(OpAttrs):
     bias: bool = False
     positional: ClassVar[tuple[str, ...]] = ("out_channels", "kernel", "stride")
     linear: ClassVar[bool] = True
+    conv_like: ClassVar[bool] = True
 
     @property
     def pad(self) -> int:
@@ -99,6 +147,10 @@ class Conv(OpAttrs):
         o, h, w = self.out_shape(shape)
         return o * h * w * (shape[0] // self.groups) * self.kernel**2
 
+    def torch_call(self, shape: Shape) -> TorchCall:
+        return TorchCall("torch.nn.Conv2d", (shape[0], self.out_channels, self.kernel, self.stride, self.pad,
+                                             self.dilation, self.groups), {"bias": self.bias})
+
 
 class DWConv(OpAttrs):
     """Depthwise convolution: one k x k filter per channel (groups = channels)."""
@@ -111,6 +163,9 @@ class DWConv(OpAttrs):
     bias: bool = False
     positional: ClassVar[tuple[str, ...]] = ("kernel", "stride")
     linear: ClassVar[bool] = True
+    conv_like: ClassVar[bool] = True
+    channelwise: ClassVar[bool] = True
+    zero_preserving: ClassVar[bool] = True  # exactly so when bias-free (the default); bias is not looked at
 
     @property
     def pad(self) -> int:
@@ -131,6 +186,11 @@ class DWConv(OpAttrs):
         c, h, w = self.out_shape(shape)
         return c * h * w * self.kernel**2
 
+    def torch_call(self, shape: Shape) -> TorchCall:
+        c = shape[0]
+        return TorchCall("torch.nn.Conv2d", (c, c, self.kernel, self.stride, self.pad, self.dilation),
+                         {"groups": c, "bias": self.bias})
+
 
 class Linear(OpAttrs):
     op: Literal["linear"] = "linear"
@@ -138,6 +198,7 @@ class Linear(OpAttrs):
     bias: bool = True
     positional: ClassVar[tuple[str, ...]] = ("out_features",)
     linear: ClassVar[bool] = True
+    conv_like: ClassVar[bool] = True
 
     def out_shape(self, shape: Shape) -> Shape:
         if len(shape) != 1:
@@ -150,13 +211,16 @@ class Linear(OpAttrs):
     def macs(self, shape: Shape) -> int:
         return shape[0] * self.out_features
 
+    def torch_call(self, shape: Shape) -> TorchCall:
+        return TorchCall("torch.nn.Linear", (shape[0], self.out_features), {"bias": self.bias})
+
 
 class BatchNorm(OpAttrs):
     op: Literal["bn"] = "bn"
     affine: bool = True
     eps: float = 1e-5
     momentum: float = 0.1
-    positional: ClassVar[tuple[str, ...]] = ()
+    channelwise: ClassVar[bool] = True
 
     def out_shape(self, shape: Shape) -> Shape:
         if len(shape) not in (1, 3):
@@ -166,22 +230,51 @@ class BatchNorm(OpAttrs):
     def params(self, shape: Shape) -> int:
         return 2 * shape[0] if self.affine else 0
 
+    def torch_call(self, shape: Shape) -> TorchCall:
+        norm = "torch.nn.BatchNorm2d" if len(shape) == 3 else "torch.nn.BatchNorm1d"
+        return TorchCall(norm, (shape[0],), {"eps": self.eps, "momentum": self.momentum, "affine": self.affine})
+
 
 class ReLU(OpAttrs):
     op: Literal["relu"] = "relu"
+    parameter_free: ClassVar[bool] = True
+    channelwise: ClassVar[bool] = True
+    zero_preserving: ClassVar[bool] = True
+
+    def torch_call(self, shape: Shape) -> TorchCall:
+        return TorchCall("torch.relu")
 
 
 class ReLU6(OpAttrs):
     op: Literal["relu6"] = "relu6"
+    parameter_free: ClassVar[bool] = True
+    channelwise: ClassVar[bool] = True
+    zero_preserving: ClassVar[bool] = True
+
+    def torch_call(self, shape: Shape) -> TorchCall:
+        return TorchCall("torch.nn.functional.relu6")
 
 
 class Sigmoid(OpAttrs):
     op: Literal["sigmoid"] = "sigmoid"
+    parameter_free: ClassVar[bool] = True
+    channelwise: ClassVar[bool] = True
+
+    def torch_call(self, shape: Shape) -> TorchCall:
+        return TorchCall("torch.sigmoid")
 
 
 class Identity(OpAttrs):
     op: Literal["identity"] = "identity"
     linear: ClassVar[bool] = True
+    parameter_free: ClassVar[bool] = True
+    computes_nothing: ClassVar[bool] = True
+    never_shared: ClassVar[bool] = True
+    channelwise: ClassVar[bool] = True
+    zero_preserving: ClassVar[bool] = True
+
+    def torch_call(self, shape: Shape) -> TorchCall:
+        return TorchCall(None)
 
 
 class Zero(OpAttrs):
@@ -191,6 +284,11 @@ class Zero(OpAttrs):
     stride: int = 1
     positional: ClassVar[tuple[str, ...]] = ("stride",)
     linear: ClassVar[bool] = True
+    parameter_free: ClassVar[bool] = True
+    computes_nothing: ClassVar[bool] = True
+    never_shared: ClassVar[bool] = True
+    channelwise: ClassVar[bool] = True
+    zero_preserving: ClassVar[bool] = True
 
     def out_shape(self, shape: Shape) -> Shape:
         if self.stride == 1:
@@ -198,12 +296,18 @@ class Zero(OpAttrs):
         c, h, w = _need_map(shape, "zero")
         return [c, (h + self.stride - 1) // self.stride, (w + self.stride - 1) // self.stride]
 
+    def torch_call(self, shape: Shape) -> TorchCall:
+        return TorchCall("nasir.runtime.Zero", (self.stride,))
+
 
 class _Pool(OpAttrs):
     kernel: int = 3
     stride: int = 1
     padding: int | None = None
     positional: ClassVar[tuple[str, ...]] = ("kernel", "stride")
+    parameter_free: ClassVar[bool] = True
+    channelwise: ClassVar[bool] = True
+    zero_preserving: ClassVar[bool] = True
 
     @property
     def pad(self) -> int:
@@ -221,16 +325,28 @@ class _Pool(OpAttrs):
 class MaxPool(_Pool):
     op: Literal["max_pool"] = "max_pool"
 
+    def torch_call(self, shape: Shape) -> TorchCall:
+        return TorchCall("torch.nn.MaxPool2d", (self.kernel, self.stride, self.pad))
+
 
 class AvgPool(_Pool):
     op: Literal["avg_pool"] = "avg_pool"
     count_include_pad: bool = True
+    linear: ClassVar[bool] = True
+
+    def torch_call(self, shape: Shape) -> TorchCall:
+        return TorchCall("torch.nn.AvgPool2d", (self.kernel, self.stride, self.pad),
+                         {"count_include_pad": self.count_include_pad})
 
 
 class GlobalAvgPool(OpAttrs):
     """Average over H and W, giving flat features [C]."""
 
     op: Literal["global_avg_pool"] = "global_avg_pool"
+    linear: ClassVar[bool] = True
+    parameter_free: ClassVar[bool] = True
+    channelwise: ClassVar[bool] = True
+    zero_preserving: ClassVar[bool] = True
 
     def out_shape(self, shape: Shape) -> Shape:
         c, _, _ = _need_map(shape, "global_avg_pool")
@@ -239,15 +355,24 @@ class GlobalAvgPool(OpAttrs):
     def macs(self, shape: Shape) -> int:
         return shape[0] * shape[1] * shape[2]
 
+    def torch_call(self, shape: Shape) -> TorchCall:
+        return TorchCall("torch.Tensor.mean", ((2, 3),))
+
 
 class Flatten(OpAttrs):
     op: Literal["flatten"] = "flatten"
+    linear: ClassVar[bool] = True
+    parameter_free: ClassVar[bool] = True
+    computes_nothing: ClassVar[bool] = True
 
     def out_shape(self, shape: Shape) -> Shape:
         total = 1
         for s in shape:
             total *= s
         return [total]
+
+    def torch_call(self, shape: Shape) -> TorchCall:
+        return TorchCall("torch.flatten", (1,))
 
 
 class FactorizedReduce(OpAttrs):
@@ -261,6 +386,7 @@ class FactorizedReduce(OpAttrs):
     out_channels: int
     affine: bool = True
     positional: ClassVar[tuple[str, ...]] = ("out_channels",)
+    conv_like: ClassVar[bool] = True
 
     def out_shape(self, shape: Shape) -> Shape:
         c, h, w = _need_map(shape, "factorized_reduce")
@@ -276,21 +402,18 @@ class FactorizedReduce(OpAttrs):
         _, h, w = self.out_shape(shape)
         return shape[0] * self.out_channels * h * w
 
+    def torch_call(self, shape: Shape) -> TorchCall:
+        return TorchCall("nasir.runtime.FactorizedReduce", (shape[0], self.out_channels, self.affine))
 
-OpAttrsUnion = Annotated[
-    Conv | DWConv | Linear | BatchNorm | ReLU | ReLU6 | Sigmoid | Identity | Zero | MaxPool | AvgPool
-    | GlobalAvgPool | Flatten | FactorizedReduce,
-    Field(discriminator="op"),
-]
+
+#: Every primitive, once: the IR's discriminated union and the DSL's name table are built from it.
+OP_CLASSES: tuple[type[OpAttrs], ...] = (
+    Conv, DWConv, Linear, BatchNorm, ReLU, ReLU6, Sigmoid, Identity, Zero, MaxPool, AvgPool, GlobalAvgPool, Flatten,
+    FactorizedReduce,
+)
+
+#: ``Conv | DWConv | ...``, discriminated by ``op``.
+OpAttrsUnion = Annotated[functools.reduce(operator.or_, OP_CLASSES), Field(discriminator="op")]
 
 #: DSL name -> attribute model. ``pwconv(C)`` is sugar for ``conv(C, 1)``.
-PRIMITIVES: dict[str, type[OpAttrs]] = {
-    cls.model_fields["op"].default: cls
-    for cls in (Conv, DWConv, Linear, BatchNorm, ReLU, ReLU6, Sigmoid, Identity, Zero, MaxPool, AvgPool,
-                GlobalAvgPool, Flatten, FactorizedReduce)
-}
-
-#: Ops with learnable weights, counted as "conv" modules in TopoNAS statistics.
-CONV_OPS = frozenset({"conv", "dwconv", "factorized_reduce"})
-#: Ops that compute nothing and are not counted as modules.
-FREE_OPS = frozenset({"identity", "zero", "flatten"})
+PRIMITIVES: dict[str, type[OpAttrs]] = {cls.model_fields["op"].default: cls for cls in OP_CLASSES}

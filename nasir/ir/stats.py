@@ -7,11 +7,7 @@ from dataclasses import dataclass
 from nasir.ir.cost import graph_cost
 from nasir.ir.graph import Graph
 from nasir.ir.nodes import MergedConvNode, Node, OpNode, Region, sub_regions
-from nasir.ir.ops import CONV_OPS, FREE_OPS
 from nasir.ir.verify import infer_shapes
-
-#: Ops counted as convolutions (weights on a spatial window or a dense map).
-CONV_LIKE = CONV_OPS | {"linear"}
 
 
 @dataclass(frozen=True)
@@ -37,9 +33,9 @@ def node_counts(region: Region, node: Node, pair_separable: bool = False) -> Mod
     """Modules of one node of ``region``, at every depth (see :func:`module_counts`)."""
     conv = other = 0
     if isinstance(node, OpNode):
-        if node.attrs.op in CONV_LIKE:
+        if node.attrs.conv_like:
             conv += 0 if pair_separable and _is_pointwise_after_dw(region, node) else 1
-        elif node.attrs.op not in FREE_OPS:
+        elif not node.attrs.computes_nothing:
             other += 1
     elif isinstance(node, MergedConvNode):
         conv += 1
@@ -53,7 +49,7 @@ def node_counts(region: Region, node: Node, pair_separable: bool = False) -> Mod
 def module_counts(region: Region, pair_separable: bool = False) -> ModuleCounts:
     """Modules that compute something, at every depth: conv-like ops and merged convs vs the rest.
 
-    Identity, zero and flatten count nothing (they hold no module worth the name). With
+    Ops that compute nothing (identity, zero, flatten) are not counted. With
     ``pair_separable`` a depthwise conv followed by its own 1x1 conv counts as one conv, as TopoNAS
     Table II counts a separable convolution.
     """
