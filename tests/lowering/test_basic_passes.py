@@ -9,17 +9,12 @@ from nasir.ir.nodes import Candidate, ChoiceNode, InputNode, OpNode, OutputNode,
 from nasir.ir.ops import Identity, ReLU
 from nasir.lowering import lower
 from nasir.passmanager import PassManager
+from nasir.testing import assert_equivalent
 
 
 def _equal_after(graph, pipeline):
-    before = lower(graph, "supernet", seed=0).double().eval()
     after_graph = PassManager.parse(pipeline).run(graph)
-    after = lower(after_graph, "supernet", seed=1).double().eval()
-    state = before.state_dict()
-    missing = after.load_state_dict({k: v for k, v in state.items() if k in after.state_dict()}, strict=False)
-    assert not missing.missing_keys, missing.missing_keys
-    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
-    torch.testing.assert_close(after(x), before(x))
+    assert_equivalent(graph, after_graph, x_shape=(2, 3, 8, 8))
     return after_graph
 
 

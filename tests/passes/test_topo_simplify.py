@@ -9,8 +9,8 @@ from nasir.frontends.elaborate import parse_file, parse_string, std_path
 from nasir.ir.printer import print_graph
 from nasir.lowering import lower
 from nasir.passes._topo_stats import edge_counts
-from nasir.passes._topo_weights import carry_weights
 from nasir.passmanager import PassManager
+from nasir.testing import carry_weights
 
 
 def _darts(**kw):
