@@ -2,6 +2,7 @@
 
 from nasir.ir.graph import ArchParam, Graph, InputGroup
 from nasir.ir.nodes import (
+    ArchWeighted,
     BlockNode,
     Candidate,
     ChoiceNode,
@@ -18,6 +19,6 @@ from nasir.ir.nodes import (
 )
 
 __all__ = [
-    "ArchParam", "BlockNode", "Candidate", "ChoiceNode", "ConcatNode", "GateNode", "Graph", "InputGroup",
+    "ArchParam", "ArchWeighted", "BlockNode", "Candidate", "ChoiceNode", "ConcatNode", "GateNode", "Graph", "InputGroup",
     "InputNode", "KernelCandidate", "MergedConvNode", "Node", "OpNode", "OutputNode", "Region", "SumNode",
 ]

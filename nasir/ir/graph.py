@@ -11,7 +11,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from nasir.diagnostics import NasirError, SourceLoc
-from nasir.ir.nodes import ChoiceNode, MergedConvNode, Node, Region, sub_regions
+from nasir.ir.nodes import ArchWeighted, MergedConvNode, Node, Region, sub_regions
+from nasir.ir.rewrite import walk, weighted_nodes
 
 IR_VERSION = 1
 
@@ -64,11 +65,11 @@ class Graph(BaseModel):
 
     # -- traversal -------------------------------------------------------------------------
     def walk(self) -> Iterator[tuple[str, Node, Region]]:
-        """Every node at every depth as (full dotted path, node, region holding it)."""
-        yield from _walk(self.body, "")
+        """Every node at every depth as (full dotted path, node, region holding it); see ``rewrite.walk``."""
+        return walk(self.body)
 
-    def arch_users(self, arch: str) -> list[Node]:
-        return [n for _, n, _ in self.walk() if isinstance(n, (ChoiceNode, MergedConvNode)) and n.arch == arch]
+    def arch_users(self, arch: str) -> list[ArchWeighted]:
+        return [n for n in weighted_nodes(self.body) if n.arch == arch]
 
     # -- search space ----------------------------------------------------------------------
     def search_space_size(self, input_rule: bool = False) -> int:
@@ -126,19 +127,11 @@ class Graph(BaseModel):
         return cls.model_json_schema()
 
 
-def _walk(region: Region, prefix: str) -> Iterator[tuple[str, Node, Region]]:
-    for node in region.nodes:
-        path = f"{prefix}{node.name}"
-        yield path, node, region
-        for local, sub in sub_regions(node):
-            yield from _walk(sub, f"{path}.{local}." if local else f"{path}.")
-
-
-def _top_weighted(region: Region) -> list[Node]:
+def _top_weighted(region: Region) -> list[ArchWeighted]:
     """Choice/merged-conv nodes of a region, looking through blocks but not into candidates."""
-    found: list[Node] = []
+    found: list[ArchWeighted] = []
     for node in region.nodes:
-        if isinstance(node, (ChoiceNode, MergedConvNode)):
+        if isinstance(node, ArchWeighted):
             found.append(node)
         else:
             for _, sub in sub_regions(node):
@@ -161,7 +154,7 @@ def _uses(region: Region, arch: str) -> bool:
     return any(n.arch == arch for n in _top_weighted(region))
 
 
-def _count_node(node: ChoiceNode | MergedConvNode, allowed: dict[str, set[int]], skip: set[str]) -> int:
+def _count_node(node: ArchWeighted, allowed: dict[str, set[int]], skip: set[str]) -> int:
     mine = allowed.get(node.arch, set(node.domain)) & set(node.domain)
     if node.arch in skip and node.arch not in allowed:
         mine = {min(mine)} if mine else set()  # counted by its input group instead

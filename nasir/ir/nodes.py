@@ -20,6 +20,7 @@ import networkx as nx
 from pydantic import BaseModel, ConfigDict, Field
 
 from nasir.diagnostics import SourceLoc
+from nasir.ir.names import FreshNames
 from nasir.ir.ops import OpAttrsUnion
 
 
@@ -68,11 +69,22 @@ class Candidate(BaseModel):
     body: Region
 
 
-class ChoiceNode(NodeBase):
-    kind: Literal["choice"] = "choice"
+class ArchWeighted(NodeBase):
+    """A node whose candidates are weighted by the architecture parameter ``arch`` (see the module
+    docstring for ``covers`` and ``domain``): choices and merged convolutions.
+
+    ``kind`` is declared here, before the shared fields, only so that serialized nodes keep their
+    field order (``kind, arch, covers, domain``); each subclass narrows it to its own literal.
+    """
+
+    kind: Literal["choice", "merged_conv"]
     arch: str
     covers: list[list[int]]
     domain: list[int]
+
+
+class ChoiceNode(ArchWeighted):
+    kind: Literal["choice"] = "choice"
     candidates: list[Candidate]
 
 
@@ -96,13 +108,10 @@ class KernelCandidate(BaseModel):
     weight_names: list[str] = Field(default_factory=list)
 
 
-class MergedConvNode(NodeBase):
+class MergedConvNode(ArchWeighted):
     """A weighted sum of linear convolutions computed as one conv with a merged kernel."""
 
     kind: Literal["merged_conv"] = "merged_conv"
-    arch: str
-    covers: list[list[int]]
-    domain: list[int]
     kernels: list[KernelCandidate]
     out_channels: int
     stride: int = 1
@@ -155,6 +164,10 @@ class Region(BaseModel):
     def __getitem__(self, name: str) -> Node:
         return self.nodes[self._names()[name]]
 
+    def position(self, name: str) -> int:
+        """Where node ``name`` stands in ``nodes``."""
+        return self._names()[name]
+
     def __contains__(self, name: str) -> bool:
         return name in self._names()
 
@@ -185,12 +198,17 @@ class Region(BaseModel):
         return node
 
     def fresh_name(self, base: str) -> str:
-        if base not in self:
-            return base
-        k = 1
-        while f"{base}_{k}" in self:
-            k += 1
-        return f"{base}_{k}"
+        """An unused node name (``nasir.ir.names``): ``base``, else ``base_k`` with the smallest free k.
+
+        The generator lives as long as the name index it reads: ``add`` only grows that index,
+        while ``touch`` (any other edit) drops it, and with it the generator's remembered suffixes.
+        """
+        names = self._names()
+        fresh = self.__dict__.get("_fresh_cache")
+        if fresh is None or fresh.taken is not names:
+            fresh = FreshNames(names)
+            self.__dict__["_fresh_cache"] = fresh
+        return fresh(base)
 
     def users(self, name: str) -> list[Node]:
         return [n for n in self.nodes if name in n.inputs]

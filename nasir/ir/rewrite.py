@@ -1,14 +1,85 @@
-"""Small graph-rewriting helpers shared by passes."""
+"""The rewrite toolkit: what a pass needs to read and edit the IR without hand-splicing ``region.nodes``.
+
+* names: ``fresh_name`` / ``FreshNames`` (the one naming rule, see ``nasir.ir.names``);
+* traversal: ``walk`` (every node with its dotted path), ``all_regions``, ``weighted_nodes`` and
+  ``used_arch`` (which architecture parameters a region refers to), ``live_nodes``;
+* edits: ``insert_before``, ``insert_after``, ``replace_node``, ``replace_uses``, ``remove``,
+  ``inline_region``;
+* ``run_to_fixpoint``: repeat a rewriting step until it changes nothing.
+
+Edits keep the region's name index valid (they call ``Region.touch``); they do not re-sort, so a
+caller inserting nodes keeps them in topological order by placing them next to their neighbours.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import networkx as nx
 
-from nasir.ir.nodes import Node, Region, sub_regions
+from nasir.ir.names import FreshNames, fresh_name
+from nasir.ir.nodes import ArchWeighted, Node, NodeBase, Region, sub_regions
+
+__all__ = [
+    "FixpointError", "FreshNames", "all_regions", "fresh_name", "inline_region", "insert_after", "insert_before",
+    "live_nodes", "remove", "replace_node", "replace_uses", "run_to_fixpoint", "used_arch", "walk", "weighted_nodes",
+]
 
 
+# -- traversal ---------------------------------------------------------------------------------
+def walk(region: Region, prefix: str = "", *, children_first: bool = False) -> Iterator[tuple[str, Node, Region]]:
+    """Every node at every depth as (dotted path, node, region holding it).
+
+    A node's path is ``prefix + name``; inside candidate ``c`` of choice ``e`` it is ``e.c.<name>``,
+    inside block ``b`` it is ``b.<name>`` -- the module paths lowering gives the node's weights.
+    Each region is read from a snapshot, so a caller may replace the node it was just given. With
+    ``children_first`` a node comes after everything nested in it, for rewrites that need the inner
+    choices done before the one holding them.
+    """
+    for node in list(region.nodes):
+        path = prefix + node.name
+        if not children_first:
+            yield path, node, region
+        for local, sub in sub_regions(node):
+            yield from walk(sub, f"{path}.{local}." if local else f"{path}.", children_first=children_first)
+        if children_first:
+            yield path, node, region
+
+
+def all_regions(region: Region) -> Iterator[Region]:
+    """``region`` and every region nested in it, innermost last."""
+    yield region
+    for node in region.nodes:
+        for _, sub in sub_regions(node):
+            yield from all_regions(sub)
+
+
+def weighted_nodes(root: Region | NodeBase) -> Iterator[ArchWeighted]:
+    """Every choice and merged conv in ``root`` (a region, or a node and what it holds), at any depth."""
+    if isinstance(root, ArchWeighted):
+        yield root
+    regions = [root] if isinstance(root, Region) else [sub for _, sub in sub_regions(root)]
+    for region in regions:
+        for _, node, _ in walk(region):
+            if isinstance(node, ArchWeighted):
+                yield node
+
+
+def used_arch(root: Region | NodeBase) -> set[str]:
+    """Names of the architecture parameters that ``root`` (a region, or a node and what it holds) refers to."""
+    return {n.arch for n in weighted_nodes(root)}
+
+
+def live_nodes(region: Region) -> set[str]:
+    """Names of nodes some output depends on (inputs are always kept)."""
+    g = region.digraph()
+    live: set[str] = {n.name for n in region.nodes if n.kind in ("input", "output")}
+    for out in region.outputs:
+        live |= nx.ancestors(g, out.name)
+    return live
+
+
+# -- edits -------------------------------------------------------------------------------------
 def replace_uses(region: Region, old: str, new: str) -> int:
     """Make every user of ``old`` read ``new`` instead; returns how many inputs changed."""
     count = 0
@@ -22,6 +93,40 @@ def replace_uses(region: Region, old: str, new: str) -> int:
 def remove(region: Region, name: str) -> None:
     region.nodes = [n for n in region.nodes if n.name != name]
     region.touch()
+
+
+def insert_before(region: Region, anchor: str, nodes: Sequence[NodeBase]) -> None:
+    """Put ``nodes`` (in this order) right before node ``anchor``."""
+    pos = region.position(anchor)
+    region.nodes[pos:pos] = nodes
+    region.touch()
+
+
+def insert_after(region: Region, anchor: str, nodes: Sequence[NodeBase], *, take_uses: bool = False) -> None:
+    """Put ``nodes`` (in this order) right after node ``anchor``.
+
+    With ``take_uses`` the nodes are a chain continuing ``anchor``: every node that read ``anchor``
+    reads the last of them instead (the chain itself still reads ``anchor``).
+    """
+    if take_uses:
+        replace_uses(region, anchor, nodes[-1].name)
+    pos = region.position(anchor) + 1
+    region.nodes[pos:pos] = nodes
+    region.touch()
+
+
+def replace_node(region: Region, name: str, nodes: Sequence[NodeBase], result: str | None = None) -> str:
+    """Put ``nodes`` where node ``name`` was; its users read ``result`` (default: the last of ``nodes``).
+
+    Returns the name now carrying the replaced node's value.
+    """
+    result = nodes[-1].name if result is None else result
+    pos = region.position(name)
+    region.nodes[pos:pos + 1] = nodes
+    region.touch()
+    if result != name:
+        replace_uses(region, name, result)
+    return result
 
 
 def inline_region(region: Region, at: str, body: Region, prefix: str) -> str:
@@ -44,26 +149,25 @@ def inline_region(region: Region, at: str, body: Region, prefix: str) -> str:
         copy.inputs = [binding[i] for i in inner.inputs]
         binding[inner.name] = copy.name
         new_nodes.append(copy)
-    pos = region.nodes.index(node)
-    region.nodes[pos:pos + 1] = new_nodes
-    region.touch()
     assert result is not None, "inlined region has no output"
-    replace_uses(region, at, result)
-    return result
+    return replace_node(region, at, new_nodes, result)
 
 
-def live_nodes(region: Region) -> set[str]:
-    """Names of nodes some output depends on (inputs are always kept)."""
-    g = region.digraph()
-    live: set[str] = {n.name for n in region.nodes if n.kind in ("input", "output")}
-    for out in region.outputs:
-        live |= nx.ancestors(g, out.name)
-    return live
+# -- fixpoint ----------------------------------------------------------------------------------
+class FixpointError(RuntimeError):
+    """A rewrite kept changing the graph past its limit (two rules undoing each other, most likely)."""
 
 
-def all_regions(region: Region) -> Iterator[Region]:
-    """``region`` and every region nested in it, innermost last."""
-    yield region
-    for node in region.nodes:
-        for _, sub in sub_regions(node):
-            yield from all_regions(sub)
+def run_to_fixpoint(step: Callable[[], int | bool], limit: int = 10_000) -> int:
+    """Call ``step`` until it changes nothing; returns the sum of what it reported.
+
+    ``step`` returns how many rewrites it made (or whether it made any). A step that still changes
+    something after ``limit`` changing calls raises ``FixpointError`` instead of looping forever.
+    """
+    total = rounds = 0
+    while changed := int(step()):
+        total += changed
+        rounds += 1
+        if rounds > limit:
+            raise FixpointError(f"no fixpoint after {limit} rounds of rewriting")
+    return total

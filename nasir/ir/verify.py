@@ -11,6 +11,7 @@ from __future__ import annotations
 from nasir.diagnostics import VerificationError
 from nasir.ir.graph import Graph
 from nasir.ir.nodes import (
+    ArchWeighted,
     BlockNode,
     ChoiceNode,
     ConcatNode,
@@ -107,12 +108,10 @@ def _node_shape(node: Node, ins: list[list[int]]) -> list[int]:
 def verify(graph: Graph) -> None:
     """Check every invariant of the IR, then shapes. Raises ``VerificationError``."""
     _verify_region(graph, graph.body, top=True)
-    used = {n.arch for _, n, _ in graph.walk() if isinstance(n, (ChoiceNode, MergedConvNode))}
     for group in graph.input_groups:
         for m in group.members:
             if m not in graph.arch:
                 raise VerificationError(f"input group {group.name!r} names unknown arch parameter {m!r}")
-    del used
     infer_shapes(graph)
 
 
@@ -130,7 +129,7 @@ def _verify_region(graph: Graph, region: Region, top: bool) -> None:
         want = _ARITY.get(node.kind)
         if want is not None and len(node.inputs) != want:
             raise _fail(node, f"{node.kind} takes {want} input(s), got {len(node.inputs)}")
-        if isinstance(node, (ChoiceNode, MergedConvNode)):
+        if isinstance(node, ArchWeighted):
             _verify_weighted(graph, node)
         if isinstance(node, ChoiceNode):
             for cand in node.candidates:
@@ -142,7 +141,7 @@ def _verify_region(graph: Graph, region: Region, top: bool) -> None:
         seen.add(node.name)
 
 
-def _verify_weighted(graph: Graph, node: ChoiceNode | MergedConvNode) -> None:
+def _verify_weighted(graph: Graph, node: ArchWeighted) -> None:
     param = graph.arch.get(node.arch)
     if param is None:
         raise _fail(node, f"unknown architecture parameter {node.arch!r}")
