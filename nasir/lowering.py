@@ -40,6 +40,7 @@ from nasir.ir.nodes import (
     SumNode,
 )
 from nasir.ir.ops import TorchCall
+from nasir.ir.rewrite import used_arch
 from nasir.ir.verify import infer_shapes
 from nasir.runtime import (
     ChannelGate,
@@ -122,7 +123,7 @@ def lower(graph: Graph, mode: str = "supernet", arch: Mapping[str, int | str] | 
 
 def resolve_arch(graph: Graph, arch: Mapping[str, int | str]) -> dict[str, int]:
     """Check a user-given architecture and turn candidate names into indices."""
-    used = sorted({n.arch for _, n, _ in graph.walk() if isinstance(n, (ChoiceNode, MergedConvNode))})
+    used = sorted(used_arch(graph.body))
     out: dict[str, int] = {}
     for name, value in arch.items():
         if name not in graph.arch:
@@ -155,7 +156,7 @@ class _Lowerer:
         env: dict[str, fx.Node] = {}
         for node in self.graph.body.inputs:
             env[node.name] = g.placeholder(_ident(node.name))
-        arch_used = sorted(_arch_in(self.graph.body)) if self.mode != "fixed" else []
+        arch_used = sorted(used_arch(self.graph.body)) if self.mode != "fixed" else []
         vectors: dict[str, fx.Node] = {}
         for name in arch_used:
             self.used_arch.add(name)
@@ -236,12 +237,12 @@ class _Lowerer:
             return _fn(g, torch.mul, (args[0], 0.0), name=name)
         if self.mode == "supernet":
             return self.mixed(g, root, node, target, name, args, vectors)
-        arch_args = sorted(_arch_in_node(node))
+        arch_args = sorted(used_arch(node))
         cand_mods: dict[str, nn.Module] = {}
         cand_args: list[list[str]] = []
         zero: list[bool] = []
         for cand in node.candidates:
-            sub_arch = sorted(_arch_in(cand.body))
+            sub_arch = sorted(used_arch(cand.body))
             cand_mods[cand.name] = self.sub_module(cand.body, sub_arch)
             cand_args.append(sub_arch)
             zero.append(_is_zero(cand.body))
@@ -358,25 +359,6 @@ def _install(root: nn.Module, target: str, module: nn.Module) -> None:
     if leaf in parent._modules:
         raise NasirError(f"two IR nodes lower to the same module path {target!r}")
     parent.add_module(leaf, module)
-
-
-def _arch_in(region: Region) -> set[str]:
-    found: set[str] = set()
-    for node in region.nodes:
-        found |= _arch_in_node(node)
-    return found
-
-
-def _arch_in_node(node: Any) -> set[str]:
-    found: set[str] = set()
-    if isinstance(node, (ChoiceNode, MergedConvNode)):
-        found.add(node.arch)
-    if isinstance(node, ChoiceNode):
-        for cand in node.candidates:
-            found |= _arch_in(cand.body)
-    if isinstance(node, BlockNode):
-        found |= _arch_in(node.body)
-    return found
 
 
 def _is_zero(region: Region) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from nasir.ir.cost import candidate_costs, graph_cost
 from nasir.ir.graph import Graph, log10_size
-from nasir.ir.nodes import BlockNode, ChoiceNode, MergedConvNode, Region
+from nasir.ir.nodes import ArchWeighted, BlockNode, ChoiceNode, MergedConvNode, Region
 from nasir.ir.verify import infer_shapes
 
 
@@ -40,7 +40,7 @@ def summary(graph: Graph, max_choices: int | None = None) -> str:
     shown: set[str] = set()
     count = 0
     for path, node, _ in graph.walk():
-        if not isinstance(node, (ChoiceNode, MergedConvNode)):
+        if not isinstance(node, ArchWeighted):
             continue
         key = node.arch if isinstance(node, MergedConvNode) else f"{node.arch}:{[c.name for c in node.candidates]}"
         if key in shown:

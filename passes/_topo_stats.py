@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 
 from nasir.ir.graph import Graph
-from nasir.ir.nodes import BlockNode, ChoiceNode, MergedConvNode, Region
+from nasir.ir.nodes import ArchWeighted, BlockNode, Region
 from nasir.ir.stats import ModuleCounts, node_counts
 
 
@@ -26,7 +26,7 @@ def edge_counts(graph: Graph) -> dict[str, ModuleCounts]:
 
 
 def _edges(region: Region, prefix: str, out: dict[str, ModuleCounts]) -> None:
-    weighted = [n.name for n in region.nodes if isinstance(n, (ChoiceNode, MergedConvNode))]
+    weighted = [n.name for n in region.nodes if isinstance(n, ArchWeighted)]
 
     def owner(name: str) -> str | None:
         # hoisted modules and FMS' hoisted first choice are named ``<edge>.<local>``

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from nasir.ir.graph import Graph
-from nasir.ir.nodes import ChoiceNode, MergedConvNode
-from nasir.ir.rewrite import all_regions, live_nodes
+from nasir.ir.rewrite import all_regions, live_nodes, used_arch
 from nasir.passmanager import Pass, PassResult, register
 
 
@@ -23,7 +22,7 @@ class DeadCode(Pass):
                 region.nodes = [n for n in region.nodes if n.name in live]
                 region.touch()
                 result.count("nodes-removed", len(dead))
-        used = {n.arch for _, n, _ in graph.walk() if isinstance(n, (ChoiceNode, MergedConvNode))}
+        used = used_arch(graph.body)
         unused = [a for a in graph.arch if a not in used]
         for a in unused:
             del graph.arch[a]

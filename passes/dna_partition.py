@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from nasir.diagnostics import NasirError
 from nasir.ir.graph import Graph
-from nasir.ir.nodes import BlockNode, ChoiceNode, InputNode, MergedConvNode, Node, OutputNode, Region
+from nasir.ir.nodes import ArchWeighted, BlockNode, ChoiceNode, InputNode, Node, OutputNode, Region
 from nasir.ir.rewrite import replace_uses
 from nasir.passmanager import Pass, PassResult, register
 
@@ -116,7 +116,7 @@ def searchable_only(region: Region, groups: list[tuple[str, list[str]]]) -> list
     """Fold choice-free stages into the next searchable one (the stem joins block 1) and leave
     trailing choice-free stages (the head) outside any block; renumber."""
     def searchable(names: list[str]) -> bool:
-        return any(isinstance(region[n], (ChoiceNode, MergedConvNode)) or
+        return any(isinstance(region[n], ArchWeighted) or
                    (isinstance(region[n], BlockNode)) for n in names)
 
     out: list[list[str]] = []

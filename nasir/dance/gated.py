@@ -27,6 +27,7 @@ from nasir.dance.extract import extract
 from nasir.dance.gate import MODES, BatchRepr, SelectGate
 from nasir.dance.insert import GateGroup, gate_groups
 from nasir.ir.graph import Graph
+from nasir.ir.rewrite import used_arch
 from nasir.lowering import lower
 from nasir.runtime import ChannelGate
 
@@ -92,7 +93,7 @@ class GatedNetwork(nn.Module):
         if not self.groups:
             raise DanceError(f"graph {graph.name!r} has no gates", hint="run the dance-gates pass first")
         self.graph = graph
-        mode = "supernet" if any(n.kind in ("choice", "merged_conv") for _, n, _ in graph.walk()) else "fixed"
+        mode = "supernet" if used_arch(graph.body) else "fixed"
         self.backbone = lower(graph, mode, arch={} if mode == "fixed" else None, seed=seed)
         self._context = _Context()
         shapes = {path: node.shape for path, node, _ in graph.walk()}

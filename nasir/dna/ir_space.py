@@ -21,7 +21,8 @@ from torch import nn
 from nasir.dna.errors import DNAError
 from nasir.dna.space import Block, Cell, ChainSpace
 from nasir.ir.graph import Graph
-from nasir.ir.nodes import BlockNode, ChoiceNode, InputNode, MergedConvNode, Node, OutputNode, Region
+from nasir.ir.nodes import ArchWeighted, BlockNode, ChoiceNode, InputNode, MergedConvNode, Node, OutputNode, Region
+from nasir.ir.rewrite import used_arch
 
 
 def _lower_nodes(graph: Graph, nodes: list[Node], src: str, src_shape: list[int] | None, name: str) -> nn.Module:
@@ -46,25 +47,14 @@ def _lower_nodes(graph: Graph, nodes: list[Node], src: str, src_shape: list[int]
     while out in members:
         out = "_" + out
     region.add(OutputNode(name=out, inputs=[nodes[-1].name], shape=nodes[-1].shape))
-    used = {n.arch for n in _weighted(region)}
+    used = used_arch(region)
     sub = Graph(name=name.replace(".", "_"), body=region, arch={k: v for k, v in graph.arch.items() if k in used})
     return lower(sub, "fixed", arch={a: 0 for a in used}, seed=0)
 
 
-def _weighted(region: Region):
-    for n in region.nodes:
-        if isinstance(n, (ChoiceNode, MergedConvNode)):
-            yield n
-        if isinstance(n, ChoiceNode):
-            for c in n.candidates:
-                yield from _weighted(c.body)
-        if isinstance(n, BlockNode):
-            yield from _weighted(n.body)
-
-
 def _candidate(graph: Graph, choice: ChoiceNode, cand_index: int, name: str) -> nn.Module:
     cand = choice.candidates[cand_index]
-    if any(isinstance(n, (ChoiceNode, MergedConvNode)) for n in cand.body.nodes):
+    if any(isinstance(n, ArchWeighted) for n in cand.body.nodes):
         raise DNAError(f"{name}: candidate {cand.name!r} holds further choices; a DNA layer candidate must be fixed")
     body = [n for n in cand.body.nodes if n.kind not in ("input", "output")]
     src = cand.body.inputs[0]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from nasir.ir.cost import graph_cost
 from nasir.ir.graph import Graph
 from nasir.ir.nodes import MergedConvNode, Node, OpNode, Region, sub_regions
+from nasir.ir.rewrite import used_arch
 from nasir.ir.verify import infer_shapes
 
 
@@ -76,5 +77,4 @@ def graph_stats(graph: Graph, infer: bool = True) -> GraphStats:
         infer_shapes(graph)
     counts = module_counts(graph.body)
     cost = graph_cost(graph)
-    used = {n.arch for _, n, _ in graph.walk() if getattr(n, "arch", None)}
-    return GraphStats(counts.total, counts.conv, cost.params, cost.flops, len(used), graph.search_space_size())
+    return GraphStats(counts.total, counts.conv, cost.params, cost.flops, len(used_arch(graph.body)), graph.search_space_size())
