@@ -26,13 +26,14 @@ fixpoint runs without re-inferring the graph after every rewrite.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import ClassVar
 
 from nasir.ir.graph import Graph
 from nasir.ir.nodes import Candidate, ChoiceNode, InputNode, OpNode, OutputNode, Region, sub_regions
-from nasir.ir.rewrite import remove, replace_uses
+from nasir.ir.rewrite import fresh_name, insert_after, insert_before, remove, replace_uses, run_to_fixpoint
 from nasir.ir.verify import infer_shapes
 from nasir.passmanager import Pass, PassResult
 
@@ -120,13 +121,7 @@ class Log:
 
 
 def _fresh_candidate(node: ChoiceNode, base: str) -> str:
-    names = {c.name for c in node.candidates}
-    if base not in names:
-        return base
-    k = 1
-    while f"{base}_{k}" in names:
-        k += 1
-    return f"{base}_{k}"
+    return fresh_name(base, {c.name for c in node.candidates})
 
 
 def _union(covers: Iterable[list[int]]) -> list[int]:
@@ -153,18 +148,6 @@ def _replace_members(node: ChoiceNode, members: list[int], group: Candidate) -> 
             covers.append(cov)
     node.candidates = cands
     node.covers = covers
-
-
-def _insert_before(region: Region, anchor: str, nodes: list) -> None:
-    pos = next(i for i, n in enumerate(region.nodes) if n.name == anchor)
-    region.nodes[pos:pos] = nodes
-    region.touch()
-
-
-def _insert_after(region: Region, anchor: str, nodes: list) -> None:
-    pos = next(i for i, n in enumerate(region.nodes) if n.name == anchor)
-    region.nodes[pos + 1:pos + 1] = nodes
-    region.touch()
 
 
 # -- PMS -------------------------------------------------------------------------------------
@@ -280,12 +263,11 @@ def _hoist_pms(region: Region, node: ChoiceNode, stripped: list[Candidate], lead
     if lead is not None:
         op = _copy_op(lead, region.fresh_name(f"{node.name}.{lead.name}"), list(node.inputs))
         op.loc = op.loc or node.loc
-        _insert_before(region, node.name, [op])
+        insert_before(region, node.name, [op])
         node.inputs = [op.name]
     if trail is not None:
         op = _copy_op(trail, region.fresh_name(f"{node.name}.{trail.name}"), [node.name])
-        replace_uses(region, node.name, op.name)
-        _insert_after(region, node.name, [op])
+        insert_after(region, node.name, [op], take_uses=True)
         node.shape = inner_shape
 
 
@@ -371,16 +353,12 @@ def apply_fms(region: Region, node: ChoiceNode, group: FmsGroup, log: Log) -> No
         # hoist: first and M before the choice, which becomes the second choice (its users keep it)
         first.name = region.fresh_name(f"{node.name}.first")
         first.inputs = list(node.inputs)
-        nodes: list = [first]
-        taken = {first.name}
-        for op in middle:
-            name = region.fresh_name(f"{node.name}.{op.name}")
-            while name in taken:
-                name += "_"
-            taken.add(name)
-            nodes.append(_copy_op(op, name, [nodes[-1].name]))
-        cur = nodes[-1].name
-        _insert_before(region, node.name, nodes)
+        insert_before(region, node.name, [first])
+        cur = first.name
+        for op in middle:  # inserted one at a time, so each name is fresh against those before it
+            copy = _copy_op(op, region.fresh_name(f"{node.name}.{op.name}"), [cur])
+            insert_before(region, node.name, [copy])
+            cur = copy.name
         node.inputs = [cur]
         node.candidates = seconds
         node.covers = second.covers
@@ -407,39 +385,46 @@ def simplify(graph: Graph, *, pms: bool, fms: bool, approximate: bool, log: Log)
     applies anywhere, so running it again changes nothing (idempotence).
     """
     infer_shapes(graph)
-    while _simplify_region(graph.body, pms, fms, approximate, log):
-        pass
+    rewrite_once = partial(_rewrite_once, pms=pms, fms=fms and approximate, approximate=approximate, log=log)
+    run_to_fixpoint(lambda: _simplify_region(graph.body, rewrite_once))
     infer_shapes(graph)
 
 
-def _simplify_region(region: Region, pms: bool, fms: bool, approximate: bool, log: Log) -> int:
-    done = 0
-    progress = True
-    while progress:
-        progress = False
-        for node in list(region.nodes):
-            if not isinstance(node, ChoiceNode) or node.name not in region or region[node.name] is not node:
-                continue
-            while True:
-                g = find_pms_group(node, approximate) if pms else None
-                if g is not None:
-                    apply_pms(region, node, g, log)
-                else:
-                    f = find_fms_group(node) if fms and approximate else None
-                    if f is None:
-                        break
-                    apply_fms(region, node, f, log)
-                done += 1
-                progress = True
+def _rewrite_once(region: Region, node: ChoiceNode, *, pms: bool, fms: bool, approximate: bool, log: Log) -> bool:
+    """One PMS rewrite of ``node`` (preferred: it never changes more than a trailing module), else one FMS rewrite."""
+    group = find_pms_group(node, approximate) if pms else None
+    if group is not None:
+        apply_pms(region, node, group, log)
+        return True
+    floating = find_fms_group(node) if fms else None
+    if floating is not None:
+        apply_fms(region, node, floating, log)
+        return True
+    return False
+
+
+def _simplify_region(region: Region, rewrite_once: Callable[[Region, ChoiceNode], bool]) -> int:
+    """Rewrite every choice of ``region`` to a fixpoint, then the regions nested in its nodes."""
+    def sweep() -> int:
+        done = 0
+        for node in list(region.nodes):  # rewrites insert hoisted modules; skip nodes no longer in the region
+            if isinstance(node, ChoiceNode) and node.name in region and region[node.name] is node:
+                done += run_to_fixpoint(partial(rewrite_once, region, node))
+        return done
+
+    done = run_to_fixpoint(sweep)
     for node in region.nodes:
         for _, sub in sub_regions(node):
-            done += _simplify_region(sub, pms, fms, approximate, log)
+            done += _simplify_region(sub, rewrite_once)
     return done
 
 
 @dataclass
 class SharingPass(Pass):
-    """Base of ``pms`` and ``topo-simplify``: the ``approximate`` option decides their exactness."""
+    """Base of ``pms``, ``fms`` and ``topo-simplify``: the ``approximate`` option decides their exactness.
+
+    FMS is never exact, so with ``approximate=false`` it is skipped (``fms`` then changes nothing).
+    """
 
     exactness = "approximate"
     #: which rewrites this pass applies

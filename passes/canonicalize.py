@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from nasir.ir.graph import Graph
 from nasir.ir.nodes import ChoiceNode, ConcatNode, OpNode, Region, SumNode
-from nasir.ir.rewrite import all_regions, inline_region, remove, replace_uses
+from nasir.ir.rewrite import all_regions, inline_region, remove, replace_uses, run_to_fixpoint
 from nasir.passmanager import Pass, PassResult, register
 
 
@@ -24,12 +24,7 @@ class Canonicalize(Pass):
 
     def run(self, graph: Graph) -> PassResult:
         result = PassResult()
-        changed = True
-        while changed:
-            changed = False
-            for region in list(all_regions(graph.body)):
-                n = _canonicalize_region(region, result)
-                changed = changed or n > 0
+        run_to_fixpoint(lambda: sum(_canonicalize_region(region, result) for region in list(all_regions(graph.body))))
         return result
 
 

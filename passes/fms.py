@@ -7,23 +7,18 @@ parameter, so each sees the weights q_i = p_i / P_F, and M runs once. The group 
 by P_F inside the original choice. Applied recursively until nothing changes.
 
 Never exact: the second choice sees the mixture of the first, so cross terms B_i(M(A_j x)) appear.
+With ``approximate=false`` (the option every sharing pass has) nothing is shared and the pass is exact.
 """
 
 from __future__ import annotations
 
-from nasir.ir.graph import Graph
-from nasir.passes._topo_match import Log, simplify
-from nasir.passmanager import Pass, PassResult, register
+from nasir.passes._topo_match import SharingPass
+from nasir.passmanager import register
 
 
 @register
-class FloatingModuleSharing(Pass):
+class FloatingModuleSharing(SharingPass):
     name = "fms"
     summary = "share a floating middle module between two series choices (TopoNAS FMS)"
-    exactness = "approximate"
-
-    def run(self, graph: Graph) -> PassResult:
-        log = Log(PassResult())
-        simplify(graph, pms=False, fms=True, approximate=True, log=log)
-        log.finish(graph)
-        return log.result
+    use_pms = False
+    use_fms = True

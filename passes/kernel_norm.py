@@ -28,11 +28,19 @@ class KernelNorm(Pass):
 
     def run(self, graph: Graph) -> PassResult:
         result = PassResult()
-        merged = [n for _, n, _ in graph.walk() if isinstance(n, MergedConvNode)]
-        for node in merged:
-            if not node.normalize:
-                node.normalize = True
-                result.count("kernels-normalized")
-        if not merged:
+        if not normalize_merged_convs(graph, result):
             result.notes.append("no merged_conv nodes: run reparam first")
         return result
+
+
+def normalize_merged_convs(graph: Graph, result: PassResult) -> bool:
+    """Mark every merged conv ``normalize=true`` (counting those that were not); False if there is none.
+
+    ``reparam{kernel_norm=true}`` calls this after merging.
+    """
+    merged = [n for _, n, _ in graph.walk() if isinstance(n, MergedConvNode)]
+    for node in merged:
+        if not node.normalize:
+            node.normalize = True
+            result.count("kernels-normalized")
+    return bool(merged)

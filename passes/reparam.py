@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 
 from nasir.ir.graph import Graph
 from nasir.ir.nodes import (
-    BlockNode,
     Candidate,
     ChoiceNode,
     InputNode,
@@ -48,9 +47,11 @@ from nasir.ir.nodes import (
     OutputNode,
     Region,
 )
+from nasir.ir.rewrite import fresh_name, replace_node, walk
 from nasir.ir.verify import infer_shapes
 from nasir.passes._topo_match import chain
 from nasir.passes._topo_stats import edge_summary
+from nasir.passes.kernel_norm import normalize_merged_convs
 from nasir.passmanager import Pass, PassResult, register
 
 
@@ -174,31 +175,20 @@ def plan_merges(node: ChoiceNode, region: Region, path: str) -> tuple[list[_Merg
     return merges, zeros
 
 
-def _merged_node(name: str, node: ChoiceNode, merge: _Merge, domain: list[int], normalize: bool) -> MergedConvNode:
+def _merged_node(name: str, node: ChoiceNode, merge: _Merge, domain: list[int]) -> MergedConvNode:
     factorized, stride, _, c_out, groups = merge.cls
     kernels: list[KernelCandidate] = []
     covers: list[list[int]] = []
     taken: set[str] = set()
     for m in merge.members:
         for kc, cov in zip(m.kernels, m.covers):
-            base, k = kc.name, 1
-            while kc.name in taken:
-                kc.name = f"{base}_{k}"
-                k += 1
+            kc.name = fresh_name(kc.name, taken)
             taken.add(kc.name)
             kernels.append(kc)
             covers.append(list(cov))
     return MergedConvNode(name=name, inputs=list(node.inputs), loc=node.loc, shape=list(node.shape), arch=node.arch,
                           covers=covers, domain=sorted(domain), kernels=kernels, out_channels=c_out, stride=stride,
-                          groups=1 if factorized else groups, normalize=normalize)
-
-
-def _fresh(names: set[str], base: str) -> str:
-    name, k = base, 1
-    while name in names:
-        name = f"{base}_{k}"
-        k += 1
-    return name
+                          groups=1 if factorized else groups)
 
 
 @register
@@ -217,30 +207,17 @@ class Reparam(Pass):
         result = PassResult()
         infer_shapes(graph)
         kinds: Counter = Counter()
-        self._region(graph.body, "", result, kinds)
+        for path, node, region in walk(graph.body, children_first=True):
+            if isinstance(node, ChoiceNode):
+                self._merge(region, node, path, result, kinds)
         infer_shapes(graph)
         if self.kernel_norm:
-            n = sum(1 for _, nd, _ in graph.walk() if isinstance(nd, MergedConvNode) and not nd.normalize)
-            for _, nd, _ in graph.walk():
-                if isinstance(nd, MergedConvNode):
-                    nd.normalize = True
-            if n:
-                result.count("kernels-normalized", n)
+            normalize_merged_convs(graph, result)
             result.notes.append("approximate: kernel normalization standardizes every candidate kernel (TopoNAS Eq. 28)")
         for kind, n in sorted(kinds.items()):
             result.count(f"merged-{kind}", n)
         result.notes.append(edge_summary(graph))
         return result
-
-    def _region(self, region: Region, prefix: str, result: PassResult, kinds: Counter) -> None:
-        for node in list(region.nodes):
-            path = f"{prefix}{node.name}"
-            if isinstance(node, ChoiceNode):
-                for cand in node.candidates:
-                    self._region(cand.body, f"{path}.{cand.name}.", result, kinds)
-                self._merge(region, node, path, result, kinds)
-            elif isinstance(node, BlockNode):
-                self._region(node.body, f"{path}.", result, kinds)
 
     def _merge(self, region: Region, node: ChoiceNode, path: str, result: PassResult, kinds: Counter) -> None:
         merges, zeros = plan_merges(node, region, path)
@@ -254,10 +231,7 @@ class Reparam(Pass):
         merged_idx = {m.index for g in merges for m in g.members}
         if len(merges) == 1 and merged_idx | set(zeros) == set(range(len(node.candidates))):
             # the whole choice is one convolution; zero candidates drop out but stay in the domain
-            new = _merged_node(node.name, node, merges[0], node.domain, self.kernel_norm)
-            pos = region.nodes.index(node)
-            region.nodes[pos] = new
-            region.touch()
+            replace_node(region, node.name, [_merged_node(node.name, node, merges[0], node.domain)])
             return
         names = {c.name for c in node.candidates}
         cands, covers = [], []
@@ -269,11 +243,11 @@ class Reparam(Pass):
                 cover_g = sorted(i for m in g.members for c in m.covers for i in c)
                 body = Region()
                 body.add(InputNode(name="x", shape=list(c_in_shape)))
-                inner = _merged_node("conv", node, g, cover_g, self.kernel_norm)
+                inner = _merged_node("conv", node, g, cover_g)
                 inner.inputs = ["x"]
                 body.add(inner)
                 body.add(OutputNode(name="out", inputs=["conv"], shape=list(node.shape)))
-                name = _fresh(names, "merged")
+                name = fresh_name("merged", names)
                 names.add(name)
                 cands.append(Candidate(name=name, body=body))
                 covers.append(cover_g)

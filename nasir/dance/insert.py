@@ -22,6 +22,7 @@ from nasir.dance.channels import ChannelAnalysis, analyze, breaks_zero
 from nasir.dance.gate import resolve_keep
 from nasir.ir.graph import Graph
 from nasir.ir.nodes import GateNode, OpNode, Region
+from nasir.ir.rewrite import insert_after
 from nasir.ir.verify import infer_shapes
 
 
@@ -94,12 +95,7 @@ def insert_gates(graph: Graph, budget: float = 0.5, min_channels: int = 2,
         gate_name = region.fresh_name(f"{node.name}_gate")
         gate = GateNode(name=gate_name, inputs=[node.name], group=name, channels=group.channels,
                         budget=group.budget, loc=node.loc)
-        users = region.users(node.name)
-        pos = region.nodes.index(node)
-        region.nodes.insert(pos + 1, gate)
-        region.touch()
-        for user in users:
-            user.inputs = [gate_name if i == node.name else i for i in user.inputs]
+        insert_after(region, node.name, [gate], take_uses=True)
         group.gates.append(path[: len(path) - len(node.name)] + gate_name)
     infer_shapes(graph)
     return created
