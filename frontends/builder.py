@@ -23,8 +23,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from nasir.diagnostics import NasirError, SourceLoc
-from nasir.ir.graph import ArchParam, Graph
-from nasir.ir.nodes import Candidate, ChoiceNode, ConcatNode, InputNode, OpNode, OutputNode, Region, SumNode
+from nasir.frontends.emit import CandidateBuilder, Emitter
+from nasir.ir.graph import Graph
+from nasir.ir.nodes import Region
 from nasir.ir.ops import PRIMITIVES
 from nasir.ir.verify import verify
 
@@ -38,14 +39,18 @@ def _caller_loc() -> SourceLoc | None:
 
 
 class RegionBuilder:
-    """Adds nodes to one region; ``GraphBuilder`` and candidate bodies are region builders."""
+    """Adds nodes to one region through an ``Emitter``; ``GraphBuilder`` and candidate bodies are region builders."""
 
-    def __init__(self, region: Region, graph: Graph):
-        self.region = region
-        self.graph = graph
+    def __init__(self, emitter: Emitter):
+        self.emitter = emitter
 
-    def _name(self, name: str | None, base: str) -> str:
-        return self.region.fresh_name(name or base)
+    @property
+    def region(self) -> Region:
+        return self.emitter.region
+
+    @property
+    def graph(self) -> Graph:
+        return self.emitter.graph
 
     def op(self, op: str, x: str, *args: Any, name: str | None = None, **attrs: Any) -> str:
         cls = PRIMITIVES.get(op)
@@ -59,8 +64,7 @@ class RegionBuilder:
         except ValidationError as e:
             raise NasirError(f"{op}: {e.errors()[0]['msg']} ({'.'.join(map(str, e.errors()[0]['loc']))})",
                              _caller_loc()) from None
-        node = OpNode(name=self._name(name, op), inputs=[x], attrs=model, loc=_caller_loc())
-        return self.region.add(node).name
+        return self.emitter.op(model, x, name or op, _caller_loc())
 
     def __getattr__(self, op: str) -> Callable[..., str]:
         if op in PRIMITIVES:
@@ -68,10 +72,10 @@ class RegionBuilder:
         raise AttributeError(op)
 
     def sum(self, *values: str, name: str | None = None) -> str:
-        return self.region.add(SumNode(name=self._name(name, "sum"), inputs=list(values), loc=_caller_loc())).name
+        return self.emitter.join("sum", list(values), name or "sum", _caller_loc())
 
     def concat(self, *values: str, name: str | None = None) -> str:
-        return self.region.add(ConcatNode(name=self._name(name, "concat"), inputs=list(values), loc=_caller_loc())).name
+        return self.emitter.join("concat", list(values), name or "concat", _caller_loc())
 
     def choice(self, arch: str, x: str | list[str], candidates: Mapping[str, Callable[[RegionBuilder, Any], str]],
                name: str | None = None) -> str:
@@ -80,38 +84,24 @@ class RegionBuilder:
         Choices given the same ``arch`` share one architecture parameter.
         """
         inputs = [x] if isinstance(x, str) else list(x)
-        names = list(candidates)
-        param = self.graph.arch.get(arch)
-        if param is None:
-            self.graph.arch[arch] = ArchParam(name=arch, candidates=names)
-        elif param.candidates != names:
-            raise NasirError(f"choices sharing {arch!r} must have the same candidates", _caller_loc())
-        cands = []
-        for cname, build in candidates.items():
-            body = Region()
-            vals = [body.add(InputNode(name=f"in{i}", index=i)).name for i in range(len(inputs))]
-            sub = RegionBuilder(body, self.graph)
-            out = build(sub, vals[0] if len(vals) == 1 else vals)
-            body.add(OutputNode(name=body.fresh_name("out"), inputs=[out]))
-            cands.append(Candidate(name=cname, body=body))
-        node = ChoiceNode(name=self._name(name, arch), inputs=inputs, arch=arch, covers=[[i] for i in range(len(names))],
-                          domain=list(range(len(names))), candidates=cands, loc=_caller_loc())
-        return self.region.add(node).name
+
+        def builder(build: Callable[[RegionBuilder, Any], str]) -> CandidateBuilder:
+            return lambda inner, values: build(RegionBuilder(inner), values[0] if len(values) == 1 else values)
+
+        bodies = [(cname, builder(build)) for cname, build in candidates.items()]
+        return self.emitter.choice(name or arch, inputs, bodies, arch=arch, loc=_caller_loc())
 
 
 class GraphBuilder(RegionBuilder):
     def __init__(self, name: str):
         graph = Graph(name=name)
-        super().__init__(graph.body, graph)
+        super().__init__(Emitter(graph, graph.body))
 
     def input(self, shape: list[int], name: str = "x") -> str:
-        index = len(self.region.inputs)
-        return self.region.add(InputNode(name=self._name(name, "x"), shape=list(shape), index=index)).name
+        return self.emitter.input(name or "x", list(shape))
 
     def output(self, value: str) -> None:
-        index = len(self.region.outputs)
-        self.region.add(OutputNode(name=self._name("output" if index == 0 else f"output{index}", "output"),
-                                   inputs=[value], index=index))
+        self.emitter.output(value, len(self.region.outputs))
 
     def build(self) -> Graph:
         verify(self.graph)

@@ -36,3 +36,15 @@ def test_builder_errors_point_at_python_code():
     b.output(b.sum(x, y))
     with pytest.raises(VerificationError, match="mismatched"):
         b.build()
+
+
+def test_builder_choices_carry_the_caller_location_and_check_shared_candidates():
+    b = GraphBuilder("net")
+    x = b.input([3, 8, 8])
+    h = b.choice("edge", x, {"conv": lambda r, v: r.conv(v, 3, 3), "skip": lambda r, v: r.identity(v)})
+    line = test_builder_choices_carry_the_caller_location_and_check_shared_candidates.__code__.co_firstlineno + 3
+    choice = b.region[h]
+    assert choice.loc.line == line and b.graph.arch["edge"].loc.line == line
+    assert [n.name for n in choice.candidates[0].body.nodes] == ["in0", "conv", "out"]
+    with pytest.raises(NasirError, match="choices sharing architecture parameter 'edge' have different candidates"):
+        b.choice("edge", h, {"conv": lambda r, v: r.conv(v, 3, 3)})

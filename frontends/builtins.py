@@ -1,0 +1,131 @@
+"""The DSL's builtin functions: ``sum``, ``concat``, ``input_choice``, ``len``, ``range``, ``choose``...
+
+``BUILTINS`` maps each name to a function ``(evaluator, args, kwargs, call tree) -> value``; adding a
+builtin is adding one function and one table entry. The arguments arrive evaluated; ``tree`` is
+the call, which errors point at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from lark import Tree
+
+from nasir.frontends.binding import as_module
+from nasir.frontends.values import LayerChoice, Par, Seq, Template, Tensor
+from nasir.ir.graph import InputGroup
+from nasir.ir.nodes import ChoiceNode
+
+if TYPE_CHECKING:
+    from nasir.frontends.expressions import Evaluator
+
+BuiltinFunction = Callable[["Evaluator", list[Any], dict[str, Any], Tree], Any]
+
+
+def _items(args: list[Any]) -> list[Any]:
+    """``f([a, b])`` and ``f(a, b)`` mean the same for the variadic builtins."""
+    return args[0] if len(args) == 1 and isinstance(args[0], list) else args
+
+
+def _combine(kind: str, ev: Evaluator, args: list[Any], kwargs: dict[str, Any], t: Tree) -> Any:
+    """``sum``/``concat`` of tensors (a node), of modules (parallel branches) or, for ``sum``, of numbers."""
+    items = _items(args)
+    if kwargs:
+        raise ev.err(t, f"{kind} takes no keyword arguments")
+    if not items:
+        raise ev.err(t, f"{kind} of nothing")
+    if all(isinstance(i, Tensor) for i in items):
+        return ev.emitter.combine(kind, items, ev.base, ev.loc(t))
+    if kind == "sum" and all(isinstance(i, (int, float)) and not isinstance(i, bool) for i in items):
+        return sum(items)
+    return Par(kind, tuple(as_module(ev, i, t) for i in items), ev.loc(t))
+
+
+def _input_choice(ev: Evaluator, args: list[Any], kwargs: dict[str, Any], t: Tree) -> Tensor:
+    """The sum of ``k`` of the edges chosen by the search (DARTS: two inputs per node)."""
+    if len(args) != 2 or not isinstance(args[0], int) or not isinstance(args[1], list):
+        raise ev.err(t, "input_choice(k, [edges...]) takes a count and a list of tensors")
+    k, items = args
+    if not items or not all(isinstance(i, Tensor) for i in items):
+        raise ev.err(t, "input_choice needs a non-empty list of tensors")
+    exclude = kwargs.pop("exclude", ["none"])
+    if kwargs:
+        raise ev.err(t, f"unknown keyword {next(iter(kwargs))!r} for input_choice")
+    members = []
+    for item in items:
+        node = ev.emitter.region[item.node]
+        if not isinstance(node, ChoiceNode):
+            raise ev.err(t, "every input of input_choice must come straight from a one_of choice")
+        members.append(node.arch)
+    if not 1 <= k <= len(items):
+        raise ev.err(t, f"input_choice keeps {k} of {len(items)} inputs")
+    graph = ev.emitter.graph
+    if not any(g.members == members for g in graph.input_groups):
+        graph.input_groups.append(
+            InputGroup(name=ev.emitter.arch_name(ev.base), members=members, n_chosen=k, exclude=list(exclude)))
+    return ev.emitter.combine("sum", items, ev.base, ev.loc(t))
+
+
+def _len(ev: Evaluator, args: list[Any], kwargs: dict[str, Any], t: Tree) -> int:
+    if len(args) != 1 or not isinstance(args[0], list):
+        raise ev.err(t, "len() takes one list")
+    return len(args[0])
+
+
+def _extremum(kind: str, ev: Evaluator, args: list[Any], kwargs: dict[str, Any], t: Tree) -> Any:
+    items = _items(args)
+    for i in items:
+        ev.need_numbers(t, i, 0, kind)
+    return (min if kind == "min" else max)(items)
+
+
+def _range(ev: Evaluator, args: list[Any], kwargs: dict[str, Any], t: Tree) -> list[int]:
+    if not 1 <= len(args) <= 2 or not all(isinstance(a, int) for a in args):
+        raise ev.err(t, "range(n) or range(a, b) with integers")
+    return list(range(*args))
+
+
+def _repeat(ev: Evaluator, args: list[Any], kwargs: dict[str, Any], t: Tree) -> Seq:
+    """``n`` copies of a module in sequence; a template is instantiated ``n`` times."""
+    if len(args) != 2 or not isinstance(args[0], int) or args[0] < 1:
+        raise ev.err(t, "repeat(n, module) needs a positive count and a module")
+    mod = as_module(ev, args[1], t)
+    if isinstance(args[1], Template):
+        return Seq(tuple(as_module(ev, args[1], t) for _ in range(args[0])), ev.loc(t))
+    return Seq((mod,) * args[0], ev.loc(t))
+
+
+def _str(ev: Evaluator, args: list[Any], kwargs: dict[str, Any], t: Tree) -> str:
+    if len(args) != 1 or not isinstance(args[0], (int, float, str)):
+        raise ev.err(t, "str() takes one number or string")
+    return str(args[0]).lower() if isinstance(args[0], bool) else str(args[0])
+
+
+def _choose(ev: Evaluator, args: list[Any], kwargs: dict[str, Any], t: Tree) -> LayerChoice:
+    """A layer choice built from a list of ``[name, module]`` pairs (``one_of { ... }`` computed)."""
+    if len(args) != 1 or not isinstance(args[0], list) or not args[0]:
+        raise ev.err(t, "choose([[name, module], ...]) takes a non-empty list of name/module pairs")
+    cands = []
+    for pair in args[0]:
+        if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str)):
+            raise ev.err(t, "each candidate of choose() is a [name, module] pair")
+        if any(pair[0] == n for n, _ in cands):
+            raise ev.err(t, f"candidate name {pair[0]!r} is used twice")
+        cands.append((pair[0], as_module(ev, pair[1], t)))
+    return LayerChoice(tuple(cands), label=str(kwargs.get("label", "choice")), loc=ev.loc(t))
+
+
+BUILTINS: dict[str, BuiltinFunction] = {
+    "sum": partial(_combine, "sum"),
+    "concat": partial(_combine, "concat"),
+    "input_choice": _input_choice,
+    "len": _len,
+    "min": partial(_extremum, "min"),
+    "max": partial(_extremum, "max"),
+    "range": _range,
+    "repeat": _repeat,
+    "str": _str,
+    "choose": _choose,
+}
