@@ -16,6 +16,7 @@ import time
 
 import torch
 
+from nasir.cli import stats_instruments
 from nasir.frontends.elaborate import parse_file, std_path
 from nasir.lowering import lower
 from nasir.passmanager import PassManager
@@ -47,7 +48,8 @@ def main() -> None:
             t1 = time.perf_counter()
             nodes = sum(1 for _ in graph.walk())
             t2 = time.perf_counter()
-            graph = PassManager.parse(args.passes, stats=args.stats, copy_input=False).run(graph)
+            instruments = stats_instruments() if args.stats else []
+            graph = PassManager.parse(args.passes, stats=args.stats, copy_input=False, instruments=instruments).run(graph)
             t3 = time.perf_counter()
             mode = "supernet" if graph.arch else "fixed"
             lower(graph, mode, arch={} if mode == "fixed" else None)

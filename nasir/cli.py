@@ -11,9 +11,12 @@ import importlib
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nasir.diagnostics import NasirError
+
+if TYPE_CHECKING:
+    from nasir.passmanager import PassInstrument
 
 EMITS = ("summary", "json", "dot", "svg", "png", "code", "ir")
 
@@ -103,7 +106,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     graph = _load(args)
     pm = PassManager.parse(args.passes, verify=not args.no_verify, print_ir_after_all=args.print_ir_after_all,
-                           out=sys.stderr, stats=args.stats, copy_input=False)
+                           out=sys.stderr, stats=args.stats, copy_input=False,
+                           instruments=stats_instruments() if args.stats else [])
     graph = pm.run(graph)
     if args.stats:
         sys.stderr.write(pm.report() + "\n")
@@ -138,6 +142,13 @@ def cmd_compile(args: argparse.Namespace) -> int:
         text = summary(graph, max_choices=12)
     _write(args, text)
     return 0
+
+
+def stats_instruments() -> list[PassInstrument]:
+    """What ``--stats`` measures beyond the generic table: TopoNAS Table II modules per edge."""
+    from nasir.passes._topo_stats import EdgeCountInstrument
+
+    return [EdgeCountInstrument()]
 
 
 def _read_arch(path: str | None) -> dict[str, Any]:
@@ -175,7 +186,7 @@ def cmd_passes(args: argparse.Namespace) -> int:
 
     for name, cls in sorted(load_passes().items()):
         opts = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls))
-        print(f"{name:<16} [{cls.exactness}] {cls.summary}" + (f"  {{{opts}}}" if opts else ""))
+        print(f"{name:<16} [{cls().exactness()}] {cls.summary}" + (f"  {{{opts}}}" if opts else ""))
     return 0
 
 

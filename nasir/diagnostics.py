@@ -61,6 +61,14 @@ class NasirError(Exception):
         self.message = message
         self.loc = loc
         self.hint = hint
+        #: where the error surfaced on its way up, innermost first (e.g. the pass that raised it);
+        #: rendered as ``note:`` lines, so the location and message stay the user's first read
+        self.context: list[str] = []
+
+    def add_context(self, text: str) -> NasirError:
+        """Record one more enclosing step (a pass, a pipeline); returns the error, to ``raise`` it."""
+        self.context.append(text)
+        return self
 
     def render(self) -> str:
         head = f"{self.loc}: error: {self.message}" if self.loc else f"error: {self.message}"
@@ -74,6 +82,7 @@ class NasirError(Exception):
                 parts.append(prefix + "^")
         if self.hint:
             parts.append(f"hint: {self.hint}")
+        parts.extend(f"note: {c}" for c in self.context)
         return "\n".join(parts)
 
     def __str__(self) -> str:

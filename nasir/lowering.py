@@ -27,6 +27,7 @@ import torch.fx as fx
 from torch import nn
 
 from nasir.diagnostics import NasirError
+from nasir.ir.arch import resolve_arch
 from nasir.ir.graph import Graph
 from nasir.ir.nodes import (
     BlockNode,
@@ -119,28 +120,6 @@ def lower(graph: Graph, mode: str = "supernet", arch: Mapping[str, int | str] | 
     module.ir_mode = mode
     module.graph.lint()  # the GraphModule constructor generated ``code``; the graph has not changed since
     return module
-
-
-def resolve_arch(graph: Graph, arch: Mapping[str, int | str]) -> dict[str, int]:
-    """Check a user-given architecture and turn candidate names into indices."""
-    used = sorted(used_arch(graph.body))
-    out: dict[str, int] = {}
-    for name, value in arch.items():
-        if name not in graph.arch:
-            raise NasirError(f"architecture names unknown parameter {name!r}")
-        cands = graph.arch[name].candidates
-        if isinstance(value, str):
-            if value not in cands:
-                raise NasirError(f"{name}: no candidate {value!r}", hint=f"candidates: {', '.join(cands)}")
-            out[name] = cands.index(value)
-        elif isinstance(value, int) and 0 <= value < len(cands):
-            out[name] = value
-        else:
-            raise NasirError(f"{name}: candidate index {value!r} out of range 0..{len(cands) - 1}")
-    missing = [u for u in used if u not in out]
-    if missing:
-        raise NasirError(f"architecture does not choose {len(missing)} parameter(s), e.g. {missing[0]!r}")
-    return out
 
 
 class _Lowerer:

@@ -2,25 +2,37 @@
 
 A pass is a dataclass registered under a kebab-case name; its fields are its options, so the
 textual pipeline ``canonicalize,reparam{kernel_norm=true}`` parses straight into pass objects
-(the pipeline grammar is ``grammar/pipeline.lark``). Each pass declares whether it preserves the
-computed function (``exact``) and returns a ``PassResult`` saying what it changed.
+(the pipeline grammar is ``grammar/pipeline.lark``). Each pass says, through ``exactness()``,
+whether it preserves the computed function, and returns a ``PassResult`` saying what it changed.
+
+Passes load lazily: ``nasir.passes.BUILTIN`` maps each built-in name to its module, and a pass
+written outside this tree is found through the ``nasir.passes`` entry point group, e.g. in the
+plugin's ``pyproject.toml``::
+
+    [project.entry-points."nasir.passes"]
+    fold-identities = "my_package.fold:FoldIdentities"
+
+(the value may also name a module whose ``@register`` runs on import). A module is imported only
+when a pipeline names its pass or ``nasir passes`` lists them all.
 
 The ``PassManager`` verifies the IR between passes, times each pass, collects statistics (module
-counts, parameters, FLOPs, search-space size) and can print the IR after every pass.
+counts, parameters, FLOPs, search-space size), can print the IR after every pass, and calls its
+instruments (``PassInstrument``) around each pass for anything else a tool wants measured. A pass
+that fails, with any exception, surfaces as a ``NasirError`` naming the pass and the pipeline so far.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
-import pkgutil
 import time
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
-from typing import Any, ClassVar, TextIO
+from importlib import metadata, resources
+from typing import Any, ClassVar, Literal, TextIO
 
 from lark import Lark, UnexpectedInput
 
@@ -28,7 +40,15 @@ from nasir.diagnostics import NasirError
 from nasir.ir.graph import Graph
 from nasir.ir.stats import GraphStats, graph_stats
 from nasir.ir.verify import verify
+from nasir.passes import BUILTIN
 
+#: What a pass promises about the function the lowered graph computes.
+Exactness = Literal["exact", "approximate"]
+
+#: The entry point group through which installed distributions contribute passes.
+ENTRY_POINT_GROUP = "nasir.passes"
+
+#: Pass classes imported so far, by name (``register`` fills it).
 PASSES: dict[str, type[Pass]] = {}
 
 
@@ -52,8 +72,12 @@ class Pass:
 
     name: ClassVar[str]
     summary: ClassVar[str]
-    #: "exact": the lowered function is unchanged; "approximate": changed on purpose (documented).
-    exactness: ClassVar[str] = "exact"
+
+    def exactness(self) -> Exactness:
+        """``"exact"``: the lowered function is unchanged; ``"approximate"``: changed on purpose
+        (documented in the pass). A method because options may decide it: ``pms{approximate=false}``
+        is exact. Every pass defines it (``register`` checks)."""
+        raise NotImplementedError
 
     def run(self, graph: Graph) -> PassResult:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -77,19 +101,64 @@ def register(cls: type[Pass]) -> type[Pass]:
     """Class decorator: make the pass available by its ``name`` in pipelines and the CLI."""
     if not dataclasses.is_dataclass(cls):
         cls = dataclass(cls)
+    if cls.exactness is Pass.exactness:
+        raise TypeError(f"pass {cls.name!r} must define exactness() -> 'exact' | 'approximate'")
     if cls.name in PASSES and PASSES[cls.name] is not cls:
         raise ValueError(f"pass name {cls.name!r} registered twice")
     PASSES[cls.name] = cls
     return cls
 
 
-def load_passes() -> dict[str, type[Pass]]:
-    """Import every module of ``nasir.passes`` so their ``@register`` decorators run."""
-    import nasir.passes as pkg
+# -- lookup ---------------------------------------------------------------------------------
+def _plugins() -> dict[str, metadata.EntryPoint]:
+    """Passes that installed distributions declare in the ``nasir.passes`` entry point group."""
+    found = {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    for name, ep in found.items():
+        if name in BUILTIN:
+            raise NasirError(f"the pass plugin {ep.value!r} takes the name of the built-in pass {name!r}",
+                             hint="give the plugin's entry point another name")
+    return found
 
-    for info in pkgutil.iter_modules(pkg.__path__):
-        importlib.import_module(f"nasir.passes.{info.name}")
-    return PASSES
+
+def pass_names() -> list[str]:
+    """Every pass a pipeline can name, built-in and plugged in, without importing any of them."""
+    return sorted({*BUILTIN, *_plugins()})
+
+
+def get_pass(name: str) -> type[Pass]:
+    """The pass class registered as ``name``, importing its module on first use."""
+    if name in PASSES:
+        return PASSES[name]
+    if name in BUILTIN:
+        source = BUILTIN[name]
+        importlib.import_module(source)
+    else:
+        ep = _plugins().get(name)
+        if ep is None:
+            close = difflib.get_close_matches(name, pass_names(), n=3)
+            raise NasirError(f"unknown pass {name!r}",
+                             hint=f"did you mean {', '.join(close)}?" if close else "run `nasir passes` for the list")
+        source = ep.value
+        _load_plugin(ep)
+    if name not in PASSES:
+        raise NasirError(f"{source} does not register a pass named {name!r}",
+                         hint="decorate the pass class with nasir.passmanager.register, or name the class in the entry point")
+    return PASSES[name]
+
+
+def _load_plugin(ep: metadata.EntryPoint) -> None:
+    """Import the entry point's module; a pass class it names is registered here."""
+    try:
+        loaded = ep.load()
+        if isinstance(loaded, type) and issubclass(loaded, Pass) and getattr(loaded, "name", None) == ep.name:
+            register(loaded)
+    except Exception as e:
+        raise NasirError(f"the pass plugin {ep.name!r} ({ep.value}) failed to load: {type(e).__name__}: {e}") from e
+
+
+def load_passes() -> dict[str, type[Pass]]:
+    """Every pass, imported (what ``nasir passes`` lists)."""
+    return {name: get_pass(name) for name in pass_names()}
 
 
 # -- pipeline text -------------------------------------------------------------------------
@@ -101,7 +170,6 @@ def _pipeline_parser() -> Lark:
 
 def parse_pipeline(text: str) -> list[Pass]:
     """``"canonicalize,reparam{kernel_norm=true}"`` -> configured pass objects."""
-    load_passes()
     text = text.strip()
     if not text:
         return []
@@ -114,14 +182,7 @@ def parse_pipeline(text: str) -> list[Pass]:
                          ) from None
     passes = []
     for item in tree.children:
-        name = str(item.children[0])
-        cls = PASSES.get(name)
-        if cls is None:
-            import difflib
-
-            close = difflib.get_close_matches(name, sorted(PASSES), n=3)
-            raise NasirError(f"unknown pass {name!r}",
-                             hint=f"did you mean {', '.join(close)}?" if close else "run `nasir passes` for the list")
+        cls = get_pass(str(item.children[0]))
         opts = {}
         for opt in (o for o in item.children[1:] if o is not None):
             key, raw = str(opt.children[0]), str(opt.children[1])
@@ -168,13 +229,27 @@ def _convert(pass_name: str, key: str, text: str, typ: Any) -> Any:
 class PassRecord:
     name: str
     spec: str
-    exactness: str
+    exactness: Exactness
     seconds: float
     result: PassResult
     #: None when the manager runs with ``stats=False``
     stats: GraphStats | None
-    #: TopoNAS Table II units: conv / non-conv / total modules per edge (choice), as a histogram.
-    edges: str = ""
+    #: lines the instruments add under this pass's row of ``report()``
+    report_lines: list[str] = field(default_factory=list)
+
+
+class PassInstrument:
+    """A hook the manager calls around the pipeline, so that a tool can measure or check more
+    than the manager does (statistics in a paper's units, traces) without the manager knowing it.
+
+    Override what you need; append to ``record.report_lines`` to show a line in ``report()``.
+    """
+
+    def before_pipeline(self, graph: Graph, record: PassRecord) -> None:
+        """Called once with the input graph and its ``input`` record."""
+
+    def after_pass(self, pass_: Pass, graph: Graph, record: PassRecord) -> None:
+        """Called after every pass, once the graph is verified and measured."""
 
 
 @dataclass
@@ -184,14 +259,15 @@ class PassManager:
     passes: list[Pass]
     verify: bool = True
     print_ir_after_all: bool = False
-    #: measure the graph (modules, params, FLOPs, per-edge counts) before and after every pass;
-    #: ``report()`` needs it, a plain compile does not (it costs about as much as the passes)
+    #: measure the graph (modules, params, FLOPs) before and after every pass; ``report()``
+    #: needs it, a plain compile does not (it costs about as much as the passes)
     stats: bool = True
     #: run on a copy so the caller's graph is untouched; a caller that built the graph for this
     #: run alone (the CLI) saves the copy (a JSON round trip, ~0.25 s on DARTS)
     copy_input: bool = True
     print_ir: Callable[[Graph], str] | None = None
     out: TextIO | None = None
+    instruments: list[PassInstrument] = field(default_factory=list)
     records: list[PassRecord] = field(default_factory=list)
 
     @classmethod
@@ -203,34 +279,47 @@ class PassManager:
         itself) and return the result."""
         if self.copy_input:
             graph = graph.copy_deep()
-        self.records = [PassRecord("input", "input", "exact", 0.0, PassResult(), *self._measure(graph, infer=True))]
-        for p in self.passes:
-            start = time.perf_counter()
+        start = PassRecord("input", "input", "exact", 0.0, PassResult(), self._measure(graph, infer=True))
+        self.records = [start]
+        for instrument in self.instruments:
+            instrument.before_pipeline(graph, start)
+        for k, p in enumerate(self.passes):
             try:
-                result = p.run(graph)
-            except NasirError:
+                record = self._run_pass(p, graph)
+            except NasirError as e:
+                e.add_context(self._where(k))
                 raise
-            seconds = time.perf_counter() - start
-            if self.verify:
-                try:
-                    verify(graph)
-                except NasirError as e:
-                    raise NasirError(f"IR invalid after pass {p.name!r}: {e.message}", e.loc, e.hint) from None
-            measured = self._measure(graph, infer=not self.verify)  # verify just inferred shapes
-            self.records.append(PassRecord(p.name, p.spec(), p.exactness, seconds, result, *measured))
+            except Exception as e:
+                raise NasirError(f"pass {p.name!r} failed: {type(e).__name__}: {e}").add_context(self._where(k)) from e
+            self.records.append(record)
+            for instrument in self.instruments:
+                instrument.after_pass(p, graph, record)
             if self.print_ir_after_all and self.out is not None:
                 printer = self.print_ir or _default_printer
                 self.out.write(f"// ----- IR after {p.spec()} -----\n{printer(graph)}\n")
         return graph
 
-    def _measure(self, graph: Graph, infer: bool) -> tuple[GraphStats | None, str]:
-        if not self.stats:
-            return None, ""
-        return graph_stats(graph, infer=infer), _edges(graph)
+    def _run_pass(self, p: Pass, graph: Graph) -> PassRecord:
+        start = time.perf_counter()
+        result = p.run(graph)
+        seconds = time.perf_counter() - start
+        if self.verify:
+            try:
+                verify(graph)
+            except NasirError as e:
+                raise NasirError(f"IR invalid after pass {p.name!r}: {e.message}", e.loc, e.hint) from None
+        stats = self._measure(graph, infer=not self.verify)  # verify just inferred shapes
+        return PassRecord(p.name, p.spec(), p.exactness(), seconds, result, stats)
+
+    def _where(self, k: int) -> str:
+        return f"in pass {self.passes[k].name!r} (pipeline: {','.join(p.spec() for p in self.passes[:k + 1])})"
+
+    def _measure(self, graph: Graph, infer: bool) -> GraphStats | None:
+        return graph_stats(graph, infer=infer) if self.stats else None
 
     @property
     def exact(self) -> bool:
-        return all(p.exactness == "exact" for p in self.passes)
+        return all(p.exactness() == "exact" for p in self.passes)
 
     def report(self) -> str:
         """A table of per-pass timing and statistics."""
@@ -242,19 +331,9 @@ class PassManager:
             measured = (f"{s.modules:>9}{s.conv:>7}{s.params:>12,}{s.flops:>14,}" if s is not None
                         else f"{'-':>9}{'-':>7}{'-':>12}{'-':>14}")
             lines.append(f"{r.spec:<28}{r.exactness[:5]:>8}{r.seconds * 1e3:>9.1f}{measured}  {changes}")
-            if r.edges:
-                lines.append(f"{'':<28}{r.edges}")
-            lines.extend(f"{'':<28}note: {n}" for n in r.result.notes if n != r.edges)
+            lines.extend(f"{'':<28}{line}" for line in r.report_lines)
+            lines.extend(f"{'':<28}note: {n}" for n in r.result.notes if n not in r.report_lines)
         return "\n".join(lines)
-
-
-def _edges(graph: Graph) -> str:
-    """Per-edge module counts (only for graphs with choices)."""
-    if not any(getattr(n, "arch", None) for _, n, _ in graph.walk()):
-        return ""
-    from nasir.passes._topo_stats import edge_summary
-
-    return edge_summary(graph)
 
 
 def _default_printer(graph: Graph) -> str:

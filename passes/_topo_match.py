@@ -35,7 +35,7 @@ from nasir.ir.graph import Graph
 from nasir.ir.nodes import Candidate, ChoiceNode, InputNode, OpNode, OutputNode, Region, sub_regions
 from nasir.ir.rewrite import fresh_name, insert_after, insert_before, remove, replace_uses, run_to_fixpoint
 from nasir.ir.verify import infer_shapes
-from nasir.passmanager import Pass, PassResult
+from nasir.passmanager import Exactness, Pass, PassResult
 
 
 # -- analysis ----------------------------------------------------------------------------------
@@ -426,7 +426,6 @@ class SharingPass(Pass):
     FMS is never exact, so with ``approximate=false`` it is skipped (``fms`` then changes nothing).
     """
 
-    exactness = "approximate"
     #: which rewrites this pass applies
     use_pms: ClassVar[bool] = True
     use_fms: ClassVar[bool] = False
@@ -434,8 +433,8 @@ class SharingPass(Pass):
     #: Allow the approximate rewrites (trailing non-linear sharing, and FMS where enabled).
     approximate: bool = True
 
-    def __post_init__(self) -> None:
-        self.exactness = "approximate" if self.approximate else "exact"
+    def exactness(self) -> Exactness:
+        return "approximate" if self.approximate else "exact"
 
     def run(self, graph: Graph) -> PassResult:
         log = Log(PassResult())

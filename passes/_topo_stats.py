@@ -6,7 +6,8 @@ to it (named ``<edge>.<module>``). Counting follows the paper: a "conv" is one c
 depthwise conv directly followed by a 1x1 conv (a separable pair) counts once and a merged conv
 counts once; every other module computing something (ReLU, BN, pools) is "non-conv"; identity,
 zero and flatten count nothing (``nasir.ir.stats.module_counts(..., pair_separable=True)``);
-this module adds the grouping of modules into edges.
+this module adds the grouping of modules into edges, and ``EdgeCountInstrument``, which puts the
+per-edge histogram under every row of ``nasir compile --stats``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from collections import Counter
 
 from nasir.ir.graph import Graph
 from nasir.ir.nodes import ArchWeighted, BlockNode, Region
+from nasir.ir.rewrite import weighted_nodes
 from nasir.ir.stats import ModuleCounts, node_counts
+from nasir.passmanager import Pass, PassInstrument, PassRecord
 
 
 def edge_counts(graph: Graph) -> dict[str, ModuleCounts]:
@@ -51,3 +54,18 @@ def edge_summary(graph: Graph) -> str:
     hist = Counter((c.conv, c.other) for c in edge_counts(graph).values())
     parts = [f"{c}+{o}={c + o} x{n}" for (c, o), n in sorted(hist.items(), key=lambda kv: (-kv[1], kv[0]))]
     return "modules per edge (conv+non-conv=total x edges): " + (", ".join(parts) if parts else "no edges")
+
+
+class EdgeCountInstrument(PassInstrument):
+    """Adds ``edge_summary`` to the report row of the input and of every pass, for graphs with choices."""
+
+    def before_pipeline(self, graph: Graph, record: PassRecord) -> None:
+        _add_summary(graph, record)
+
+    def after_pass(self, pass_: Pass, graph: Graph, record: PassRecord) -> None:
+        _add_summary(graph, record)
+
+
+def _add_summary(graph: Graph, record: PassRecord) -> None:
+    if next(weighted_nodes(graph.body), None) is not None:
+        record.report_lines.append(edge_summary(graph))

@@ -13,14 +13,16 @@ from __future__ import annotations
 from nasir.ir.graph import Graph
 from nasir.ir.nodes import ChoiceNode, ConcatNode, OpNode, Region, SumNode
 from nasir.ir.rewrite import all_regions, inline_region, remove, replace_uses, run_to_fixpoint
-from nasir.passmanager import Pass, PassResult, register
+from nasir.passmanager import Exactness, Pass, PassResult, register
 
 
 @register
 class Canonicalize(Pass):
     name = "canonicalize"
     summary = "remove identities and single-input sums, inline single-candidate choices"
-    exactness = "exact"
+
+    def exactness(self) -> Exactness:
+        return "exact"
 
     def run(self, graph: Graph) -> PassResult:
         result = PassResult()

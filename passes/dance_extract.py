@@ -14,11 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from nasir.dance.errors import DanceError
-from nasir.dance.extract import extract_graph
+from nasir.dance.extract_plan import extract_graph
 from nasir.diagnostics import NasirError
 from nasir.io import read_json
 from nasir.ir.graph import Graph
-from nasir.passmanager import Pass, PassResult, register
+from nasir.passmanager import Exactness, Pass, PassResult, register
 
 
 def read_masks(path: str | Path) -> dict[str, list[int]]:
@@ -34,9 +34,11 @@ def read_masks(path: str | Path) -> dict[str, list[int]]:
 class DanceExtract(Pass):
     name = "dance-extract"
     summary = "turn gate masks into a plain graph whose layers are physically smaller"
-    exactness = "exact"
 
     masks: str = ""
+
+    def exactness(self) -> Exactness:
+        return "exact"
 
     def run(self, graph: Graph) -> PassResult:
         result = PassResult()

@@ -18,17 +18,19 @@ from nasir.dance.insert import insert_gates
 from nasir.diagnostics import NasirError
 from nasir.ir.graph import Graph
 from nasir.ir.nodes import GateNode
-from nasir.passmanager import Pass, PassResult, register
+from nasir.passmanager import Exactness, Pass, PassResult, register
 
 
 @register
 class DanceGates(Pass):
     name = "dance-gates"
     summary = "insert DANCE select gates, one per group of coupled channels, with a budget"
-    exactness = "exact"
 
     budget: float = 0.5
     min_channels: int = 2
+
+    def exactness(self) -> Exactness:
+        return "exact"
 
     def run(self, graph: Graph) -> PassResult:
         result = PassResult()

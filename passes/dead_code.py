@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from nasir.ir.graph import Graph
 from nasir.ir.rewrite import all_regions, live_nodes, used_arch
-from nasir.passmanager import Pass, PassResult, register
+from nasir.passmanager import Exactness, Pass, PassResult, register
 
 
 @register
 class DeadCode(Pass):
     name = "dead-code"
     summary = "remove nodes that no output depends on and unused architecture parameters"
-    exactness = "exact"
+
+    def exactness(self) -> Exactness:
+        return "exact"
 
     def run(self, graph: Graph) -> PassResult:
         result = PassResult()

@@ -15,23 +15,24 @@ lowered function is unchanged (weights are renamed under the block's name).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from nasir.diagnostics import NasirError
+from nasir.dna.blocks import block_infos
 from nasir.ir.graph import Graph
-from nasir.ir.nodes import ArchWeighted, BlockNode, ChoiceNode, InputNode, Node, OutputNode, Region
+from nasir.ir.nodes import ArchWeighted, BlockNode, InputNode, Node, OutputNode, Region
 from nasir.ir.rewrite import replace_uses
-from nasir.passmanager import Pass, PassResult, register
+from nasir.passmanager import Exactness, Pass, PassResult, register
 
 
 @register
 class DnaPartition(Pass):
     name = "dna-partition"
     summary = "group a network into DNA blocks (annotations or stage boundaries) and report each block's space"
-    exactness = "exact"
 
     auto: bool = False
     blocks: int = 0
+
+    def exactness(self) -> Exactness:
+        return "exact"
 
     def run(self, graph: Graph) -> PassResult:
         from nasir.ir.verify import infer_shapes
@@ -167,63 +168,3 @@ def wrap_block(region: Region, names: list[str], tag: str) -> BlockNode:
     replace_uses(region, outs[0], name)
     block.inputs = [ext[0]]
     return block
-
-
-# -- reporting -----------------------------------------------------------------------------------
-@dataclass
-class CellInfo:
-    name: str
-    layers: int
-    width: int | None
-    size: int
-
-
-@dataclass
-class BlockInfo:
-    name: str
-    input_shape: list[int] | None
-    output_shape: list[int] | None
-    size: int
-    cells: list[CellInfo]
-
-    def line(self) -> str:
-        shape = lambda s: "x".join(map(str, s)) if s else "?"  # noqa: E731
-        cells = ", ".join(f"{c.name} ({c.layers} layers, {c.width} ch, {c.size} paths)" for c in self.cells)
-        return f"{self.name}: [{shape(self.input_shape)}] -> [{shape(self.output_shape)}], {self.size} paths" + \
-            (f"; cells: {cells}" if cells else "")
-
-    def to_json(self) -> dict:
-        return {"block": self.name, "input": self.input_shape, "output": self.output_shape, "size": self.size,
-                "cells": [c.__dict__ for c in self.cells]}
-
-
-def _region_size(graph: Graph, region: Region) -> int:
-    return Graph(name="block", body=region, arch=graph.arch).search_space_size()
-
-
-def _layers(region: Region) -> list[ChoiceNode]:
-    return [n for n in region.nodes if isinstance(n, ChoiceNode)]
-
-
-def cell_choice(block: BlockNode) -> ChoiceNode | None:
-    """The block's choice between cells: its only top-level choice whose candidates hold choices."""
-    top = _layers(block.body)
-    if len(top) == 1 and any(_layers(c.body) for c in top[0].candidates):
-        return top[0]
-    return None
-
-
-def block_infos(graph: Graph) -> list[BlockInfo]:
-    infos = []
-    for node in graph.body.nodes:
-        if not isinstance(node, BlockNode):
-            continue
-        choice = cell_choice(node)
-        cells = []
-        if choice is not None:
-            for cand in choice.candidates:
-                layers = _layers(cand.body)
-                width = layers[0].shape[0] if layers and layers[0].shape else None
-                cells.append(CellInfo(cand.name, len(layers), width, _region_size(graph, cand.body)))
-        infos.append(BlockInfo(node.name, node.body.inputs[0].shape, node.shape, _region_size(graph, node.body), cells))
-    return infos

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 from nasir.diagnostics import NasirError
 from nasir.io import read_json
+from nasir.ir.arch import resolve_arch
 from nasir.ir.graph import Graph
 from nasir.ir.nodes import ChoiceNode, MergedConvNode, Region, sub_regions
 from nasir.ir.rewrite import inline_region
-from nasir.passmanager import Pass, PassResult, register
+from nasir.passmanager import Exactness, Pass, PassResult, register
 
 
 @register
@@ -24,13 +25,13 @@ from nasir.passmanager import Pass, PassResult, register
 class FixArch(Pass):
     name = "fix-arch"
     summary = "inline the candidates an architecture file picks; the graph keeps no choices"
-    exactness = "exact"
 
     arch: str = ""
 
-    def run(self, graph: Graph) -> PassResult:
-        from nasir.lowering import resolve_arch
+    def exactness(self) -> Exactness:
+        return "exact"
 
+    def run(self, graph: Graph) -> PassResult:
         if not self.arch:
             raise NasirError("fix-arch needs an architecture file: fix-arch{arch=path/to/arch.json}")
         data = read_json(self.arch, "architecture")

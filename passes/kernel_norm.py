@@ -17,14 +17,16 @@ from __future__ import annotations
 
 from nasir.ir.graph import Graph
 from nasir.ir.nodes import MergedConvNode
-from nasir.passmanager import Pass, PassResult, register
+from nasir.passmanager import Exactness, Pass, PassResult, register
 
 
 @register
 class KernelNorm(Pass):
     name = "kernel-norm"
     summary = "standardize candidate kernels of merged convs before the merge (TopoNAS Eq. 28)"
-    exactness = "approximate"
+
+    def exactness(self) -> Exactness:
+        return "approximate"
 
     def run(self, graph: Graph) -> PassResult:
         result = PassResult()

@@ -52,7 +52,7 @@ from nasir.ir.verify import infer_shapes
 from nasir.passes._topo_match import chain
 from nasir.passes._topo_stats import edge_summary
 from nasir.passes.kernel_norm import normalize_merged_convs
-from nasir.passmanager import Pass, PassResult, register
+from nasir.passmanager import Exactness, Pass, PassResult, register
 
 
 @dataclass
@@ -195,13 +195,12 @@ def _merged_node(name: str, node: ChoiceNode, merge: _Merge, domain: list[int]) 
 class Reparam(Pass):
     name = "reparam"
     summary = "merge choices of linear convolutions into one merged_conv (TopoNAS 3.4)"
-    exactness = "exact"
 
     #: Also standardize candidate kernels before merging (TopoNAS 3.5); makes the pass approximate.
     kernel_norm: bool = False
 
-    def __post_init__(self) -> None:
-        self.exactness = "approximate" if self.kernel_norm else "exact"
+    def exactness(self) -> Exactness:
+        return "approximate" if self.kernel_norm else "exact"
 
     def run(self, graph: Graph) -> PassResult:
         result = PassResult()

@@ -19,8 +19,8 @@ from collections.abc import Mapping
 
 import torch
 
-from nasir.dance.gate import resolve_keep
 from nasir.dance.gated import GatedNetwork
+from nasir.dance.insert import resolve_keep
 
 METHODS = ("dance", "score", "random", "magnitude")
 

@@ -28,25 +28,13 @@ mode and are kept as buffers, so they travel in checkpoints.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from nasir.dance.errors import DanceError
+from nasir.dance.insert import resolve_keep
 
 MODES = ("off", "sample", "deterministic", "fixed")
-
-
-def resolve_keep(budget: float | int, channels: int) -> int:
-    """A budget as a fraction in (0, 1] or a channel count >= 1 -> the number of channels C_l kept."""
-    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not math.isfinite(budget) or budget <= 0:
-        raise DanceError(f"budget must be a fraction in (0, 1] or a channel count >= 1, got {budget!r}")
-    if isinstance(budget, float) and budget <= 1.0:
-        return max(1, min(channels, int(round(budget * channels))))
-    if budget != int(budget) or budget > channels:
-        raise DanceError(f"budget {budget!r} channels is not a whole count in 1..{channels}")
-    return int(budget)
 
 
 def gumbel_like(t: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

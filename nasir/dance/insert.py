@@ -16,14 +16,30 @@ producer, else the pass's default.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from nasir.dance.channels import ChannelAnalysis, analyze, breaks_zero
-from nasir.dance.gate import resolve_keep
+from nasir.dance.errors import DanceError
 from nasir.ir.graph import Graph
 from nasir.ir.nodes import GateNode, OpNode, Region
 from nasir.ir.rewrite import insert_after
 from nasir.ir.verify import infer_shapes
+
+
+def resolve_keep(budget: float | int, channels: int) -> int:
+    """A budget as a fraction in (0, 1] or a channel count >= 1 -> the number of channels C_l kept.
+
+    Defined with the placement (torch-free) because the ``dance-gates`` pass resolves budgets too;
+    ``SelectGate`` and the baselines import it from here.
+    """
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not math.isfinite(budget) or budget <= 0:
+        raise DanceError(f"budget must be a fraction in (0, 1] or a channel count >= 1, got {budget!r}")
+    if isinstance(budget, float) and budget <= 1.0:
+        return max(1, min(channels, int(round(budget * channels))))
+    if budget != int(budget) or budget > channels:
+        raise DanceError(f"budget {budget!r} channels is not a whole count in 1..{channels}")
+    return int(budget)
 
 
 @dataclass

@@ -125,7 +125,7 @@ def _space_for(graph, workdir: Path):
 
 # -- commands ------------------------------------------------------------------------------------
 def cmd_partition(args: argparse.Namespace) -> int:
-    from nasir.passes.dna_partition import block_infos
+    from nasir.dna.blocks import block_infos
 
     graph, _ = _partitioned(args)
     infos = block_infos(graph)

@@ -18,6 +18,7 @@ import copy
 
 from torch import nn
 
+from nasir.dna.blocks import cell_choice
 from nasir.dna.errors import DNAError
 from nasir.dna.space import Block, Cell, ChainSpace
 from nasir.ir.graph import Graph
@@ -107,8 +108,6 @@ def space_from_graph(graph: Graph) -> tuple[ChainSpace, nn.Module, list[str]]:
             prefix_layers = [[_lower_nodes(graph, stem, inp.name, inp.shape, "stem")]]
         src = b.body.inputs[0]
         choice = next((n for n in body if isinstance(n, ChoiceNode)), None)
-        from nasir.passes.dna_partition import cell_choice
-
         cells_choice = cell_choice(b)
         if cells_choice is None:
             cells = [Cell(prefix_layers + _chain_layers(graph, body, src.name, src.shape, b.name), name="cell")]
@@ -138,7 +137,6 @@ def ir_path_costs(graph: Graph) -> list[list[tuple[int, int]]]:
 
     from nasir.ir.cost import Cost, node_cost, region_cost
     from nasir.ir.verify import infer_shapes
-    from nasir.passes.dna_partition import cell_choice
 
     infer_shapes(graph)
     top = graph.body

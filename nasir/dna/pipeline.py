@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from nasir.dna.blocks import block_infos
 from nasir.dna.errors import DNAError
 from nasir.dna.mbconv import BlockSpec, ChainNet, NetSpec
 from nasir.ir.graph import Graph
@@ -20,8 +21,6 @@ from nasir.ir.graph import Graph
 
 def teacher_spec_for(graph: Graph, classes: int = 10) -> NetSpec:
     """A ChainNet teacher whose block outputs have the shapes of the student's blocks."""
-    from nasir.passes.dna_partition import block_infos
-
     blocks = []
     for info in block_infos(graph):
         if not info.input_shape or not info.output_shape or len(info.output_shape) != 3:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nasir.dance.gate import BatchRepr, SelectGate, corrcoef_penalty, resolve_keep, sample_exact
+from nasir.dance.gate import BatchRepr, SelectGate, corrcoef_penalty, sample_exact
 from nasir.dance.gated import GatedNetwork
+from nasir.dance.insert import resolve_keep
 
 
 @pytest.mark.parametrize("budget", [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])

@@ -3,11 +3,11 @@ import torch
 
 import nasir
 from nasir.diagnostics import NasirError
+from nasir.dna.blocks import block_infos
 from nasir.dna.ir_space import ir_path_costs, space_from_graph
 from nasir.ir.cost import arch_cost
 from nasir.ir.nodes import BlockNode
 from nasir.lowering import lower
-from nasir.passes.dna_partition import block_infos
 from nasir.passmanager import PassManager
 
 SMALL = dict(widths=[16, 24], strides=[2, 2], cells=[[[1, 8], [2, 8]], [[1, 16]]], resolution=32, classes=10, stem=8)
