@@ -25,7 +25,7 @@ itself becomes the merged conv; otherwise the members become one candidate (weig
 merged conv over them (weights q_i = p_i / P_S), the remaining candidates stay as they are.
 
 Weights: every kernel records the IR paths of the convs it replaces (``weight_names``: depthwise or
-dense conv first, pointwise last) so trained weights can be carried over (``_topo_weights``).
+dense conv first, pointwise last) so trained weights can be carried over (``nasir.testing.carry_weights``).
 
 ``kernel_norm=true`` also marks every merged conv for kernel normalization (see ``kernel_norm.py``),
 which changes the function on purpose: the pass is then approximate.

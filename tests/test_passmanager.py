@@ -357,3 +357,29 @@ def test_compile_stats_prints_the_table_ii_counts_as_before(capsys, tmp_path):
     err = capsys.readouterr().err
     assert code == 0
     assert "".join(_mask_ms(line) + "\n" for line in err.splitlines()) == STATS_TODAY
+
+
+
+def test_pass_manager_reports_statistics(tiny_darts):
+    pm = PassManager.parse("canonicalize,dead-code")
+    pm.run(tiny_darts)
+    report = pm.report()
+    assert report.splitlines()[0].split()[:3] == ["pass", "exact", "ms"]
+    assert [r.name for r in pm.records] == ["input", "canonicalize", "dead-code"]
+    assert pm.records[-1].stats.params == pm.records[0].stats.params
+
+
+def test_pass_manager_without_statistics_gives_the_same_graph(tiny_darts):
+    """``stats=False`` (a plain ``nasir compile``) skips the measuring, not the work."""
+    quiet = PassManager.parse("canonicalize,dead-code", stats=False)
+    out = quiet.run(tiny_darts)
+    assert out.to_json() == PassManager.parse("canonicalize,dead-code").run(tiny_darts).to_json()
+    assert all(r.stats is None and r.report_lines == [] for r in quiet.records)
+    assert quiet.report().splitlines()[2].split()[3:7] == ["-", "-", "-", "-"]
+
+
+def test_pass_manager_copies_its_input_unless_told_not_to(tiny_darts):
+    before = tiny_darts.to_json()
+    out = PassManager.parse("dead-code,canonicalize").run(tiny_darts)
+    assert tiny_darts.to_json() == before and out is not tiny_darts
+    assert PassManager.parse("canonicalize", copy_input=False).run(tiny_darts) is tiny_darts

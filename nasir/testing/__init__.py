@@ -3,13 +3,13 @@
 * ``filecheck`` / ``edge_text``: FileCheck-style matching of printed IR (``nasir.testing.filecheck``);
 * ``carry_weights``: copy weights and BatchNorm statistics from a graph's lowering into the
   lowering of its rewritten form (``nasir.testing.weights``);
-* ``assert_equivalent``, ``compare``, ``run_pipeline``, ``one_hot_alpha``: float64 comparisons of
+* ``assert_exact``, ``assert_equivalent``, ``compare``, ``run_pipeline``, ``one_hot_alpha``: float64 comparisons of
   a graph before and after passes (``nasir.testing.equivalence``).
 """
 
-from nasir.testing.equivalence import AlphaFn, assert_equivalent, compare, one_hot_alpha, run_pipeline
+from nasir.testing.equivalence import AlphaFn, assert_equivalent, assert_exact, compare, one_hot_alpha, run_pipeline
 from nasir.testing.filecheck import edge_text, filecheck
 from nasir.testing.weights import carry_weights
 
-__all__ = ["AlphaFn", "assert_equivalent", "carry_weights", "compare", "edge_text", "filecheck", "one_hot_alpha",
+__all__ = ["AlphaFn", "assert_equivalent", "assert_exact", "carry_weights", "compare", "edge_text", "filecheck", "one_hot_alpha",
            "run_pipeline"]

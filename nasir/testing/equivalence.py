@@ -109,3 +109,14 @@ def assert_equivalent(before_graph: Graph, after_graph: Graph, *, x_shape: Seque
         except AssertionError as err:
             raise AssertionError(f"after_graph differs from before_graph in {run_mode} mode "
                                  f"(after {steps} training step(s)):\n{err}") from None
+
+
+def assert_exact(graph: Graph, pipeline: str, *, x_shape: Sequence[int], steps: int = 2, **kwargs) -> Graph:
+    """Run ``pipeline`` on ``graph``, check that it calls itself exact and that it is: the supernet
+    lowered before and after computes the same in float64, in eval mode after ``steps`` training
+    forward passes and in train mode (``assert_equivalent``; ``kwargs`` go there). Returns the graph after.
+    """
+    after_graph, pm = run_pipeline(graph, pipeline)
+    assert pm.exact, f"pipeline {pipeline!r} declares itself approximate"
+    assert_equivalent(graph, after_graph, x_shape=x_shape, steps=steps, **kwargs)
+    return after_graph
