@@ -235,33 +235,32 @@ class BatchNorm(OpAttrs):
         return TorchCall(norm, (shape[0],), {"eps": self.eps, "momentum": self.momentum, "affine": self.affine})
 
 
-class ReLU(OpAttrs):
+class _Activation(OpAttrs):
+    """A pointwise nonlinearity without attributes: lowered to one torch function (``function``)."""
+
+    function: ClassVar[str]
+    parameter_free: ClassVar[bool] = True
+    channelwise: ClassVar[bool] = True
+
+    def torch_call(self, shape: Shape) -> TorchCall:
+        return TorchCall(self.function)
+
+
+class ReLU(_Activation):
     op: Literal["relu"] = "relu"
-    parameter_free: ClassVar[bool] = True
-    channelwise: ClassVar[bool] = True
+    function: ClassVar[str] = "torch.relu"
     zero_preserving: ClassVar[bool] = True
 
-    def torch_call(self, shape: Shape) -> TorchCall:
-        return TorchCall("torch.relu")
 
-
-class ReLU6(OpAttrs):
+class ReLU6(_Activation):
     op: Literal["relu6"] = "relu6"
-    parameter_free: ClassVar[bool] = True
-    channelwise: ClassVar[bool] = True
+    function: ClassVar[str] = "torch.nn.functional.relu6"
     zero_preserving: ClassVar[bool] = True
 
-    def torch_call(self, shape: Shape) -> TorchCall:
-        return TorchCall("torch.nn.functional.relu6")
 
-
-class Sigmoid(OpAttrs):
+class Sigmoid(_Activation):
     op: Literal["sigmoid"] = "sigmoid"
-    parameter_free: ClassVar[bool] = True
-    channelwise: ClassVar[bool] = True
-
-    def torch_call(self, shape: Shape) -> TorchCall:
-        return TorchCall("torch.sigmoid")
+    function: ClassVar[str] = "torch.sigmoid"
 
 
 class Identity(OpAttrs):
