@@ -175,10 +175,12 @@ class ModuleEmitter(Emitter):
                                   input_names=input_names))
 
     def entering_cell(self, base: str, shares: str | None) -> AbstractContextManager[None]:
-        """Name the nodes of a cell applied as ``base`` under ``base.``; a sharing cell also names its parameters."""
+        """Name the nodes of a cell applied as ``base`` under ``base.`` (a cell that is a whole candidate has no
+        ``base``: its nodes keep their names); a sharing cell also names its parameters."""
+        prefix = _dotted(base, "")
         if shares is None:
-            return temporarily(self, prefix=base + ".")
-        return temporarily(self, prefix=base + ".", arch_prefix=shares + ".", arch_root=self.abs_prefix + base + ".")
+            return temporarily(self, prefix=prefix)
+        return temporarily(self, prefix=prefix, arch_prefix=shares + ".", arch_root=self.abs_prefix + prefix)
 
 
 def _dotted(base: str, label: str) -> str:

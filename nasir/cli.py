@@ -159,7 +159,9 @@ def _read_arch(path: str | None) -> dict[str, Any]:
     data = read_json(path, "architecture")
     if not isinstance(data, dict):
         raise NasirError(f"{path}: expected a JSON object mapping parameters to candidates")
-    return data.get("arch", data)
+    from nasir.ir.arch import arch_mapping
+
+    return arch_mapping(data)
 
 
 def cmd_count(args: argparse.Namespace) -> int:

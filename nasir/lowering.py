@@ -11,6 +11,8 @@ Three modes:
 
 Submodules are named after IR node paths (``cells.0.n.2.1.sep_conv_3x3.dwconv``), so state dicts
 are stable across runs, and a fixed module's weights are the supernet's weights of the same path.
+A name that would clash with a module attribute (``forward``, ``arch``) gets a trailing underscore;
+``nasir.module_names`` has the rule.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from nasir.ir.nodes import (
 from nasir.ir.ops import TorchCall
 from nasir.ir.rewrite import used_arch
 from nasir.ir.verify import infer_shapes
+from nasir.module_names import install, module_name, module_paths
 from nasir.runtime import (
     ChannelGate,
     ChoiceModule,
@@ -56,8 +59,20 @@ MODES = ("supernet", "sampled", "fixed")
 
 
 def arch_key(name: str) -> str:
-    """``normal.n.0.1`` -> ``normal_n_0_1``: a valid ParameterDict key and Python identifier."""
-    return re.sub(r"\W", "_", name)
+    """``normal.n.0.1`` -> ``normal_n_0_1``: a valid ParameterDict key and Python identifier
+    (``module_name`` of it: an arch parameter named ``keys`` or ``training`` gets ``keys_``)."""
+    return module_name(re.sub(r"\W", "_", name))
+
+
+def _arch_keys(names: list[str]) -> dict[str, str]:
+    """``arch_key`` of each name, with underscores appended in sorted-name order where two meet (``a.b``, ``a_b``)."""
+    keys: dict[str, str] = {}
+    for name in sorted(names):
+        key = arch_key(name)
+        while key in keys.values():
+            key += "_"
+        keys[name] = key
+    return keys
 
 
 def _ident(name: str) -> str:
@@ -88,6 +103,16 @@ class NasirModule(fx.GraphModule):
         """The argmax architecture: for every architecture parameter, its best original index."""
         return {self.arch_names[k]: int(torch.argmax(p.detach())) for k, p in self.arch.named_parameters()}
 
+    def ir_name(self, name: str) -> str:
+        """The IR path behind a module, parameter or buffer name of this module (``forward_.conv.weight``
+        -> ``forward.conv.weight``): ``nasir.module_names`` explains why the two may differ."""
+        parts = name.split(".")
+        for k in range(len(parts), 0, -1):
+            ir_path = self.ir_paths.get(".".join(parts[:k]))
+            if ir_path is not None:
+                return ".".join([ir_path, *parts[k:]])
+        return name
+
 
 def lower(graph: Graph, mode: str = "supernet", arch: Mapping[str, int | str] | None = None,
           sampler: Sampler | None = None, seed: int | None = None) -> NasirModule:
@@ -110,14 +135,15 @@ def lower(graph: Graph, mode: str = "supernet", arch: Mapping[str, int | str] | 
     module = NasirModule(root, fx_graph, class_name=_ident(graph.name).title().replace("_", ""))
     if mode != "fixed":
         params = nn.ParameterDict()
-        for name in sorted(lowerer.used_arch):
+        for name, key in lowerer.arch_keys.items():
             # DARTS initialises alphas to 1e-3 * randn
-            params[arch_key(name)] = nn.Parameter(1e-3 * torch.randn(graph.arch[name].size))
+            params[key] = nn.Parameter(1e-3 * torch.randn(graph.arch[name].size))
         module.arch = params
-        module.arch_names = {arch_key(n): n for n in lowerer.used_arch}
+        module.arch_names = {key: name for name, key in lowerer.arch_keys.items()}
     if mode == "sampled":
         module.sampler = sampler or UniformSampler()
     module.ir_mode = mode
+    module.ir_paths = {path: ir_path for ir_path, path in lowerer.paths.items()}
     module.graph.lint()  # the GraphModule constructor generated ``code``; the graph has not changed since
     return module
 
@@ -127,7 +153,10 @@ class _Lowerer:
         self.graph = graph
         self.mode = mode
         self.fixed = fixed
-        self.used_arch: set[str] = set()
+        #: ``arch`` ParameterDict key of every architecture parameter the graph uses (none in fixed mode).
+        self.arch_keys = _arch_keys(list(used_arch(graph.body))) if mode != "fixed" else {}
+        #: IR path -> module path of every node (``nasir.module_names``).
+        self.paths = module_paths(graph)
 
     # -- entry --------------------------------------------------------------------------------
     def top(self, root: nn.Module) -> fx.Graph:
@@ -135,33 +164,34 @@ class _Lowerer:
         env: dict[str, fx.Node] = {}
         for node in self.graph.body.inputs:
             env[node.name] = g.placeholder(_ident(node.name))
-        arch_used = sorted(used_arch(self.graph.body)) if self.mode != "fixed" else []
         vectors: dict[str, fx.Node] = {}
-        for name in arch_used:
-            self.used_arch.add(name)
-            alpha = g.get_attr(f"arch.{arch_key(name)}")
+        for name, key in self.arch_keys.items():
+            alpha = g.get_attr(f"arch.{key}")
             if self.mode == "supernet":
-                vectors[name] = _fn(g, torch.softmax, (alpha, -1), name=f"p_{arch_key(name)}")
+                vectors[name] = _fn(g, torch.softmax, (alpha, -1), name=f"p_{key}")
             else:
-                vectors[name] = g.create_node("call_module", "sampler", (alpha, name), name=f"h_{arch_key(name)}")
-        outs = self.region(g, root, self.graph.body, "", env, vectors)
+                vectors[name] = g.create_node("call_module", "sampler", (alpha, name), name=f"h_{key}")
+        outs = self.region(g, root, self.graph.body, "", "", env, vectors)
         g.output(outs[0] if len(outs) == 1 else tuple(outs))
         # get_attr targets must exist on the root while building the GraphModule
-        root.arch = nn.ParameterDict({arch_key(n): nn.Parameter(torch.zeros(self.graph.arch[n].size)) for n in arch_used})
+        root.arch = nn.ParameterDict({key: nn.Parameter(torch.zeros(self.graph.arch[name].size))
+                                      for name, key in self.arch_keys.items()})
         if self.mode == "sampled":
             root.sampler = UniformSampler()
         return g
 
     # -- regions ------------------------------------------------------------------------------
-    def region(self, g: fx.Graph, root: nn.Module, region: Region, prefix: str, env: dict[str, fx.Node],
-               vectors: dict[str, fx.Node]) -> list[fx.Node]:
-        """Emit ``region``'s nodes into ``g``; module targets are ``prefix + node name``."""
+    def region(self, g: fx.Graph, root: nn.Module, region: Region, ir_prefix: str, root_path: str,
+               env: dict[str, fx.Node], vectors: dict[str, fx.Node]) -> list[fx.Node]:
+        """Emit ``region``'s nodes into ``g``. ``ir_prefix`` + a node's name is its IR path; module
+        targets are its module path (``self.paths``) relative to ``root``, which sits at ``root_path``."""
         outs: list[fx.Node] = []
         for node in region.nodes:
             if node.kind == "input":
                 continue
             args = [env[i] for i in node.inputs]
-            target = prefix + node.name
+            ir_path = ir_prefix + node.name
+            target = self.paths[ir_path].removeprefix(root_path)
             name = _ident(target)
             if isinstance(node, OutputNode):
                 outs.append(args[0])
@@ -177,15 +207,15 @@ class _Lowerer:
             elif isinstance(node, ConcatNode):
                 env[node.name] = _fn(g, torch.cat, (list(args),), {"dim": 1}, name=name)
             elif isinstance(node, ChoiceNode):
-                env[node.name] = self.choice(g, root, node, region, target, name, args, vectors)
+                env[node.name] = self.choice(g, root, node, region, ir_path, root_path, name, args, vectors)
             elif isinstance(node, MergedConvNode):
                 env[node.name] = self.merged(g, root, node, region, target, name, args[0], vectors)
             elif isinstance(node, GateNode):
-                _install(root, target, ChannelGate(node.channels, node.group))
+                install(root, target, ChannelGate(node.channels, node.group), node.loc)
                 env[node.name] = g.create_node("call_module", target, (args[0],), name=name)
             elif isinstance(node, BlockNode):
                 inner_env = {i.name: a for i, a in zip(node.body.inputs, args)}
-                env[node.name] = self.region(g, root, node.body, f"{target}.", inner_env, vectors)[0]
+                env[node.name] = self.region(g, root, node.body, f"{ir_path}.", root_path, inner_env, vectors)[0]
             else:  # pragma: no cover
                 raise NasirError(f"cannot lower node kind {node.kind!r}", node.loc)
         return outs
@@ -200,53 +230,60 @@ class _Lowerer:
             return _method(g, call.target.removeprefix(_TENSOR_METHOD), (x, *call.args), name=name)
         module = build_op_module(call)
         if module is not None:
-            _install(root, target, module)
+            install(root, target, module, node.loc)
             return g.create_node("call_module", target, (x,), name=name)
         return _fn(g, torch_target(call.target), (x, *call.args), dict(call.kwargs), name=name)
 
-    def choice(self, g: fx.Graph, root: nn.Module, node: ChoiceNode, region: Region, target: str, name: str,
-               args: list[fx.Node], vectors: dict[str, fx.Node]) -> fx.Node:
+    def choice(self, g: fx.Graph, root: nn.Module, node: ChoiceNode, region: Region, ir_path: str, root_path: str,
+               name: str, args: list[fx.Node], vectors: dict[str, fx.Node]) -> fx.Node:
         if self.mode == "fixed":
             pick = self.fixed[node.arch]
             for cand, cover in zip(node.candidates, node.covers):
                 if pick in cover:
                     inner = {i.name: a for i, a in zip(cand.body.inputs, args)}
-                    return self.region(g, root, cand.body, f"{target}.{cand.name}.", inner, vectors)[0]
+                    return self.region(g, root, cand.body, f"{ir_path}.{cand.name}.", root_path, inner, vectors)[0]
             # the chosen original candidate was dropped from this choice (it computes zero)
             return _fn(g, torch.mul, (args[0], 0.0), name=name)
         if self.mode == "supernet":
-            return self.mixed(g, root, node, target, name, args, vectors)
+            return self.mixed(g, root, node, ir_path, root_path, name, args, vectors)
+        path = self.paths[ir_path]
         arch_args = sorted(used_arch(node))
         cand_mods: dict[str, nn.Module] = {}
         cand_args: list[list[str]] = []
         zero: list[bool] = []
         for cand in node.candidates:
             sub_arch = sorted(used_arch(cand.body))
-            cand_mods[cand.name] = self.sub_module(cand.body, sub_arch)
+            key = module_name(cand.name)
+            cand_mods[key] = self.sub_module(cand.body, sub_arch, f"{ir_path}.{cand.name}.", f"{path}.{key}.")
             cand_args.append(sub_arch)
             zero.append(_is_zero(cand.body))
         module = ChoiceModule(cand_mods, node.covers, node.domain, node.arch, arch_args, cand_args, zero,
                               len(args), self.mode)
-        _install(root, target, module)
+        target = path.removeprefix(root_path)
+        install(root, target, module, node.loc)
         return g.create_node("call_module", target, tuple(args) + tuple(vectors[a] for a in arch_args), name=name)
 
-    def mixed(self, g: fx.Graph, root: nn.Module, node: ChoiceNode, target: str, name: str,
+    def mixed(self, g: fx.Graph, root: nn.Module, node: ChoiceNode, ir_path: str, root_path: str, name: str,
               args: list[fx.Node], vectors: dict[str, fx.Node]) -> fx.Node:
         """Supernet mode: candidates inline, then ``w0 * out0 + w1 * out1 + ...``.
 
-        Zero candidates are skipped (they add nothing); derived weights (PMS groups) are computed
-        from the original softmax by ``derived_weights``.
+        Zero candidates are skipped (they add nothing) unless all are zero: then the first one
+        stands for the zero output. Derived weights (PMS groups) are computed from the original
+        softmax by ``derived_weights``.
         """
         p = vectors[node.arch]
         trivial = all(len(c) == 1 for c in node.covers) and sorted(node.domain) == list(range(self.graph.arch[node.arch].size)) \
             and sorted(i for c in node.covers for i in c) == sorted(node.domain)
         weights = None if trivial else _fn(g, derived_weights, (p, node.covers, node.domain), name=f"{name}_w")
+        zero = [_is_zero(cand.body) for cand in node.candidates]
+        if all(zero):
+            zero[0] = False
         terms = []
         for j, (cand, cover) in enumerate(zip(node.candidates, node.covers)):
-            if _is_zero(cand.body) and len(node.candidates) > 1:
+            if zero[j]:
                 continue
             inner = {i.name: a for i, a in zip(cand.body.inputs, args)}
-            out = self.region(g, root, cand.body, f"{target}.{cand.name}.", inner, vectors)[0]
+            out = self.region(g, root, cand.body, f"{ir_path}.{cand.name}.", root_path, inner, vectors)[0]
             w = _fn(g, operator.getitem, (p, cover[0]) if trivial else (weights, j), name=f"w_{name}_{cand.name}")
             terms.append(_fn(g, operator.mul, (w, out), name=f"{name}_{cand.name}_weighted"))
         acc = terms[0]
@@ -254,13 +291,13 @@ class _Lowerer:
             acc = _fn(g, operator.add, (acc, t), name=name if k == len(terms) - 2 else None)
         return acc
 
-    def sub_module(self, region: Region, arch_args: list[str]) -> fx.GraphModule:
-        """Lower a candidate region to its own GraphModule taking (inputs..., arch vectors...)."""
+    def sub_module(self, region: Region, arch_args: list[str], ir_prefix: str, root_path: str) -> fx.GraphModule:
+        """Lower a candidate region to its own GraphModule taking (inputs..., arch vectors...), to sit at ``root_path``."""
         g = fx.Graph()
         env = {n.name: g.placeholder(_ident(n.name)) for n in region.inputs}
-        vectors = {a: g.placeholder(f"p_{arch_key(a)}") for a in arch_args}
+        vectors = {a: g.placeholder(f"p_{self.arch_keys[a]}") for a in arch_args}
         root = nn.Module()
-        outs = self.region(g, root, region, "", env, vectors)
+        outs = self.region(g, root, region, ir_prefix, root_path, env, vectors)
         g.output(outs[0])
         gm = fx.GraphModule(root, g, class_name="Candidate")
         gm.graph.lint()
@@ -269,7 +306,7 @@ class _Lowerer:
     def merged(self, g: fx.Graph, root: nn.Module, node: MergedConvNode, region: Region, target: str, name: str,
                x: fx.Node, vectors: dict[str, fx.Node]) -> fx.Node:
         c_in = region[node.inputs[0]].shape[0]
-        specs = [k.model_dump() for k in node.kernels]
+        specs = [dict(k.model_dump(), name=module_name(k.name)) for k in node.kernels]  # ParameterDict keys
         if self.mode == "fixed":
             pick = self.fixed[node.arch]
             chosen = [j for j, c in enumerate(node.covers) if pick in c]
@@ -278,12 +315,12 @@ class _Lowerer:
             j = chosen[0]
             module = MergedConv(c_in, node.out_channels, [specs[j]], [[0]], [0], node.arch, node.stride,
                                 node.groups, node.normalize)
-            _install(root, target, module)
+            install(root, target, module, node.loc)
             one = _fn(g, torch.ones, (1,), name=f"{name}_one")
             return g.create_node("call_module", target, (x, one), name=name)
         module = MergedConv(c_in, node.out_channels, specs, node.covers, node.domain, node.arch, node.stride,
                             node.groups, node.normalize)
-        _install(root, target, module)
+        install(root, target, module, node.loc)
         return g.create_node("call_module", target, (x, vectors[node.arch]), name=name)
 
 
@@ -324,20 +361,6 @@ def build_op_module(call: TorchCall) -> nn.Module | None:
     if isinstance(cls, type) and issubclass(cls, nn.Module):
         return cls(*call.args, **call.kwargs)
     return None
-
-
-def _install(root: nn.Module, target: str, module: nn.Module) -> None:
-    *path, leaf = target.split(".")
-    parent = root
-    for part in path:
-        child = getattr(parent, part, None) if part in parent._modules else None
-        if child is None:
-            child = nn.Module()
-            parent.add_module(part, child)
-        parent = child
-    if leaf in parent._modules:
-        raise NasirError(f"two IR nodes lower to the same module path {target!r}")
-    parent.add_module(leaf, module)
 
 
 def _is_zero(region: Region) -> bool:

@@ -32,7 +32,14 @@ class Zero(nn.Module):
 
 
 class FactorizedReduce(nn.Module):
-    """ReLU, two 1x1 stride-2 convs (the second on the input shifted by one pixel), concat, BN."""
+    """ReLU, two 1x1 stride-2 convs (the second on the input shifted by one pixel), concat, BN.
+
+    The DARTS reference fails on an odd size: its first conv gives ceil(H / 2) rows, the shifted
+    one floor(H / 2). Here the shifted input gets one zero row (column) at the end when the size is
+    odd, so both give ceil(H / 2), what every other stride-2 candidate of a DARTS edge gives (conv,
+    pools and zero with 'same' padding). On even sizes nothing is padded: the output is the
+    reference's, bit for bit.
+    """
 
     def __init__(self, c_in: int, c_out: int, affine: bool = True):
         super().__init__()
@@ -42,7 +49,11 @@ class FactorizedReduce(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(x)
-        return self.bn(torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1))
+        shifted = x[:, :, 1:, 1:]
+        odd_h, odd_w = x.shape[2] % 2, x.shape[3] % 2
+        if odd_h or odd_w:
+            shifted = F.pad(shifted, (0, odd_w, 0, odd_h))
+        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
 
 
 _WEIGHT_MATRICES: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -96,36 +107,35 @@ class ChoiceModule(nn.Module):
                  arch: str, arch_args: list[str], cand_args: list[list[str]], zero: list[bool],
                  n_inputs: int, mode: str):
         super().__init__()
-        self.names = list(candidates)
+        self._names = list(candidates)
         for name, mod in candidates.items():
             self.add_module(name, mod)
-        self.covers = covers
-        self.domain = domain
-        self.arch = arch
-        self.arch_args = arch_args
-        self.cand_args = cand_args
-        self.zero = zero
-        self.n_inputs = n_inputs
-        self.mode = mode
-        self._own = arch_args.index(arch)
+        self._covers = covers
+        self._domain = domain
+        self._arch = arch
+        self._arch_args = arch_args
+        self._cand_args = cand_args
+        self._zero = zero
+        self._n_inputs = n_inputs
+        self._mode = mode
         self._trivial: bool | None = None  # known once the parameter's size is seen
 
     def forward(self, *args: torch.Tensor) -> torch.Tensor:
-        inputs = args[: self.n_inputs]
-        vectors = dict(zip(self.arch_args, args[self.n_inputs:]))
-        p = vectors[self.arch]
-        if self.mode == "sampled":
+        inputs = args[: self._n_inputs]
+        vectors = dict(zip(self._arch_args, args[self._n_inputs:]))
+        p = vectors[self._arch]
+        if self._mode == "sampled":
             hot = int(torch.argmax(p.detach()))
-            for j, cover in enumerate(self.covers):
+            for j, cover in enumerate(self._covers):
                 if hot in cover:
-                    return derived_weights(p, self.covers, self.domain)[j] * self._run(j, inputs, vectors)
-            raise RuntimeError(f"choice over {self.arch!r}: sampled index {hot} is not among its candidates")
+                    return derived_weights(p, self._covers, self._domain)[j] * self._run(j, inputs, vectors)
+            raise RuntimeError(f"choice over {self._arch!r}: sampled index {hot} is not among its candidates")
         if self._trivial is None:
-            self._trivial = is_plain_softmax(self.covers, self.domain, p.numel())
-        weights = p if self._trivial else derived_weights(p, self.covers, self.domain)
+            self._trivial = is_plain_softmax(self._covers, self._domain, p.numel())
+        weights = p if self._trivial else derived_weights(p, self._covers, self._domain)
         out = None
-        for j in range(len(self.names)):
-            if self.zero[j]:
+        for j in range(len(self._names)):
+            if self._zero[j]:
                 continue
             term = weights[j] * self._run(j, inputs, vectors)
             out = term if out is None else out + term
@@ -134,10 +144,10 @@ class ChoiceModule(nn.Module):
         return out
 
     def _run(self, j: int, inputs, vectors) -> torch.Tensor:
-        return getattr(self, self.names[j])(*inputs, *(vectors[a] for a in self.cand_args[j]))
+        return getattr(self, self._names[j])(*inputs, *(vectors[a] for a in self._cand_args[j]))
 
     def extra_repr(self) -> str:
-        return f"arch={self.arch!r}, mode={self.mode!r}"
+        return f"arch={self._arch!r}, mode={self._mode!r}"
 
 
 class MergedConv(nn.Module):
@@ -156,21 +166,21 @@ class MergedConv(nn.Module):
         super().__init__()
         self.kernels = nn.ParameterDict()
         self.pointwise = nn.ParameterDict()
-        self.specs = specs
-        self.covers = covers
-        self.domain = domain
-        self.arch = arch
-        self.stride = stride
+        self._specs = specs
+        self._covers = covers
+        self._domain = domain
+        self._arch = arch
+        self._stride = stride
         # factorized candidates are depthwise (groups = C_in) before their pointwise convs
-        self.factorized = any(s["pointwise"] for s in specs)
-        self.groups = c_in if self.factorized else groups
-        self.normalize = normalize
-        self.c_in, self.c_out = c_in, c_out
+        self._factorized = any(s["pointwise"] for s in specs)
+        self._groups = c_in if self._factorized else groups
+        self._normalize = normalize
+        self._c_in, self._c_out = c_in, c_out
         for s in specs:
             k = s["kernel"]
             if s["source"] != "conv":
                 continue  # built per call in the input's dtype (fixed_kernel): exact in float64 too
-            k_in = 1 if s["pointwise"] else c_in // self.groups
+            k_in = 1 if s["pointwise"] else c_in // self._groups
             k_out = c_in if s["pointwise"] else c_out
             self.kernels[s["name"]] = nn.Parameter(torch.empty(k_out, k_in, k, k))
             nn.init.kaiming_uniform_(self.kernels[s["name"]], a=5**0.5)
@@ -178,51 +188,51 @@ class MergedConv(nn.Module):
                 self.pointwise[s["name"]] = nn.Parameter(torch.empty(c_out, c_in, 1, 1))
                 nn.init.kaiming_uniform_(self.pointwise[s["name"]], a=5**0.5)
 
-    def fixed_kernel(self, spec: dict, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _fixed_kernel(self, spec: dict, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The constant kernel of an identity (centred delta) or uniform-pool candidate."""
         k = spec["kernel"]
         value = 1.0 if spec["source"] == "identity" else 1.0 / (k * k)
         opts = dict(dtype=like.dtype, device=like.device)
-        if self.factorized:
-            eye = torch.eye(self.c_out, self.c_in, **opts).view(self.c_out, self.c_in, 1, 1)
-            return torch.full((self.c_in, 1, k, k), value, **opts), eye
-        cig = self.c_in // self.groups
-        fixed = torch.zeros(self.c_out, cig, k, k, **opts)
-        rows = torch.arange(self.c_out, device=like.device)
+        if self._factorized:
+            eye = torch.eye(self._c_out, self._c_in, **opts).view(self._c_out, self._c_in, 1, 1)
+            return torch.full((self._c_in, 1, k, k), value, **opts), eye
+        cig = self._c_in // self._groups
+        fixed = torch.zeros(self._c_out, cig, k, k, **opts)
+        rows = torch.arange(self._c_out, device=like.device)
         fixed[rows, rows % cig] = value
         return fixed, None
 
-    def kernel_list(self, like: torch.Tensor | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+    def _kernel_list(self, like: torch.Tensor | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
         if like is None:
             like = next(iter(self.kernels.values()))
         ks: list[torch.Tensor] = []
         pws: list[torch.Tensor] = []
-        for s in self.specs:
+        for s in self._specs:
             if s["source"] == "conv":
                 ks.append(self.kernels[s["name"]])
-                if self.factorized:
+                if self._factorized:
                     pws.append(self.pointwise[s["name"]])
             else:
-                k, pw = self.fixed_kernel(s, like)
+                k, pw = self._fixed_kernel(s, like)
                 ks.append(k)
                 if pw is not None:
                     pws.append(pw)
-        return ks, (pws if self.factorized else None)
+        return ks, (pws if self._factorized else None)
 
     def forward(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         from nasir.kernels import merged_conv
 
-        weights = derived_weights(p, self.covers, self.domain)
-        kernels, pointwise = self.kernel_list(x)
+        weights = derived_weights(p, self._covers, self._domain)
+        kernels, pointwise = self._kernel_list(x)
         return merged_conv(
-            x, kernels, [s["dilation"] for s in self.specs], weights, stride=self.stride,
-            groups=self.groups, pointwise=pointwise, normalize=self.normalize,
-            normalize_mask=[s["source"] == "conv" for s in self.specs],
+            x, kernels, [s["dilation"] for s in self._specs], weights, stride=self._stride,
+            groups=self._groups, pointwise=pointwise, normalize=self._normalize,
+            normalize_mask=[s["source"] == "conv" for s in self._specs],
         )
 
     def extra_repr(self) -> str:
-        names = ", ".join(f"{s['name']}:{s['kernel']}x{s['kernel']}/d{s['dilation']}" for s in self.specs)
-        return f"arch={self.arch!r}, [{names}], stride={self.stride}, normalize={self.normalize}"
+        names = ", ".join(f"{s['name']}:{s['kernel']}x{s['kernel']}/d{s['dilation']}" for s in self._specs)
+        return f"arch={self._arch!r}, [{names}], stride={self._stride}, normalize={self._normalize}"
 
 
 class ChannelGate(nn.Module):

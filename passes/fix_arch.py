@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from nasir.diagnostics import NasirError
 from nasir.io import read_json
-from nasir.ir.arch import resolve_arch
+from nasir.ir.arch import arch_mapping, resolve_arch
 from nasir.ir.graph import Graph
 from nasir.ir.nodes import ChoiceNode, MergedConvNode, Region, sub_regions
 from nasir.ir.rewrite import inline_region
@@ -35,7 +35,8 @@ class FixArch(Pass):
         if not self.arch:
             raise NasirError("fix-arch needs an architecture file: fix-arch{arch=path/to/arch.json}")
         data = read_json(self.arch, "architecture")
-        picks = resolve_arch(graph, data.get("arch", data) if isinstance(data, dict) else {})
+        mapping = arch_mapping(data)
+        picks = resolve_arch(graph, mapping if isinstance(mapping, dict) else {})
         result = PassResult()
         _fix_region(graph.body, picks, result)
         graph.arch = {}

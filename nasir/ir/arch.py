@@ -7,10 +7,18 @@ import only the IR.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from nasir.diagnostics import NasirError
 from nasir.ir.graph import Graph
 from nasir.ir.rewrite import used_arch
+
+
+def arch_mapping(data: Any) -> Any:
+    """The ``{parameter: candidate}`` object of an architecture file: its ``arch`` object when it has
+    one (``{"arch": {...}, ...}``, as ``nasir search`` writes), else the file itself, so a plain
+    mapping may choose a parameter named ``arch``."""
+    return data["arch"] if isinstance(data, dict) and isinstance(data.get("arch"), dict) else data
 
 
 def resolve_arch(graph: Graph, arch: Mapping[str, int | str]) -> dict[str, int]:

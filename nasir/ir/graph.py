@@ -111,7 +111,9 @@ class Graph(BaseModel):
         except ValidationError as e:
             first = e.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
-            raise NasirError(f"{filename}: invalid IR at {where}: {first['msg']}") from None
+            node, loc = _enclosing_node(data, first["loc"])
+            of_node = f" (node {node!r})" if node else ""
+            raise NasirError(f"{filename}: invalid IR at {where}{of_node}: {first['msg']}", loc) from None
 
     def save(self, path: str | Path) -> None:
         from nasir.io import atomic_write_text
@@ -125,6 +127,27 @@ class Graph(BaseModel):
     @classmethod
     def json_schema(cls) -> dict[str, Any]:
         return cls.model_json_schema()
+
+
+def _enclosing_node(data: Any, path: tuple[int | str, ...]) -> tuple[str | None, SourceLoc | None]:
+    """The innermost node on a validation error's path in raw IR JSON: its name and DSL location.
+
+    Path steps that are not keys of the JSON (pydantic's union tags such as ``op`` or ``conv``) are
+    skipped; a malformed location is dropped rather than reported.
+    """
+    name, loc = None, None
+    for step in path:
+        if isinstance(data, dict) and isinstance(data.get("name"), str) and "kind" in data:
+            name = data["name"]
+            try:
+                loc = SourceLoc.model_validate(data["loc"]) if "loc" in data else None
+            except ValidationError:
+                loc = None
+        if isinstance(data, dict) and step in data:
+            data = data[step]
+        elif isinstance(data, list) and isinstance(step, int) and 0 <= step < len(data):
+            data = data[step]
+    return name, loc
 
 
 def _top_weighted(region: Region) -> list[ArchWeighted]:

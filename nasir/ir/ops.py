@@ -6,6 +6,10 @@ shape, its cost (parameters and multiply-accumulates) and the torch call that ru
 class-level *traits* declared once on its class (see ``OpAttrs``), never string sets of op names.
 Shapes exclude the batch dimension: feature maps are ``[C, H, W]``, flat features ``[F]``.
 
+Attribute value ranges are declared on the fields (``Positive``, ``Padding``, ``Field(gt=0)``), so an
+out-of-range attribute fails where the model is built: at its DSL text, at its JSON path when an IR
+file is loaded, and in the verifier for attributes a pass built without validation.
+
 FLOPs throughout nasir are multiply-accumulates (MACs), the unit NAS papers (DARTS, DNA, DANCE)
 report as "FLOPs".
 """
@@ -18,9 +22,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 Shape = list[int]
+
+#: A count or a size that torch needs at least 1 of: channels, features, kernel, stride, dilation, groups.
+Positive = Annotated[int, Field(ge=1)]
+#: Explicit zero-padding on each side; ``None`` is the op's default ('same' for odd kernels).
+Padding = Annotated[int, Field(ge=0)] | None
 
 
 class ShapeError(ValueError):
@@ -114,12 +123,12 @@ class Conv(OpAttrs):
     """Dense (or grouped) 2-d convolution; padding defaults to 'same' for odd kernels."""
 
     op: Literal["conv"] = "conv"
-    out_channels: int
-    kernel: int = 1
-    stride: int = 1
-    padding: int | None = None
-    dilation: int = 1
-    groups: int = 1
+    out_channels: Positive
+    kernel: Positive = 1
+    stride: Positive = 1
+    padding: Padding = None
+    dilation: Positive = 1
+    groups: Positive = 1
     bias: bool = False
     positional: ClassVar[tuple[str, ...]] = ("out_channels", "kernel", "stride")
     linear: ClassVar[bool] = True
@@ -156,10 +165,10 @@ class DWConv(OpAttrs):
     """Depthwise convolution: one k x k filter per channel (groups = channels)."""
 
     op: Literal["dwconv"] = "dwconv"
-    kernel: int = 3
-    stride: int = 1
-    dilation: int = 1
-    padding: int | None = None
+    kernel: Positive = 3
+    stride: Positive = 1
+    dilation: Positive = 1
+    padding: Padding = None
     bias: bool = False
     positional: ClassVar[tuple[str, ...]] = ("kernel", "stride")
     linear: ClassVar[bool] = True
@@ -194,7 +203,7 @@ class DWConv(OpAttrs):
 
 class Linear(OpAttrs):
     op: Literal["linear"] = "linear"
-    out_features: int
+    out_features: Positive
     bias: bool = True
     positional: ClassVar[tuple[str, ...]] = ("out_features",)
     linear: ClassVar[bool] = True
@@ -218,8 +227,9 @@ class Linear(OpAttrs):
 class BatchNorm(OpAttrs):
     op: Literal["bn"] = "bn"
     affine: bool = True
-    eps: float = 1e-5
-    momentum: float = 0.1
+    eps: Annotated[float, Field(gt=0)] = 1e-5
+    #: Weight of the batch statistics in the running ones: a fraction.
+    momentum: Annotated[float, Field(ge=0, le=1)] = 0.1
     channelwise: ClassVar[bool] = True
 
     def out_shape(self, shape: Shape) -> Shape:
@@ -280,7 +290,7 @@ class Zero(OpAttrs):
     """The DARTS 'none' operation: zeros with the (strided) shape of the input."""
 
     op: Literal["zero"] = "zero"
-    stride: int = 1
+    stride: Positive = 1
     positional: ClassVar[tuple[str, ...]] = ("stride",)
     linear: ClassVar[bool] = True
     parameter_free: ClassVar[bool] = True
@@ -300,13 +310,21 @@ class Zero(OpAttrs):
 
 
 class _Pool(OpAttrs):
-    kernel: int = 3
-    stride: int = 1
-    padding: int | None = None
+    kernel: Positive = 3
+    stride: Positive = 1
+    padding: Padding = None
     positional: ClassVar[tuple[str, ...]] = ("kernel", "stride")
     parameter_free: ClassVar[bool] = True
     channelwise: ClassVar[bool] = True
     zero_preserving: ClassVar[bool] = True
+
+    @field_validator("padding")
+    @classmethod
+    def _at_most_half_the_kernel(cls, padding: int | None, info: ValidationInfo) -> int | None:
+        kernel = info.data.get("kernel")  # absent when the kernel itself was invalid
+        if padding is not None and kernel is not None and padding > kernel // 2:
+            raise ValueError(f"must be at most half the kernel ({kernel} // 2 = {kernel // 2}), as torch pools require")
+        return padding
 
     @property
     def pad(self) -> int:
@@ -382,15 +400,21 @@ class FactorizedReduce(OpAttrs):
     """
 
     op: Literal["factorized_reduce"] = "factorized_reduce"
-    out_channels: int
+    out_channels: Positive
     affine: bool = True
     positional: ClassVar[tuple[str, ...]] = ("out_channels",)
     conv_like: ClassVar[bool] = True
 
+    @field_validator("out_channels")
+    @classmethod
+    def _even(cls, out_channels: int) -> int:
+        if out_channels % 2:
+            raise ValueError(f"must be even ({out_channels} given): its two convs give half the channels each")
+        return out_channels
+
     def out_shape(self, shape: Shape) -> Shape:
+        """``ceil(H / 2)``, as every stride-2 candidate beside it gives (see ``nasir.runtime.FactorizedReduce``)."""
         c, h, w = _need_map(shape, "factorized_reduce")
-        if self.out_channels % 2:
-            raise ShapeError(f"factorized_reduce needs an even channel count, got {self.out_channels}")
         return [self.out_channels, (h + 1) // 2, (w + 1) // 2]
 
     def params(self, shape: Shape) -> int:

@@ -8,6 +8,8 @@ located at the DSL text of the offending node, so a channel mismatch introduced 
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 from nasir.diagnostics import VerificationError
 from nasir.ir.graph import Graph
 from nasir.ir.nodes import (
@@ -123,22 +125,39 @@ def _verify_region(graph: Graph, region: Region, top: bool) -> None:
     for node in region.nodes:
         if node.name in seen:
             raise _fail(node, "duplicate node name")
+        if "" in node.name.split("."):
+            raise _fail(node, "a node name is dot-separated non-empty parts (they become module paths)")
         for src in node.inputs:
             if src not in seen:
                 raise _fail(node, f"input {src!r} is not defined before this node")
         want = _ARITY.get(node.kind)
         if want is not None and len(node.inputs) != want:
             raise _fail(node, f"{node.kind} takes {want} input(s), got {len(node.inputs)}")
+        if isinstance(node, OpNode):
+            _verify_attrs(node)
         if isinstance(node, ArchWeighted):
             _verify_weighted(graph, node)
         if isinstance(node, ChoiceNode):
             for cand in node.candidates:
+                if not cand.name or "." in cand.name:
+                    raise _fail(node, f"candidate name {cand.name!r} must be non-empty and without dots "
+                                      "(it names one module)")
                 if len(cand.body.inputs) > len(node.inputs):
                     raise _fail(node, f"candidate {cand.name!r} reads more inputs than the choice has")
                 _verify_region(graph, cand.body, top=False)
         if isinstance(node, BlockNode):
             _verify_region(graph, node.body, top=False)
         seen.add(node.name)
+
+
+def _verify_attrs(node: OpNode) -> None:
+    """Re-check the attribute ranges: a pass may have built them with ``model_copy(update=...)``, which skips them."""
+    try:
+        type(node.attrs).model_validate(node.attrs.model_dump())
+    except ValidationError as e:
+        first = e.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        raise _fail(node, f"{node.attrs.op}: attribute {key!r}: {first['msg']}") from None
 
 
 def _verify_weighted(graph: Graph, node: ArchWeighted) -> None:

@@ -30,6 +30,7 @@ from torch import nn
 
 from nasir.ir.graph import Graph
 from nasir.ir.nodes import ChoiceNode, MergedConvNode, Node, Region
+from nasir.lowering import NasirModule
 
 
 def _is_subsequence(short: list[str], long: list[str]) -> bool:
@@ -90,20 +91,26 @@ def _member_origin(prefix: str, group: Node, name: str, old_modules: list[str]) 
     return None
 
 
+def _ir_name(module: nn.Module, name: str) -> str:
+    """The IR path of a state-dict name (lowering renames names that clash with module attributes)."""
+    return module.ir_name(name) if isinstance(module, NasirModule) else name
+
+
 def _weight_origins(before: nn.Module, after: nn.Module, after_graph: Graph) -> dict[str, str]:
-    """Map every parameter and buffer name of ``after`` to a name in ``before``."""
-    old_state = before.state_dict()
-    old_modules = sorted({k.rsplit(".", 1)[0] for k in old_state if "." in k})
+    """Map every parameter and buffer name of ``after`` to a name in ``before``; the matching runs on IR paths."""
+    old_names = {_ir_name(before, k): k for k in before.state_dict()}
+    old_modules = sorted({k.rsplit(".", 1)[0] for k in old_names if "." in k})
     nodes = {path: (node, region) for path, node, region in after_graph.walk()}
     merged = {path: node for path, (node, _) in nodes.items() if isinstance(node, MergedConvNode)}
     out: dict[str, str] = {}
-    for key in after.state_dict():
+    for name in after.state_dict():
+        key = _ir_name(after, name)
         if key.startswith("arch."):
-            if key in old_state:
-                out[key] = key
+            if key in old_names:
+                out[name] = old_names[key]
             continue
         module, leaf = key.rsplit(".", 1)
-        owner = next((m for m in merged if module.startswith(f"{m}.")), None)
+        owner = next((m for m in merged if module in (f"{m}.kernels", f"{m}.pointwise")), None)
         if owner is not None:
             # <merged>.kernels.<cand> / <merged>.pointwise.<cand>
             kind = module[len(owner) + 1:]
@@ -114,14 +121,14 @@ def _weight_origins(before: nn.Module, after: nn.Module, after_graph: Graph) -> 
             old = _origin_of(src, old_modules)
             if old is None:
                 raise ValueError(f"no original module for kernel {key!r} (was {src!r})")
-            out[key] = f"{old}.weight"
+            out[name] = old_names[f"{old}.weight"]
             continue
         old = _origin_of(module, old_modules)
         if old is None and module in nodes:
             old = _shared_origin(module, *nodes[module], old_modules)
-        if old is None or f"{old}.{leaf}" not in old_state:
+        if old is None or f"{old}.{leaf}" not in old_names:
             raise ValueError(f"no original module for {key!r}")
-        out[key] = f"{old}.{leaf}"
+        out[name] = old_names[f"{old}.{leaf}"]
     return out
 
 
