@@ -59,6 +59,8 @@ class NetSpec:
     blocks: list[BlockSpec]
     stem: int = 16
     classes: int = 10
+    #: Stride of the stem convolution: a teacher matches a student whose stem downsamples (``std/mbconv.nas``).
+    stem_stride: int = 1
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -68,7 +70,7 @@ class NetSpec:
         try:
             blocks = [BlockSpec([tuple(o) for o in b["ops"]], int(b["channels"]), int(b["width"]), int(b.get("stride", 1)))
                       for b in data["blocks"]]
-            return cls(blocks, int(data.get("stem", 16)), int(data.get("classes", 10)))
+            return cls(blocks, int(data.get("stem", 16)), int(data.get("classes", 10)), int(data.get("stem_stride", 1)))
         except (KeyError, TypeError, ValueError) as e:
             raise DNAError(f"malformed network spec ({type(e).__name__}: {e})") from None
 
@@ -79,7 +81,7 @@ class ChainNet(nn.Module):
     def __init__(self, spec: NetSpec):
         super().__init__()
         self.spec = spec
-        self.stem = stem(spec.stem)
+        self.stem = stem(spec.stem, spec.stem_stride)
         blocks, c_in = [], spec.stem
         for b in spec.blocks:
             layers = [MBConv(c_in if i == 0 else b.channels, b.channels, k, e, b.stride if i == 0 else 1)
@@ -120,8 +122,8 @@ class SpaceSpec:
         return math.prod(sum(n**layers for layers, _ in block) for block in self.cells)
 
 
-def stem(channels: int) -> nn.Module:
-    return nn.Sequential(nn.Conv2d(3, channels, 3, 1, 1, bias=False), nn.BatchNorm2d(channels), nn.ReLU6())
+def stem(channels: int, stride: int = 1) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, channels, 3, stride, 1, bias=False), nn.BatchNorm2d(channels), nn.ReLU6())
 
 
 def student_space(spec: SpaceSpec, widths: Sequence[int]) -> ChainSpace:

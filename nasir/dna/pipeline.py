@@ -20,15 +20,38 @@ from nasir.ir.graph import Graph
 
 
 def teacher_spec_for(graph: Graph, classes: int = 10) -> NetSpec:
-    """A ChainNet teacher whose block outputs have the shapes of the student's blocks."""
-    blocks = []
-    for info in block_infos(graph):
+    """A ChainNet teacher whose block outputs have the shapes of the student's blocks.
+
+    The student's first block takes the image through the network's stem (``std/mbconv.nas``: a
+    stride-2 convolution), the teacher's through its own: the teacher's stem gets the stride that
+    takes the image to the first block's input, and each teacher block the stride of its student
+    block, so that block boundaries agree at any resolution, odd sizes included.
+    """
+    infos = block_infos(graph)
+    for info in infos:
         if not info.input_shape or not info.output_shape or len(info.output_shape) != 3:
             raise DNAError(f"{info.name}: a teacher needs feature-map blocks ([C, H, W] in and out)")
-        stride = info.input_shape[1] // info.output_shape[1]
-        width = info.output_shape[0]
-        blocks.append(BlockSpec([(3, 4), (5, 4)], width, width, max(1, stride)))
-    return NetSpec(blocks, stem=16, classes=classes)
+    image = graph.body.inputs[0].shape
+    if not image or len(image) != 3:
+        raise DNAError("a teacher needs an image input ([C, H, W])")
+    stem_stride = _same_padding_stride(image, infos[0].input_shape, "the stem") if infos else 1
+    blocks = [BlockSpec([(3, 4), (5, 4)], info.output_shape[0], info.output_shape[0],
+                        _same_padding_stride(info.input_shape, info.output_shape, info.name)) for info in infos]
+    return NetSpec(blocks, stem=16, classes=classes, stem_stride=stem_stride)
+
+
+def _same_padding_stride(src: list[int], dst: list[int], what: str) -> int:
+    """The stride ``s`` of an odd-kernel layer with 'same' padding (the teacher's convolutions) that
+    takes the spatial size of ``src`` to that of ``dst``: ``ceil(n / s)`` for each of H and W."""
+    for stride in range(1, max(src[1:]) + 1):
+        if all(-(-n // stride) == m for n, m in zip(src[1:], dst[1:])):
+            return stride
+    raise DNAError(f"{what}: no stride takes {src[1:]} to {dst[1:]} as a 'same'-padded teacher layer would")
+
+
+def _block_shapes(spec: NetSpec) -> list[tuple[int, int]]:
+    """What fixes the teacher's block boundaries: (width, stride) of the stem, then of every block."""
+    return [(spec.stem, spec.stem_stride)] + [(b.width, b.stride) for b in spec.blocks]
 
 
 def save_teacher(path: str | Path, net: ChainNet, accuracy: float | None = None) -> None:
@@ -59,9 +82,9 @@ def get_teacher(workdir: Path, graph: Graph, images: torch.Tensor, labels: torch
     spec = teacher_spec_for(graph, int(labels.max()) + 1)
     if path.is_file():
         net, meta = load_teacher(path)
-        if [b.width for b in net.spec.blocks] != [b.width for b in spec.blocks]:
-            raise DNAError(f"{path}: teacher block widths {[b.width for b in net.spec.blocks]} do not match the "
-                           f"space's {[b.width for b in spec.blocks]}", hint="use another --workdir")
+        if _block_shapes(net.spec) != _block_shapes(spec):
+            raise DNAError(f"{path}: teacher blocks (width, stride) {_block_shapes(net.spec)} do not match the "
+                           f"space's {_block_shapes(spec)}", hint="use another --workdir")
         log(f"teacher: {path} (test accuracy {meta.get('accuracy')})")
         return net
     torch.manual_seed(0)

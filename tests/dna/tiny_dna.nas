@@ -19,11 +19,11 @@ op mb_layers(C_in, ch, layers, stride, kernels, expansions) =
 op mb_layer(C_in, ch, stride, kernels, expansions) =
     mbconv(C_in, ch, k = one_of(kernels), e = one_of(expansions), stride = stride)
 # A two-block MBConv space small enough for CPU tests (16x16 images, 2 ops per layer).
-network tiny_dna(classes = 10, resolution = 16, stem = 8,
+network tiny_dna(classes = 10, resolution = 16, stem = 8, stem_stride = 1,
                  widths = [16, 24], strides = [2, 2],
                  cells = [[[1, 8], [2, 8]], [[1, 16]]]) {
     input x: [3, resolution, resolution]
-    h = (conv(stem, 3, 1) -> bn -> relu6)(x)
+    h = (conv(stem, 3, stem_stride) -> bn -> relu6)(x)
     c_in = stem
     for b in 0 .. len(widths) {
         block "block" + str(b + 1) {
