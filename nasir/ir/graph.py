@@ -176,7 +176,7 @@ def _count_region(region: Region, allowed: dict[str, set[int]], rule: _InputRule
             continue
         seen.add(node.arch)
         group = rule.group_of.get(node.arch)
-        if group is None:
+        if group is None or node.arch in allowed:  # in allowed: nested in its own edge (PMS group, merged conv)
             total *= _count_node(node, allowed, rule)
         elif tuple(group.members) not in counted:
             counted.add(tuple(group.members))

@@ -15,6 +15,7 @@ from nasir.ir.graph import Graph
 from nasir.ir.nodes import OpNode
 from nasir.ir.ops import Conv
 from nasir.ir.verify import verify
+from nasir.passmanager import PassManager
 from nasir.testing import brute_force_size
 
 SCHEMA = Path(__file__).resolve().parents[2] / "nasir" / "schema" / "ir.schema.json"
@@ -94,6 +95,21 @@ def test_top_k_size_counts_choices_nested_in_input_choice_edges(parse):
     }""")
     assert g.search_space_size(input_rule=True) == brute_force_size(g, input_rule=True) == 6
     assert g.search_space_size() == brute_force_size(g) == 9
+
+
+def test_top_k_size_is_kept_by_passes_that_nest_an_edge_in_itself(parse):
+    """reparam merges conv3 and conv5 into a candidate holding a merged conv on the edge's own
+    parameter: that inner node is part of the edge, not another input-choice member."""
+    g = parse("""
+    choice edge() = one_of { c3: conv(4, 3)  c5: conv(4, 5)  pool: max_pool(3, 1) }
+    network n() {
+        input x: [4, 5, 5]
+        y = input_choice(2, [edge()(x), edge()(x)])
+        output y
+    }""")
+    merged = PassManager.parse("reparam").run(g)
+    assert any(n.kind == "merged_conv" for _, n, _ in merged.walk())
+    assert merged.search_space_size(input_rule=True) == g.search_space_size(input_rule=True) == 3 * 3
 
 
 def test_known_parameter_counts(darts_graph):
