@@ -29,6 +29,7 @@ from functools import cached_property
 
 from nasir.frontends.elaborate import parse_string
 from nasir.ir.graph import Graph
+from nasir.ir.names import fresh_name
 from nasir.ir.nodes import ChoiceNode, MergedConvNode, Region, sub_regions
 
 __all__ = ["GeneratedSpace", "brute_force_size", "random_space", "random_spaces"]
@@ -65,103 +66,123 @@ def random_space(seed: int) -> GeneratedSpace:
 
 
 # -- the writer ----------------------------------------------------------------------------------
+#: Candidate kinds and how often each is drawn (``nested``, a choice inside the candidate, is added
+#: while choices are less than two deep).
+_CANDIDATE_KINDS = {"conv": 4, "grouped": 1, "dwconv": 2, "pair": 2, "rcb": 3, "sep": 3, "dil": 2, "cbr": 2, "pool": 3,
+                    "skip": 2, "zero": 2, "value": 1, "sum": 1, "act": 1}
+#: Network layers and how often each is drawn.
+_LAYER_KINDS = {"choice": 4, "residual": 2, "cells": 3, "inputs": 1, "widen": 1}
+
+
 class _SpaceWriter:
     """Writes one space: choice templates (``choice chN(C, stride)``), cell templates and the network.
 
     Candidate texts use the template parameters ``C`` (channels, in = out) and ``stride`` (1 or 2),
     so every template works at every place it is applied; all stride-2 candidates produce
     ceil(H / 2) x ceil(W / 2), so the candidates of a choice always agree on their output shape.
+    The writer tracks the channels and spatial size of the current tensor to keep strides legal.
     """
 
     def __init__(self, rng: random.Random, seed: int):
         self.rng = rng
         self.seed = seed
-        self.defs: list[str] = []
-        self.lines: list[str] = []
+        self.defs: list[str] = []  # templates, in definition order
+        self.lines: list[str] = []  # statements of the network
         self.n_choices = 0
         self.n_cells = 0
         self.names: set[str] = {"x", "h"}
+        self.current = "h"
+        self.channels = rng.choice((2, 4))
+        self.size = [0, 0]
 
     # -- candidates (text in C and stride) ------------------------------------------------------
-    def _kernel(self) -> int:
-        return self.rng.choice((1, 3, 3, 5))
+    def candidate(self, depth: int) -> tuple[str, str]:
+        """(base name, module text) of one random candidate at nesting ``depth``."""
+        kinds = dict(_CANDIDATE_KINDS)
+        if depth < 2:
+            kinds["nested"] = 2 if depth == 0 else 1
+        kind = self.rng.choices(list(kinds), list(kinds.values()))[0]
+        return getattr(self, f"_cand_{kind}")(self.rng.choice((1, 3, 3, 5)), depth)
 
     def _dilation(self, k: int) -> str:
         return ", dilation = 2" if k > 1 and self.rng.random() < 0.3 else ""
 
-    def _stack(self, k: int, double: bool) -> str:
-        """A separable (``double``) or dilated-separable stack: ReLU prefix, BN suffix, BN -> ReLU middle."""
-        half = f"relu -> dwconv({k}, stride{self._dilation(k)}) -> conv(C, 1) -> bn(affine = false)"
-        if not double:
-            return half
-        return f"{half} -> relu -> dwconv({k}{self._dilation(k)}) -> conv(C, 1) -> bn(affine = false)"
+    def _affine(self, p_true: float) -> str:
+        return "true" if self.rng.random() < p_true else "false"
 
-    def candidate(self, depth: int) -> tuple[str, str]:
-        """(base name, module text) of one random candidate."""
-        r = self.rng
-        k = self._kernel()
-        kinds = ["conv", "grouped", "dwconv", "pair", "rcb", "sep", "dil", "cbr", "pool", "skip", "zero", "value",
-                 "sum", "act"]
-        weights = [4, 1, 2, 2, 3, 3, 2, 2, 3, 2, 2, 1, 1, 1]
-        if depth < 2:
-            kinds.append("nested")
-            weights.append(2 if depth == 0 else 1)
-        kind = r.choices(kinds, weights)[0]
-        if kind == "conv":
-            return f"conv{k}", f"conv(C, {k}, stride{self._dilation(k)})"
-        if kind == "grouped":
-            return f"gconv{k}", f"conv(C, {k}, stride, groups = 2)"
-        if kind == "dwconv":
-            return f"dw{k}", f"dwconv({k}, stride{self._dilation(k)})"
-        if kind == "pair":
-            return f"pair{k}", f"dwconv({k}, stride{self._dilation(k)}) -> conv(C, 1)"
-        if kind == "rcb":
-            affine = r.choice(("false", "false", "true"))
-            return f"rcb{k}", f"relu -> conv(C, {k}, stride) -> bn(affine = {affine})"
-        if kind == "sep":
-            return f"sep{k}", self._stack(max(k, 3), double=True)
-        if kind == "dil":
-            return f"dil{k}", self._stack(max(k, 3), double=False)
-        if kind == "cbr":  # a floating BN -> ReLU without the ReLU prefix of the stacks
-            first = r.choice((f"conv(C, {k}, stride)", f"dwconv({k}, stride) -> conv(C, 1)"))
-            norm = " -> bn(affine = false)" if r.random() < 0.5 else ""
-            return f"cbr{k}", f"{first} -> bn(affine = false) -> relu -> conv(C, {k}){norm}"
-        if kind == "pool":
-            pool = r.choice(("max_pool(3, stride)", "avg_pool(3, stride)",
-                             "avg_pool(3, stride, count_include_pad = false)"))
-            norm = " -> bn(affine = false)" if r.random() < 0.5 else ""
-            return pool.split("(")[0], pool + norm
-        if kind == "skip":
-            affine = r.choice(("false", "true"))
-            return "skip", f"if stride == 1 then identity else factorized_reduce(C, affine = {affine})"
-        if kind == "zero":
-            return "none", "zero(stride)"
-        if kind == "value":
-            if r.random() < 0.5:
-                return "vconv", "conv(C, one_of [1, 3], stride)"
-            return "vdw", "dwconv(one_of [3, 5], stride) -> conv(C, 1)"
-        if kind == "sum":
-            return "par", f"sum(conv(C, {k}, stride), {self.candidate(2)[1]})"
-        if kind == "act":
-            return "act", f"conv(C, {k}, stride) -> {r.choice(('relu6', 'sigmoid', 'relu'))}"
-        inner = self.one_of(depth + 1, r.randint(2, 3))
-        prefix = "relu -> " if r.random() < 0.4 else ""
-        suffix = " -> bn(affine = false)" if r.random() < 0.4 else ""
-        return "nest", f"{prefix}{inner}{suffix}"
+    def _maybe_bn(self) -> str:
+        return " -> bn(affine = false)" if self.rng.random() < 0.5 else ""
+
+    def _cand_conv(self, k: int, depth: int) -> tuple[str, str]:
+        return f"conv{k}", f"conv(C, {k}, stride{self._dilation(k)})"
+
+    def _cand_grouped(self, k: int, depth: int) -> tuple[str, str]:
+        return f"gconv{k}", f"conv(C, {k}, stride, groups = 2)"
+
+    def _cand_dwconv(self, k: int, depth: int) -> tuple[str, str]:
+        return f"dw{k}", f"dwconv({k}, stride{self._dilation(k)})"
+
+    def _cand_pair(self, k: int, depth: int) -> tuple[str, str]:
+        return f"pair{k}", f"dwconv({k}, stride{self._dilation(k)}) -> conv(C, 1)"
+
+    def _cand_rcb(self, k: int, depth: int) -> tuple[str, str]:
+        return f"rcb{k}", f"relu -> conv(C, {k}, stride) -> bn(affine = {self._affine(0.3)})"
+
+    def _cand_dil(self, k: int, depth: int) -> tuple[str, str]:
+        """Half a separable stack: ReLU prefix and BN suffix for PMS."""
+        k = max(k, 3)
+        return f"dil{k}", f"relu -> dwconv({k}, stride{self._dilation(k)}) -> conv(C, 1) -> bn(affine = false)"
+
+    def _cand_sep(self, k: int, depth: int) -> tuple[str, str]:
+        """A separable stack: ReLU prefix and BN suffix for PMS, a floating BN -> ReLU middle for FMS."""
+        k = max(k, 3)
+        first = self._cand_dil(k, depth)[1]
+        return f"sep{k}", f"{first} -> relu -> dwconv({k}{self._dilation(k)}) -> conv(C, 1) -> bn(affine = false)"
+
+    def _cand_cbr(self, k: int, depth: int) -> tuple[str, str]:
+        """A floating BN -> ReLU without the ReLU prefix of the stacks (PMS and FMS then conflict)."""
+        first = self.rng.choice((f"conv(C, {k}, stride)", f"dwconv({k}, stride) -> conv(C, 1)"))
+        return f"cbr{k}", f"{first} -> bn(affine = false) -> relu -> conv(C, {k}){self._maybe_bn()}"
+
+    def _cand_pool(self, k: int, depth: int) -> tuple[str, str]:
+        pool = self.rng.choice(("max_pool(3, stride)", "avg_pool(3, stride)",
+                                "avg_pool(3, stride, count_include_pad = false)"))
+        return pool.split("(")[0], pool + self._maybe_bn()
+
+    def _cand_skip(self, k: int, depth: int) -> tuple[str, str]:
+        return "skip", f"if stride == 1 then identity else factorized_reduce(C, affine = {self._affine(0.5)})"
+
+    def _cand_zero(self, k: int, depth: int) -> tuple[str, str]:
+        return "none", "zero(stride)"
+
+    def _cand_value(self, k: int, depth: int) -> tuple[str, str]:
+        if self.rng.random() < 0.5:
+            return "vconv", "conv(C, one_of [1, 3], stride)"
+        return "vdw", "dwconv(one_of [3, 5], stride) -> conv(C, 1)"
+
+    def _cand_sum(self, k: int, depth: int) -> tuple[str, str]:
+        return "par", f"sum(conv(C, {k}, stride), {self.candidate(2)[1]})"
+
+    def _cand_act(self, k: int, depth: int) -> tuple[str, str]:
+        return "act", f"conv(C, {k}, stride) -> {self.rng.choice(('relu6', 'sigmoid', 'relu'))}"
+
+    def _cand_nested(self, k: int, depth: int) -> tuple[str, str]:
+        prefix = "relu -> " if self.rng.random() < 0.4 else ""
+        suffix = " -> bn(affine = false)" if self.rng.random() < 0.4 else ""
+        return "nest", f"{prefix}{self.one_of(depth + 1, self.rng.randint(2, 3))}{suffix}"
 
     def one_of(self, depth: int, n: int) -> str:
+        """A layer choice of ``n`` candidates (rarely: of two zeros), indented for ``depth``."""
         used: set[str] = set()
         items = []
         for _ in range(n):
             base, text = self.candidate(depth)
             if self.rng.random() < 0.015:
                 base = self.rng.choice(MODULE_ATTRIBUTE_NAMES)
-            name, i = base, 1
-            while name in used:
-                name, i = f"{base}_{i}", i + 1
+            name = fresh_name(base, used)
             used.add(name)
             items.append(f"{name}: {text}")
-        if self.rng.random() < 0.01:  # every candidate computes zero
+        if self.rng.random() < 0.01:
             items = ["a: zero(stride)", "b: zero(stride)"]
         pad = "    " * depth
         body = "".join(f"\n{pad}    {item}" for item in items)
@@ -175,34 +196,15 @@ class _SpaceWriter:
         return name
 
     # -- network -------------------------------------------------------------------------------
-    def fresh(self, base: str) -> str:
-        """An unused tensor name (now and then one that is also an ``nn.Module`` attribute)."""
-        if self.rng.random() < 0.02:
-            base = self.rng.choice(MODULE_ATTRIBUTE_NAMES)
-        name, i = base, 1
-        while name in self.names:
-            name, i = f"{base}{i}", i + 1
-        self.names.add(name)
-        return name
-
-    def stride(self) -> int:
-        """2 (halving the tracked spatial size, rounding up) now and then while the map is at least 3 x 3."""
-        if min(self.size) >= 3 and self.rng.random() < 0.35:
-            self.size = [(s + 1) // 2 for s in self.size]
-            return 2
-        return 1
-
     def write(self) -> GeneratedSpace:
         r = self.rng
         shape = (r.choice((1, 2, 3)), r.choice((5, 6, 7, 7, 9)), r.choice((5, 5, 6, 7, 9)))
         self.size = [shape[1], shape[2]]
-        stem_channels = self.channels = r.choice((2, 4))
+        stem_channels = self.channels
         stem = r.choice(("conv(C, 3)", "conv(C, 3) -> bn", "conv(C, 1) -> relu"))
         self.lines.append(f"h = ({stem})(x)")
-        self.current = "h"
-        layers = r.choices(("choice", "residual", "cells", "inputs", "widen"), (4, 2, 3, 1, 1), k=r.choice((1, 1, 2, 2, 3)))
-        for layer in layers:
-            getattr(self, f"_{layer}")()
+        for layer in r.choices(list(_LAYER_KINDS), list(_LAYER_KINDS.values()), k=r.choice((1, 1, 2, 2, 3))):
+            getattr(self, f"_layer_{layer}")()
         if r.random() < 0.5:
             self.lines.append(f"logits = (global_avg_pool -> linear(3))({self.current})")
             self.lines.append("output logits")
@@ -214,37 +216,51 @@ class _SpaceWriter:
         header = f"# generated by nasir.testing.spaces.random_space({self.seed})\n"
         return GeneratedSpace(self.seed, header + "\n\n".join([*self.defs, net]) + "\n", shape)
 
+    def fresh(self, base: str) -> str:
+        """An unused tensor name (now and then one that is also an ``nn.Module`` attribute)."""
+        if self.rng.random() < 0.02:
+            base = self.rng.choice(MODULE_ATTRIBUTE_NAMES)
+        name = fresh_name(base, self.names)
+        self.names.add(name)
+        return name
+
+    def stride(self) -> int:
+        """2 (halving the tracked spatial size, rounding up) now and then while the map is at least 3 x 3."""
+        if min(self.size) >= 3 and self.rng.random() < 0.35:
+            self.size = [(s + 1) // 2 for s in self.size]
+            return 2
+        return 1
+
     def _assign(self, base: str, expr: str) -> None:
         name = self.fresh(base)
         self.lines.append(f"{name} = {expr}")
         self.current = name
 
-    def _choice(self) -> None:
+    def _layer_choice(self) -> None:
         template = self.choice_template()
         self._assign("e", f"{template}({self.channels}, {self.stride()})({self.current})")
 
-    def _residual(self) -> None:
+    def _layer_residual(self) -> None:
         template = self.choice_template()
         self._assign("res", f"sum({self.current}, {template}({self.channels}, 1)({self.current}))")
 
-    def _inputs(self) -> None:
+    def _layer_inputs(self) -> None:
         """An ``input_choice`` outside any cell, over two or three choice applications."""
         n = self.rng.randint(2, 3)
         edges = ", ".join(f"{self.choice_template()}({self.channels}, 1)({self.current})" for _ in range(n))
         self._assign("pick", f"input_choice({self.rng.randint(1, n - 1)}, [{edges}])")
 
-    def _widen(self) -> None:
+    def _layer_widen(self) -> None:
         self.channels = min(2 * self.channels, 8)
         self._assign("wide", f"conv({self.channels}, 1)({self.current})")
 
-    def _cells(self) -> None:
+    def _layer_cells(self) -> None:
         """A stack of 1-3 instances of one new cell template, reduction cells among them."""
-        r = self.rng
-        cell = self._cell_template()
+        cell, out_factor = self._cell_template()
         s0 = s1 = self.current
         reduction_prev = False
-        for _ in range(r.choice((1, 1, 2, 2, 3))):
-            reduction = min(self.size) >= 3 and r.random() < 0.4
+        for _ in range(self.rng.choice((1, 1, 2, 2, 3))):
+            reduction = min(self.size) >= 3 and self.rng.random() < 0.4
             if reduction:
                 self.size = [(s + 1) // 2 for s in self.size]
                 self.channels = min(2 * self.channels, 8)
@@ -254,25 +270,22 @@ class _SpaceWriter:
             s0, s1 = s1, name
             reduction_prev = reduction
         self.current = s1
-        self.channels *= self.cell_out_factor
+        self.channels *= out_factor
 
-    def _cell_template(self) -> str:
-        """Define ``cell cellN(C, reduction, reduction_prev)``: DARTS-like nodes over input-choice edges."""
+    def _cell_template(self) -> tuple[str, int]:
+        """Define ``cell cellN(C, reduction, reduction_prev)``, DARTS-like nodes over input-choice
+        edges; returns its name and how many times C channels it outputs."""
         r = self.rng
         name = f"cell{self.n_cells}"
         self.n_cells += 1
         edge = self.choice_template()
         steps = r.choice((1, 1, 2))
-        keep = r.choice((1, 2))
         shares = (f' shares if reduction then "reduce{self.n_cells}" else "normal{self.n_cells}"'
                   if r.random() < 0.7 else "")
         pre = r.choice(("conv(C, 1)", "relu -> conv(C, 1) -> bn(affine = false)"))
         reduce_pre = r.choice(("factorized_reduce(C, affine = false)", "conv(C, 1, 2)"))
         last = r.randint(1, steps)
-        if r.random() < 0.5:
-            out, self.cell_out_factor = f"concat([states[t] for t in len(states) - {last} .. len(states)])", last
-        else:
-            out, self.cell_out_factor = f"sum([states[t] for t in len(states) - {last} .. len(states)])", 1
+        join, factor = ("concat", last) if r.random() < 0.5 else ("sum", 1)
         self.defs.append(
             f"cell {name}(C, reduction, reduction_prev){shares} {{\n"
             f"    input s0, s1\n"
@@ -280,13 +293,13 @@ class _SpaceWriter:
             f"    p1 = ({pre})(s1)\n"
             f"    states = [p0, p1]\n"
             f"    for i in 0 .. {steps} {{\n"
-            f"        n[i] = input_choice({keep}, [{edge}(C, if reduction and t < 2 then 2 else 1)(states[t])\n"
+            f"        n[i] = input_choice({r.choice((1, 2))}, [{edge}(C, if reduction and t < 2 then 2 else 1)(states[t])\n"
             f"                               for t in 0 .. len(states)])\n"
             f"        states = states + [n[i]]\n"
             f"    }}\n"
-            f"    output {out}\n"
+            f"    output {join}([states[t] for t in len(states) - {last} .. len(states)])\n"
             f"}}")
-        return name
+        return name, factor
 
 
 # -- brute-force size ----------------------------------------------------------------------------
