@@ -20,20 +20,21 @@ MAX_CAND = 8
 
 @triton.jit
 def _dw_coef(kp, wp, c, I: tl.constexpr, S: tl.constexpr, NORM: tl.constexpr, eps, SSB: tl.constexpr):
-    """Scalars (a, b) with w_i * N(k_i)[c, t] = a * k_i[c, t] + b, N the per-channel standardization."""
+    """Scalars (a, b) with w_i * N(k_i)[c, t] = a * k_i[c, t] + b, N the per-channel standardization
+    (none for a single tap, S = 1: see ``reference.single_tap``)."""
     w = tl.load(wp + I).to(tl.float32)
+    a = w
+    b = w * 0.0
     if NORM:
-        offs = tl.arange(0, SSB)
-        m = offs < S * S
-        k = tl.load(kp + c * (S * S) + offs, mask=m, other=0.0).to(tl.float32)
-        mean = tl.sum(k, axis=0) / (S * S)
-        u = tl.where(m, k - mean, 0.0)
-        std = tl.sqrt(tl.sum(u * u, axis=0) / (S * S))
-        a = w / (std + eps)
-        b = -a * mean
-    else:
-        a = w
-        b = w * 0.0
+        if S > 1:
+            offs = tl.arange(0, SSB)
+            m = offs < S * S
+            k = tl.load(kp + c * (S * S) + offs, mask=m, other=0.0).to(tl.float32)
+            mean = tl.sum(k, axis=0) / (S * S)
+            u = tl.where(m, k - mean, 0.0)
+            std = tl.sqrt(tl.sum(u * u, axis=0) / (S * S))
+            a = w / (std + eps)
+            b = -a * mean
     return a, b
 
 
@@ -185,20 +186,20 @@ def _dw_bwd_cand(part, NSPLIT, C, c, kp, gkp, wp, gwp, I: tl.constexpr, K: tl.co
     g = tl.sum(tl.load(part + (sp * C + c) * (K * K) + t[None, :], mask=(sp < NSPLIT) & m[None, :], other=0.0), axis=0)
     k = tl.load(kp + c * (S * S) + offs, mask=m, other=0.0).to(tl.float32)
     w = tl.load(wp + I).to(tl.float32)
+    gw = tl.sum(g * k, axis=0)
+    gk = w * g
     if NORM:
-        mean = tl.sum(k, axis=0) / (S * S)
-        u = tl.where(m, k - mean, 0.0)
-        sigma = tl.sqrt(tl.sum(u * u, axis=0) / (S * S))
-        rr = 1.0 / (sigma + eps)
-        gw = tl.sum(g * u, axis=0) * rr
-        gz = w * g
-        gm = tl.sum(gz, axis=0) / (S * S)
-        gu = tl.sum(gz * u, axis=0) / (S * S)
-        coef = tl.where(sigma > 0, rr * rr * gu / tl.where(sigma > 0, sigma, 1.0), 0.0)
-        gk = rr * (gz - gm) - coef * u
-    else:
-        gw = tl.sum(g * k, axis=0)
-        gk = w * g
+        if S > 1:  # a single tap is not standardized
+            mean = tl.sum(k, axis=0) / (S * S)
+            u = tl.where(m, k - mean, 0.0)
+            sigma = tl.sqrt(tl.sum(u * u, axis=0) / (S * S))
+            rr = 1.0 / (sigma + eps)
+            gw = tl.sum(g * u, axis=0) * rr
+            gz = w * g
+            gm = tl.sum(gz, axis=0) / (S * S)
+            gu = tl.sum(gz * u, axis=0) / (S * S)
+            coef = tl.where(sigma > 0, rr * rr * gu / tl.where(sigma > 0, sigma, 1.0), 0.0)
+            gk = rr * (gz - gm) - coef * u
     tl.store(gkp + c * (S * S) + offs, gk.to(gkp.dtype.element_ty), mask=m)
     tl.store(gwp + c * MAXC + I, gw)
 
@@ -242,7 +243,8 @@ def dw_bwd_prep_kernel(
 @triton.jit
 def _prep_cand(acc, kp, pp, wp, o, ci, ky, kx, CIG, I: tl.constexpr, S: tl.constexpr, D: tl.constexpr,
                O: tl.constexpr, NORM: tl.constexpr, PW: tl.constexpr, eps):
-    """acc[ci, tap] += w_i * E(N(k_i))[o] (plain) or w_i * N(PW_i)[o, ci] * E(N(DW_i))[ci] (factorized)."""
+    """acc[ci, tap] += w_i * E(N(k_i))[o] (plain) or w_i * N(PW_i)[o, ci] * E(N(DW_i))[ci] (factorized);
+    N leaves a filter of one number as it is (``reference.single_tap``)."""
     ry = ky - O
     rx = kx - O
     on = (ry >= 0) & (rx >= 0) & (ry % D == 0) & (rx % D == 0) & (ry < D * S) & (rx < D * S) & (ci < CIG)
@@ -251,17 +253,18 @@ def _prep_cand(acc, kp, pp, wp, o, ci, ky, kx, CIG, I: tl.constexpr, S: tl.const
     if PW:
         v = tl.load(kp + ci * (S * S) + src, mask=on, other=0.0).to(tl.float32)
         if NORM:
-            mean = tl.sum(v, axis=1) / (S * S)
-            u = tl.where(on, v - mean[:, None], 0.0)
-            std = tl.sqrt(tl.sum(u * u, axis=1) / (S * S))
-            v = u / (std + eps)[:, None]
+            if S > 1:
+                mean = tl.sum(v, axis=1) / (S * S)
+                u = tl.where(on, v - mean[:, None], 0.0)
+                std = tl.sqrt(tl.sum(u * u, axis=1) / (S * S))
+                v = u / (std + eps)[:, None]
         cm = ci < CIG
         p = tl.load(pp + o * CIG + ci, mask=cm, other=0.0).to(tl.float32)
         if NORM:
             pmean = tl.sum(p, axis=0) / CIG
             pu = tl.where(cm, p - pmean, 0.0)
             pstd = tl.sqrt(tl.sum(pu * pu, axis=0) / CIG)
-            p = pu / (pstd + eps)
+            p = tl.where(CIG > 1, pu / (pstd + eps), p)
         acc += w * p * v
     else:
         v = tl.load(kp + (o * CIG + ci) * (S * S) + src, mask=on, other=0.0).to(tl.float32)
@@ -270,7 +273,7 @@ def _prep_cand(acc, kp, pp, wp, o, ci, ky, kx, CIG, I: tl.constexpr, S: tl.const
             mean = tl.sum(tl.sum(v, axis=1), axis=0) / cnt
             u = tl.where(on, v - mean, 0.0)
             std = tl.sqrt(tl.sum(tl.sum(u * u, axis=1), axis=0) / cnt)
-            v = u / (std + eps)
+            v = tl.where(cnt > 1, u / (std + eps), v)
         acc += w * v
     return acc
 

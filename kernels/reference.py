@@ -48,13 +48,27 @@ def extract(g: Tensor, size: int, dilation: int) -> Tensor:
     return g[..., off : off + span : dilation, off : off + span : dilation]
 
 
+def single_tap(k: Tensor, first: int = 1) -> bool:
+    """Whether each filter of ``k`` (its dimensions from ``first`` on) holds one number.
+
+    Such a filter (a 1x1 depthwise kernel, a pointwise kernel over one channel) is left as it is by
+    :func:`standardize`: standardizing one number gives 0 whatever it is, which would turn the
+    candidate into a zero op, and subtracting its mean alone would too. Without a spread to divide
+    by, only its scale could be normalized, to a sign with no gradient; keeping it learnable wins.
+    """
+    return all(n == 1 for n in k.shape[first:])
+
+
 def standardize(k: Tensor, eps: float = 1e-5, first: int = 1) -> Tensor:
     """Per-output-filter weight standardization (k - mean) / (std + eps), std with unbiased=False.
 
     The statistics run over every dimension from ``first`` on (input channels and taps), which is
     what TopoNAS' kernel normalization (Eq. 28) and weight standardization do; ``first=2``
-    standardizes a stack of same-shaped kernels at once.
+    standardizes a stack of same-shaped kernels at once. Single-number filters are returned
+    unchanged (see :func:`single_tap`).
     """
+    if single_tap(k, first):
+        return k
     dims = tuple(range(first, k.dim()))
     mean = k.mean(dim=dims, keepdim=True)
     std = k.std(dim=dims, keepdim=True, unbiased=False)
@@ -68,8 +82,10 @@ def standardize_backward(k: Tensor, grad: Tensor, eps: float = 1e-5, first: int 
     dk = r (g - mean(g)) - r^2 mean(g u) / sigma * u.  Where sigma is 0 (a constant filter) the
     second term is 0 because u is, so it is dropped instead of producing 0/0 like autograd's
     std backward would.  Used by the reference backward of the op and mirrored by the Triton
-    kernels.
+    kernels. A single-number filter is not standardized, so its gradient passes through.
     """
+    if single_tap(k, first):
+        return grad
     dims = tuple(range(first, k.dim()))
     u = k - k.mean(dim=dims, keepdim=True)
     sigma = u.square().mean(dim=dims, keepdim=True).sqrt()

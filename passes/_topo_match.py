@@ -391,20 +391,25 @@ def simplify(graph: Graph, *, pms: bool, fms: bool, approximate: bool, log: Log)
 
 
 def _rewrite_once(region: Region, node: ChoiceNode, *, pms: bool, fms: bool, approximate: bool, log: Log) -> bool:
-    """One PMS rewrite of ``node`` (preferred: it never changes more than a trailing module), else one FMS rewrite."""
+    """The PMS or FMS rewrite of ``node`` that saves the most modules (PMS on ties: it never changes
+    more than a trailing module); False if neither applies."""
     group = find_pms_group(node, approximate) if pms else None
+    floating = find_fms_group(node) if fms else None
+    if floating is not None and (group is None or floating.saved > group.saved):
+        apply_fms(region, node, floating, log)
+        return True
     if group is not None:
         apply_pms(region, node, group, log)
-        return True
-    floating = find_fms_group(node) if fms else None
-    if floating is not None:
-        apply_fms(region, node, floating, log)
         return True
     return False
 
 
 def _simplify_region(region: Region, rewrite_once: Callable[[Region, ChoiceNode], bool]) -> int:
-    """Rewrite every choice of ``region`` to a fixpoint, then the regions nested in its nodes."""
+    """Rewrite the regions nested in the nodes of ``region``, then every choice of ``region``, to a fixpoint.
+
+    Innermost first: a nested choice's shared modules are hoisted before the choice holding it is
+    looked at, so that choice sees them whether or not an earlier pass already hoisted them.
+    """
     def sweep() -> int:
         done = 0
         for node in list(region.nodes):  # rewrites insert hoisted modules; skip nodes no longer in the region
@@ -412,11 +417,11 @@ def _simplify_region(region: Region, rewrite_once: Callable[[Region, ChoiceNode]
                 done += run_to_fixpoint(partial(rewrite_once, region, node))
         return done
 
-    done = run_to_fixpoint(sweep)
-    for node in region.nodes:
+    done = 0
+    for node in list(region.nodes):
         for _, sub in sub_regions(node):
             done += _simplify_region(sub, rewrite_once)
-    return done
+    return done + run_to_fixpoint(sweep)
 
 
 @dataclass

@@ -5,7 +5,9 @@ its weight down leaves the loss unchanged: the architecture weights are not iden
 search drifts. Standardizing every learnable candidate kernel before the merge,
 (k_i - mean(k_i)) / (std(k_i) + eps) per output filter with eps = 1e-5 (the ``nasir.kernels``
 reference documents the exact statistics), removes that freedom. Fixed kernels (identity delta,
-uniform pooling) are left as they are.
+uniform pooling) are left as they are, and so are filters of a single number (a ``dwconv(1)``
+kernel, a pointwise conv over one channel): standardizing one number gives 0, which would turn the
+candidate into a zero op (``nasir.kernels.reference.single_tap``).
 
 The pass marks every ``merged_conv`` node ``normalize=true``; the lowered ``MergedConv`` passes the
 flag to the kernel, which standardizes inside the fused op. ``reparam{kernel_norm=true}`` does the

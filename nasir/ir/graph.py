@@ -78,17 +78,12 @@ class Graph(BaseModel):
         Choices nested inside a candidate count only when that candidate is picked (a DNA block
         choosing between cells of different depth); choices tied to one parameter (DARTS cells of
         one type, PMS cascades, FMS series choices) count once. With ``input_rule`` each input
-        group keeps ``n_chosen`` of its member edges, each kept edge picking one non-excluded
-        candidate (the DARTS top-2 rule).
+        group keeps ``n_chosen`` of its member edges, each kept edge being any architecture of that
+        edge whose own choice picks a non-excluded candidate, choices nested in the edge included
+        (the DARTS top-2 rule); the dropped edges count nothing.
         """
-        skip: set[str] = set()
-        total = 1
-        if input_rule:
-            for group in self.input_groups:
-                sizes = [sum(1 for c in self.arch[m].candidates if c not in group.exclude) for m in group.members]
-                total *= _choose_products(sizes, group.n_chosen)
-                skip.update(group.members)
-        return total * _count_region(self.body, {}, skip)
+        groups = self.input_groups if input_rule else []
+        return _count_region(self.body, {}, _InputRule(self.arch, groups))
 
     def copy_deep(self) -> Graph:
         """An independent copy (through JSON: faster than ``model_copy(deep=True)`` here)."""
@@ -162,25 +157,53 @@ def _top_weighted(region: Region) -> list[ArchWeighted]:
     return found
 
 
-def _count_region(region: Region, allowed: dict[str, set[int]], skip: set[str]) -> int:
+class _InputRule:
+    """The input groups counted by the top-k rule, and the candidates each member edge may keep."""
+
+    def __init__(self, arch: dict[str, ArchParam], groups: list[InputGroup]):
+        self.group_of = {m: g for g in groups for m in g.members}
+        self.allowed = {m: {i for i, c in enumerate(arch[m].candidates) if c not in g.exclude}
+                        for g in groups for m in g.members}
+
+
+def _count_region(region: Region, allowed: dict[str, set[int]], rule: _InputRule) -> int:
     total = 1
     seen: set[str] = set()
-    for node in _top_weighted(region):
+    counted: set[tuple[str, ...]] = set()  # input groups (by members), whose members may stand anywhere here
+    top = _top_weighted(region)
+    for node in top:
         if node.arch in seen:
             continue
         seen.add(node.arch)
-        total *= _count_node(node, allowed, skip)
+        group = rule.group_of.get(node.arch)
+        if group is None or node.arch in allowed:  # in allowed: nested in its own edge (PMS group, merged conv)
+            total *= _count_node(node, allowed, rule)
+        elif tuple(group.members) not in counted:
+            counted.add(tuple(group.members))
+            total *= _count_group(group, top, allowed, rule)
     return total
+
+
+def _count_group(group: InputGroup, top: list[ArchWeighted], allowed: dict[str, set[int]], rule: _InputRule) -> int:
+    """Sum over the kept ``n_chosen``-subsets of member edges of the product of their sizes."""
+    first = {}
+    for node in top:
+        first.setdefault(node.arch, node)
+    sizes = []
+    for member in group.members:
+        node = first.get(member)
+        if node is not None:
+            mine = allowed.get(member, set(node.domain)) & rule.allowed[member]
+            sizes.append(_count_node(node, {**allowed, member: mine}, rule))
+    return _choose_products(sizes, group.n_chosen)
 
 
 def _uses(region: Region, arch: str) -> bool:
     return any(n.arch == arch for n in _top_weighted(region))
 
 
-def _count_node(node: ArchWeighted, allowed: dict[str, set[int]], skip: set[str]) -> int:
+def _count_node(node: ArchWeighted, allowed: dict[str, set[int]], rule: _InputRule) -> int:
     mine = allowed.get(node.arch, set(node.domain)) & set(node.domain)
-    if node.arch in skip and node.arch not in allowed:
-        mine = {min(mine)} if mine else set()  # counted by its input group instead
     if isinstance(node, MergedConvNode):
         return len(mine)
     total = 0
@@ -191,9 +214,9 @@ def _count_node(node: ArchWeighted, allowed: dict[str, set[int]], skip: set[str]
         if not picks:
             continue
         if _uses(cand.body, node.arch):
-            total += _count_region(cand.body, {**allowed, node.arch: picks}, skip)
+            total += _count_region(cand.body, {**allowed, node.arch: picks}, rule)
         else:
-            total += len(picks) * _count_region(cand.body, allowed, skip)
+            total += len(picks) * _count_region(cand.body, allowed, rule)
     return total + len(mine - covered)
 
 

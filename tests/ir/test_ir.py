@@ -15,6 +15,8 @@ from nasir.ir.graph import Graph
 from nasir.ir.nodes import OpNode
 from nasir.ir.ops import Conv
 from nasir.ir.verify import verify
+from nasir.passmanager import PassManager
+from nasir.testing import brute_force_size
 
 SCHEMA = Path(__file__).resolve().parents[2] / "nasir" / "schema" / "ir.schema.json"
 
@@ -79,6 +81,35 @@ def test_search_space_sizes(darts_graph):
     for cells in blocks:
         expected *= sum(6**layers for layers in cells)
     assert mb == expected and 1.5e17 < mb < 2.5e17
+
+
+def test_top_k_size_counts_choices_nested_in_input_choice_edges(parse):
+    """A kept edge is any architecture of the edge: 3 here (x, y, or b), so keeping 1 of 2 edges gives
+    3 + 3 = 6; the nested choices of edges that are not kept count nothing (it used to say 16)."""
+    g = parse("""
+    choice edge() = one_of { a: one_of { x: conv(4, 3)  y: conv(4, 5) }  b: conv(4, 1) }
+    network n() {
+        input x: [4, 5, 5]
+        y = input_choice(1, [edge()(x), edge()(x)])
+        output y
+    }""")
+    assert g.search_space_size(input_rule=True) == brute_force_size(g, input_rule=True) == 6
+    assert g.search_space_size() == brute_force_size(g) == 9
+
+
+def test_top_k_size_is_kept_by_passes_that_nest_an_edge_in_itself(parse):
+    """reparam merges conv3 and conv5 into a candidate holding a merged conv on the edge's own
+    parameter: that inner node is part of the edge, not another input-choice member."""
+    g = parse("""
+    choice edge() = one_of { c3: conv(4, 3)  c5: conv(4, 5)  pool: max_pool(3, 1) }
+    network n() {
+        input x: [4, 5, 5]
+        y = input_choice(2, [edge()(x), edge()(x)])
+        output y
+    }""")
+    merged = PassManager.parse("reparam").run(g)
+    assert any(n.kind == "merged_conv" for _, n, _ in merged.walk())
+    assert merged.search_space_size(input_rule=True) == g.search_space_size(input_rule=True) == 3 * 3
 
 
 def test_known_parameter_counts(darts_graph):

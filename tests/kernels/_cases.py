@@ -7,6 +7,7 @@ import torch
 DARTS_DW = [(3, 1), (5, 1), (3, 2), (5, 2)]  # sep 3x3, sep 5x5, dil 3x3, dil 5x5 -> 9x9 footprint
 MBCONV_DW = [(3, 1), (5, 1), (7, 1)]
 NB201 = [(1, 1), (3, 1)]
+SINGLE_TAP = [(1, 1), (3, 2)]  # a 1x1 kernel: one number per depthwise filter
 
 
 def make_case(n=2, c_in=4, c_out=None, h=9, w=11, specs=DARTS_DW, groups=1, pointwise=False, dtype=torch.float64,

@@ -8,7 +8,7 @@ import torch
 from nasir.kernels import embed, footprint, merge_kernels, merged_conv, merged_conv_reference, naive_mixed_conv, use_backend
 from nasir.kernels.reference import standardize, standardize_backward
 
-from ._cases import DARTS_DW, MBCONV_DW, NB201, make_case
+from ._cases import DARTS_DW, MBCONV_DW, NB201, SINGLE_TAP, make_case
 
 CONFIGS = {
     "dw-darts": dict(c_in=4, groups=4, specs=DARTS_DW),
@@ -16,6 +16,10 @@ CONFIGS = {
     "dense-nb201": dict(c_in=3, c_out=5, groups=1, specs=NB201),
     "grouped": dict(c_in=4, c_out=6, groups=2, specs=[(3, 1), (3, 2)]),
     "factorized": dict(c_in=4, c_out=3, groups=4, specs=DARTS_DW, pointwise=True),
+    # filters of one number (1x1 depthwise, pointwise or dense over one channel) are not standardized
+    "dw-single-tap": dict(c_in=3, groups=3, specs=SINGLE_TAP),
+    "factorized-single-tap": dict(c_in=3, c_out=4, groups=3, specs=SINGLE_TAP, pointwise=True),
+    "dense-one-channel": dict(c_in=1, c_out=3, groups=1, specs=SINGLE_TAP),
 }
 
 
@@ -87,6 +91,19 @@ def test_standardize_backward_of_constant_filter_is_finite():
     kk = k[1:].clone().requires_grad_()
     (ref,) = torch.autograd.grad(standardize(kk), kk, g[1:])
     torch.testing.assert_close(gk[1:], ref)
+
+
+def test_single_number_filters_are_left_as_they_are():
+    """Standardizing one number gives 0 whatever it is: a dwconv(1) candidate became a zero op."""
+    k = torch.randn(4, 1, 1, 1, dtype=torch.float64)
+    g = torch.randn_like(k)
+    assert torch.equal(standardize(k), k) and torch.equal(standardize_backward(k, g), g)
+    stacked = torch.randn(2, 4, 1, 1, 1, dtype=torch.float64)
+    assert torch.equal(standardize(stacked, first=2), stacked)
+    x, ks, ds, w, _ = make_case(c_in=3, groups=3, specs=SINGLE_TAP)
+    with use_backend("torch"):
+        only_tap = merged_conv(x, ks, ds, torch.tensor([1.0, 0.0], dtype=torch.float64), groups=3, normalize=True)
+    torch.testing.assert_close(only_tap, torch.nn.functional.conv2d(x, ks[0], groups=3))
 
 
 def test_stacked_standardization_equals_per_kernel():

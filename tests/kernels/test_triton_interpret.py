@@ -21,7 +21,7 @@ import torch
 
 from nasir.kernels import merged_conv, use_backend
 
-from ._cases import DARTS_DW, MBCONV_DW, NB201, make_case, rel_err
+from ._cases import DARTS_DW, MBCONV_DW, NB201, SINGLE_TAP, make_case, rel_err
 
 _CHILD = os.environ.get("NASIR_TRITON_INTERPRET_CHILD") == "1"
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton not installed")
@@ -36,7 +36,7 @@ def test_interpreter_suite():
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     progress = proc.stdout.split()[0] if proc.stdout.split() else ""
-    assert progress.count(".") == 8, proc.stdout[-2000:]  # every interpreted check ran and passed
+    assert progress.count(".") == 11, proc.stdout[-2000:]  # every interpreted check ran and passed
 
 
 def _both(cfg, stride, normalize, mask=None, n=2):
@@ -64,6 +64,13 @@ def test_depthwise_darts(stride, normalize):
 
 
 @child_only
+def test_depthwise_single_tap():
+    out = _both(dict(c_in=3, groups=3, specs=SINGLE_TAP, h=7, w=6), 1, True)
+    for a, b in zip(out["triton"], out["torch"]):
+        assert rel_err(a, b) < 1e-5
+
+
+@child_only
 def test_depthwise_odd_size_batch1_exempt_candidate():
     out = _both(dict(c_in=2, groups=2, specs=MBCONV_DW, h=7, w=10), 2, True, mask=[True, False, True], n=1)
     for a, b in zip(out["triton"], out["torch"]):
@@ -73,8 +80,10 @@ def test_depthwise_odd_size_batch1_exempt_candidate():
 @child_only
 @pytest.mark.parametrize("cfg", [dict(c_in=3, c_out=5, groups=1, specs=NB201, h=6, w=7),
                                  dict(c_in=4, c_out=6, groups=2, specs=[(3, 1), (3, 2)], h=6, w=5),
-                                 dict(c_in=3, c_out=4, groups=3, specs=DARTS_DW, pointwise=True, h=6, w=5)],
-                         ids=["dense", "grouped", "factorized"])
+                                 dict(c_in=3, c_out=4, groups=3, specs=DARTS_DW, pointwise=True, h=6, w=5),
+                                 dict(c_in=3, c_out=4, groups=3, specs=SINGLE_TAP, pointwise=True, h=6, w=5),
+                                 dict(c_in=1, c_out=3, groups=1, specs=SINGLE_TAP, h=6, w=5)],
+                         ids=["dense", "grouped", "factorized", "factorized-single-tap", "dense-one-channel"])
 def test_weight_prep_paths(cfg):
     out = _both(cfg, 2, True)
     for a, b in zip(out["triton"], out["torch"]):

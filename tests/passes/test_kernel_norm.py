@@ -67,3 +67,19 @@ def test_scaling_a_kernel_no_longer_trades_off_against_its_weight():
 
     assert change(outs[False]) > 0.1
     assert change(outs[True]) < 1e-3  # only eps = 1e-5 against std ~ 0.1 remains
+
+
+def test_single_tap_candidate_keeps_its_kernel():
+    """A 1x1 depthwise kernel has one number per filter, whose standardization is 0: ``dwconv(1)``
+    became a zero op. Filters of one number are left unnormalized (``reference.single_tap``)."""
+    g = parse_string("""
+    network n() {
+        input x: [2, 5, 5]
+        e = one_of { tap: dwconv(1)  d3: dwconv(3) }(x)
+        output e
+    }""")
+    m = lower(PassManager.parse("reparam{kernel_norm=true}").run(g), "supernet", seed=0).double()
+    with torch.no_grad():
+        m.arch.e.copy_(torch.tensor([40.0, 0.0]))
+    x = torch.randn(2, 2, 5, 5, dtype=torch.float64)
+    torch.testing.assert_close(m(x), F.conv2d(x, m.e.kernels["tap"], groups=2), rtol=1e-10, atol=1e-10)

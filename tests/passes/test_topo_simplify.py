@@ -85,6 +85,42 @@ def test_recursion_reaches_choices_created_by_earlier_rewrites(topo):
     assert pm.records[-1].result.stats["modules-shared"] == 2 + 1 + 1
 
 
+def test_fixpoint_does_not_depend_on_what_ran_before(topo):
+    """PMS can share the ReLU of a, b, c, FMS the BN -> ReLU between the convs of a, b, d: the two
+    groupings conflict. topo-simplify used to take PMS's and leave d's BN -> ReLU unshared (13
+    modules), while after `fms` it kept FMS's (12): the fixpoint depended on the order. It now undoes
+    earlier sharing and takes the rewrite saving the most, whatever ran before."""
+    g = parse_string("""
+    network n() {
+        input x: [4, 6, 6]
+        e = one_of {
+            a: relu -> conv(4, 3) -> bn(affine = false) -> relu -> conv(4, 3)
+            b: relu -> conv(4, 5) -> bn(affine = false) -> relu -> conv(4, 5)
+            c: relu -> conv(4, 1)
+            d: max_pool(3, 1) -> conv(4, 1) -> bn(affine = false) -> relu -> conv(4, 1)
+        }(x)
+        output e
+    }""")
+    once, pm = topo.run(g, "topo-simplify")
+    assert pm.records[-1].result.stats["modules-shared"] == 2 * 2 + 1
+    topo.filecheck(print_graph(once), """
+        %e = choice %e covers=[[0, 1, 3], [2]] domain=[0, 1, 2, 3](%x)
+        ^floating:
+        %first = choice %e covers=[[0, 1], [3]] domain=[0, 1, 3](%x)
+        ^shared:
+        %relu = relu(%x)
+        %mix = choice %e covers=[[0], [1]] domain=[0, 1](%relu)
+        %bn = bn(affine=false)(%first)
+        CHECK-NEXT: %relu_1 = relu(%bn)
+        CHECK-NEXT: %second = choice %e covers=[[0], [1], [3]] domain=[0, 1, 3](%relu_1)
+        ^c:
+    """)
+    for before in ("pms", "fms", "pms,fms", "fms,pms", "topo-simplify"):
+        again, pm = topo.run(g, f"{before},topo-simplify")
+        assert print_graph(again) == print_graph(once), before
+    assert not pm.records[-1].result.changed
+
+
 def test_exact_mode_is_exact_float64(topo):
     before, after, _, pm = topo.compare(_darts(), "topo-simplify{approximate=false},reparam")
     assert pm.exact
