@@ -12,6 +12,8 @@ networks and cells, and offers the entry points. Expressions are evaluated by ``
 
 from __future__ import annotations
 
+import json
+import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -19,11 +21,12 @@ from typing import Any
 
 from lark import Tree
 
-from nasir.diagnostics import NasirError
+from nasir.diagnostics import NasirError, NasirWarning, SourceLoc
 from nasir.frontends.binding import ALIASES, bind
 from nasir.frontends.builtins import BUILTINS
 from nasir.frontends.emit import ModuleEmitter, temporarily
 from nasir.frontends.expressions import Evaluator
+from nasir.frontends.limits import LimitError, check_override, recursion_headroom
 from nasir.frontends.parser import parse
 from nasir.frontends.values import Builtin, CellMod, Env, Template, Tensor, describe
 from nasir.ir.graph import Graph
@@ -33,6 +36,28 @@ from nasir.ir.verify import verify
 
 def std_dir() -> Path:
     return Path(str(resources.files("nasir.grammar").joinpath("std")))
+
+
+@dataclass(frozen=True)
+class ImportPaths:
+    """Where ``import "lib.nas"`` looks: the importing file's folder, ``search`` (``-I DIR``), the standard library.
+
+    An import names a ``.nas`` file inside one of those folders; an absolute path, or one that ``..``
+    or a symbolic link leads out of the folder, is refused unless ``allow_any`` (``--allow-any-import``):
+    a space found on the internet must not read ``/etc/passwd`` or ``../../secrets``.
+    """
+
+    search: tuple[Path, ...] = ()
+    allow_any: bool = False
+
+    def __post_init__(self) -> None:
+        for folder in self.search:
+            if not folder.is_dir():
+                raise NasirError(f"import path {str(folder)!r} is not a folder")
+
+    def folders(self, importing_file: str) -> list[Path]:
+        here = Path(importing_file).parent if not importing_file.startswith("<") else Path.cwd()
+        return [here, *self.search, std_dir().parent, std_dir()]
 
 
 @dataclass
@@ -47,12 +72,15 @@ class _Body:
 class Elaborator:
     """Loads ``.nas`` files into templates and global variables, then builds a network of them into a graph."""
 
-    def __init__(self) -> None:
+    def __init__(self, imports: ImportPaths | None = None) -> None:
         self.globals = Env()
         for name in (*PRIMITIVES, *ALIASES, *BUILTINS):
             self.globals.set(name, Builtin(name))
         self.ev = Evaluator(self.globals)
+        self.imports = imports or ImportPaths()
         self.loaded: set[Path] = set()
+        self.defined_at: dict[str, SourceLoc] = {}  # where each global template was defined
+        self.main_end: SourceLoc | None = None  # the end of the last main file loaded
         self.networks: list[Template] = []
         self.main_networks: list[Template] = []
 
@@ -68,7 +96,10 @@ class Elaborator:
 
     def load_text(self, text: str, filename: str = "<string>", main: bool = True) -> None:
         tree = parse(text, filename)
-        with self.ev.in_file(filename):
+        if main:
+            lines = text.splitlines() or [""]
+            self.main_end = SourceLoc(file=filename, line=len(lines), col=len(lines[-1]) + 1)
+        with self.ev.in_file(filename), recursion_headroom():
             for item in tree.children:
                 self._top_item(item, main)
 
@@ -78,28 +109,57 @@ class Elaborator:
             self._import(item)
         elif kind in ("op_def", "cell_def", "network_def"):
             tpl = self._template(item)
+            self._define_global(tpl.name, f"{tpl.kind} '{tpl.name}'", tpl.loc, template=True)
             self.globals.set(tpl.name, tpl)
             if tpl.kind == "network":
                 self.networks.append(tpl)
                 if main:
                     self.main_networks.append(tpl)
         elif kind == "assign":
+            name = str(item.children[0].children[0])
+            self._define_global(name, f"variable {name!r}", self.ev.loc(item), template=False)
             self._assign(item, self.globals)
         else:  # pragma: no cover - grammar guarantees the kinds above
             raise self.ev.err(item, f"unexpected top-level item {kind}")
 
+    def _define_global(self, name: str, what: str, loc: SourceLoc, template: bool) -> None:
+        """Refuse a global named like a builtin; warn when a template is replaced (templates are global to all files)."""
+        if isinstance(self.globals.vars.get(name), Builtin):
+            raise NasirError(f"{what} would redefine the builtin '{name}' (for every file, the standard library too)",
+                             loc, "choose another name")
+        before = self.defined_at.pop(name, None)
+        if before is not None:
+            warnings.warn_explicit(f"{loc}: {what} replaces the template '{name}' defined at {before} (for every file "
+                                   "that uses it)", NasirWarning, loc.file, loc.line)
+        if template:
+            self.defined_at[name] = loc
+
     def _import(self, item: Tree) -> None:
         rel = item.children[0][1:-1]
-        filename = self.ev.filename
-        here = Path(filename).parent if not filename.startswith("<") else Path.cwd()
-        for base in (here, std_dir().parent, std_dir()):
-            cand = (base / rel).resolve()
-            if cand.is_file():
-                if cand not in self.loaded:
+        if not rel.endswith(".nas"):
+            raise self.ev.err(item, f"cannot import {rel!r}: imports name .nas files")
+        refused = None
+        for folder in self.imports.folders(self.ev.filename):
+            try:
+                cand = (folder / rel).resolve()
+                if not cand.is_file():
+                    continue
+            except (OSError, ValueError):  # a name too long, a NUL byte: no such file
+                continue
+            if not (self.imports.allow_any or cand.is_relative_to(folder.resolve())):
+                refused = refused or cand
+                continue
+            if cand not in self.loaded:
+                with self.ev.limits.expanding(f"import {rel!r}", self.ev.loc(item)):
                     self.load_file(cand, main=False)
-                return
+            return
+        if refused is not None:
+            raise self.ev.err(item, f"import {rel!r} names a file outside the folders imports may read ({refused})",
+                              "imports are relative to the importing file, a -I folder or the standard library; "
+                              "pass --allow-any-import (allow_any=True) to read any file")
         raise self.ev.err(item, f"cannot find imported file {rel!r}",
-                          'paths are relative to the importing file or to the standard library (e.g. "std/darts.nas")')
+                          'paths are relative to the importing file, to a -I folder or to the standard library '
+                          '(e.g. "std/darts.nas")')
 
     def _template(self, item: Tree) -> Template:
         kind = {"op_def": "op", "cell_def": "cell", "network_def": "network"}[item.data]
@@ -129,7 +189,7 @@ class Elaborator:
     def build(self, entry: str | None = None, overrides: dict[str, Any] | None = None) -> Graph:
         pool = self.main_networks or self.networks
         if not pool:
-            raise NasirError(f"{self.ev.filename}: no `network` definition to compile",
+            raise NasirError("no `network` definition to compile", self.main_end,
                              hint="define `network name(...) { input x: [3, 32, 32] ... output y }`")
         if entry is None:
             tpl = pool[-1]
@@ -138,13 +198,15 @@ class Elaborator:
             if not found:
                 raise NasirError(f"no network named {entry!r}", hint=f"networks here: {', '.join(t.name for t in self.networks)}")
             tpl = found[-1]
+        for name, value in (overrides or {}).items():
+            check_override(name, value)
         graph = Graph(name=tpl.name)
-        self.ev.emitter = ModuleEmitter(graph, graph.body, run_cell=self._run_cell)
-        with self.ev.in_file(tpl.filename):
+        self.ev.emitter = ModuleEmitter(graph, graph.body, limits=self.ev.limits, run_cell=self._run_cell)
+        with self.ev.in_file(tpl.filename), recursion_headroom():
             env = bind(self.ev, tpl, [], dict(overrides or {}), tpl.loc)
             graph.params = {k: v for k, v in env.vars.items() if isinstance(v, (int, float, bool, str))}
             self._run_body(tpl, env, [], network=True)
-        verify(graph)
+            verify(graph)
         return graph
 
     def _run_cell(self, emitter: ModuleEmitter, mod: CellMod, ins: list[Tensor], base: str) -> Tensor:
@@ -153,7 +215,7 @@ class Elaborator:
         env = Env(parent=tpl.env)
         for k, v in mod.args:
             env.set(k, v)
-        with self.ev.in_file(tpl.filename), self.ev.emitting(emitter):
+        with self.ev.in_file(tpl.filename), self.ev.emitting(emitter), self.ev.limits.expanding(tpl.name, mod.loc):
             shares = self._shares(tpl, env)
             with emitter.entering_cell(base, shares), self.ev.naming(""):
                 outs = self._run_body(tpl, env, list(ins), network=False)
@@ -181,11 +243,16 @@ class Elaborator:
         return body.outputs
 
     def _exec(self, stmts: list[Tree], env: Env, body: _Body) -> None:
+        limits = self.ev.limits
         for st in stmts:
             run = getattr(self, f"_s_{st.data}", None)
             if run is None:  # pragma: no cover
                 raise self.ev.err(st, f"unexpected statement {st.data}")
-            run(st, env, body)
+            limits.enter(self.ev.loc, st)
+            try:
+                run(st, env, body)
+            finally:
+                limits.leave()
 
     def _s_input_stmt(self, st: Tree, env: Env, body: _Body) -> None:
         for decl in st.children:
@@ -213,6 +280,7 @@ class Elaborator:
         if not isinstance(seq, list):
             raise self.ev.err(it_tree, f"`for` needs a list or range, got {describe(seq)}")
         for value in seq:
+            self.ev.limits.charge(1, self.ev.loc, st)
             env.set(str(var), value)
             self._exec(stmts, env, body)
 
@@ -256,7 +324,7 @@ class Elaborator:
         if target.data == "indexed_target":
             name = str(target.children[0])
             idx = self.ev.eval(target.children[1], env)
-            if not isinstance(idx, int):
+            if not isinstance(idx, int) or isinstance(idx, bool):
                 raise self.ev.err(target, f"index must be an integer, got {describe(idx)}")
             label = f"{name}{idx}"
         else:
@@ -292,12 +360,12 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
         raw = raw.strip()
         value: Any
         if raw.startswith("["):
-            import json
-
             try:
                 value = json.loads(raw)
             except json.JSONDecodeError as e:
                 raise NasirError(f"bad list in override {item!r}: {e.msg}", hint="e.g. -D widths=[16,24,32]") from None
+            except RecursionError:
+                raise LimitError(f"override {item[:40]!r}... nests lists too deep") from None
         elif raw in ("true", "false"):
             value = raw == "true"
         else:
@@ -312,15 +380,17 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def parse_file(path: str | Path, entry: str | None = None, **overrides: Any) -> Graph:
+def parse_file(path: str | Path, entry: str | None = None, *, imports: ImportPaths | None = None,
+               **overrides: Any) -> Graph:
     """Parse and elaborate a ``.nas`` file into a verified IR graph."""
-    el = Elaborator()
+    el = Elaborator(imports)
     el.load_file(path)
     return el.build(entry, overrides)
 
 
-def parse_string(text: str, entry: str | None = None, filename: str = "<string>", **overrides: Any) -> Graph:
-    el = Elaborator()
+def parse_string(text: str, entry: str | None = None, filename: str = "<string>", *,
+                 imports: ImportPaths | None = None, **overrides: Any) -> Graph:
+    el = Elaborator(imports)
     el.load_text(text, filename)
     return el.build(entry, overrides)
 
