@@ -7,7 +7,8 @@ to tensors; node names follow the assignment targets of the DSL (``cells[3] = ..
 
 This module is the driver: it reads files and imports, collects templates, runs the statements of
 networks and cells, and offers the entry points. Expressions are evaluated by ``expressions.py``
-(builtins in ``builtins.py``), calls bind in ``binding.py``, and nodes are made by ``emit.py``.
+(builtins in ``builtins.py``), calls bind in ``binding.py``, and nodes are made by ``emit.py``;
+imports resolve in ``imports.py``, and ``limits.py`` bounds the work of one elaboration.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import json
 import warnings
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -26,38 +26,13 @@ from nasir.frontends.binding import ALIASES, bind
 from nasir.frontends.builtins import BUILTINS
 from nasir.frontends.emit import ModuleEmitter, temporarily
 from nasir.frontends.expressions import Evaluator
+from nasir.frontends.imports import ImportPaths, std_dir
 from nasir.frontends.limits import LimitError, check_override, recursion_headroom
 from nasir.frontends.parser import parse
 from nasir.frontends.values import Builtin, CellMod, Env, Template, Tensor, describe
 from nasir.ir.graph import Graph
 from nasir.ir.ops import PRIMITIVES
 from nasir.ir.verify import verify
-
-
-def std_dir() -> Path:
-    return Path(str(resources.files("nasir.grammar").joinpath("std")))
-
-
-@dataclass(frozen=True)
-class ImportPaths:
-    """Where ``import "lib.nas"`` looks: the importing file's folder, ``search`` (``-I DIR``), the standard library.
-
-    An import names a ``.nas`` file inside one of those folders; an absolute path, or one that ``..``
-    or a symbolic link leads out of the folder, is refused unless ``allow_any`` (``--allow-any-import``):
-    a space found on the internet must not read ``/etc/passwd`` or ``../../secrets``.
-    """
-
-    search: tuple[Path, ...] = ()
-    allow_any: bool = False
-
-    def __post_init__(self) -> None:
-        for folder in self.search:
-            if not folder.is_dir():
-                raise NasirError(f"import path {str(folder)!r} is not a folder")
-
-    def folders(self, importing_file: str) -> list[Path]:
-        here = Path(importing_file).parent if not importing_file.startswith("<") else Path.cwd()
-        return [here, *self.search, std_dir().parent, std_dir()]
 
 
 @dataclass
@@ -135,31 +110,13 @@ class Elaborator:
             self.defined_at[name] = loc
 
     def _import(self, item: Tree) -> None:
-        rel = item.children[0][1:-1]
-        if not rel.endswith(".nas"):
-            raise self.ev.err(item, f"cannot import {rel!r}: imports name .nas files")
-        refused = None
-        for folder in self.imports.folders(self.ev.filename):
-            try:
-                cand = (folder / rel).resolve()
-                if not cand.is_file():
-                    continue
-            except (OSError, ValueError):  # a name too long, a NUL byte: no such file
-                continue
-            if not (self.imports.allow_any or cand.is_relative_to(folder.resolve())):
-                refused = refused or cand
-                continue
-            if cand not in self.loaded:
-                with self.ev.limits.expanding(f"import {rel!r}", self.ev.loc(item)):
-                    self.load_file(cand, main=False)
-            return
-        if refused is not None:
-            raise self.ev.err(item, f"import {rel!r} names a file outside the folders imports may read ({refused})",
-                              "imports are relative to the importing file, a -I folder or the standard library; "
-                              "pass --allow-any-import (allow_any=True) to read any file")
-        raise self.ev.err(item, f"cannot find imported file {rel!r}",
-                          'paths are relative to the importing file, to a -I folder or to the standard library '
-                          '(e.g. "std/darts.nas")')
+        try:
+            path = self.imports.resolve(item.children[0][1:-1], self.ev.filename)
+        except NasirError as e:
+            raise self.ev.err(item, e.message, e.hint) from None
+        if path not in self.loaded:
+            with self.ev.limits.expanding(f"import {path.name!r}", self.ev.loc(item)):
+                self.load_file(path, main=False)
 
     def _template(self, item: Tree) -> Template:
         kind = {"op_def": "op", "cell_def": "cell", "network_def": "network"}[item.data]

@@ -20,7 +20,16 @@ from nasir.diagnostics import NasirError, SourceLoc
 from nasir.frontends.binding import as_module, instantiate, primitive
 from nasir.frontends.builtins import BUILTINS
 from nasir.frontends.emit import ModuleEmitter, temporarily
-from nasir.frontends.limits import MAX_INT, LimitError, Limits, check_length, in_range, int_power, out_of_range
+from nasir.frontends.limits import (
+    MAX_INT,
+    LimitError,
+    Limits,
+    check_length,
+    in_range,
+    int_power,
+    out_of_range,
+    power_text,
+)
 from nasir.frontends.parser import loc_of
 from nasir.frontends.values import Builtin, Env, LayerChoice, Mod, Seq, Template, Tensor, ValueChoice, describe
 
@@ -177,11 +186,11 @@ class Evaluator:
         if x == 0 and y < 0:
             raise self.err(t, "zero to a negative power")
         if x < 0 and not float(y).is_integer():
-            raise self.err(t, f"{x} ** {y} is not a real number")
+            raise self.err(t, f"{power_text(x, y)} is not a real number")
         try:
             return self.number(t, x**y)
         except OverflowError:
-            raise LimitError(f"{x} ** {y} is out of range (overflows a 64-bit float)", self.loc(t)) from None
+            raise LimitError(f"{power_text(x, y)} is out of range (overflows a 64-bit float)", self.loc(t)) from None
 
     def _e_if_expr(self, t: Tree, env: Env) -> Any:
         cond, a, b = t.children

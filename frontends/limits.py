@@ -50,8 +50,8 @@ Locate = Callable[[Any], "SourceLoc | None"]
 class Limits:
     """The work one elaboration has done so far; ``enter``/``leave`` bracket a nested evaluation.
 
-    Every method takes a ``locate`` function and the ``where`` it applies to (a tree, a module) so
-    that a location is only computed for the error.
+    ``enter`` and ``charge`` take a ``locate`` function and the ``where`` it applies to (a tree, a
+    module), so that a location is only computed for an error.
     """
 
     def __init__(self) -> None:
@@ -62,10 +62,10 @@ class Limits:
 
     def enter(self, locate: Locate, where: Any) -> None:
         """One step one level deeper; pair with ``leave`` (in a ``finally``)."""
+        self.charge(1, locate, where)
         if self.depth >= MAX_NESTING:
             raise self._too_deep(locate(where))
         self.depth += 1
-        self.charge(1, locate, where)
 
     def leave(self) -> None:
         self.depth -= 1
@@ -149,10 +149,15 @@ def check_length(length: int, what: str, loc: SourceLoc | None) -> None:
         raise LimitError(f"{what} of {length:,} items is longer than the limit of {MAX_ITEMS:,}", loc)
 
 
+def power_text(base: Any, exponent: Any) -> str:
+    """``base ** exponent`` as DSL text, for messages: ``(-8) ** 0.5``."""
+    return f"({base}) ** {exponent}" if base < 0 else f"{base} ** {exponent}"
+
+
 def int_power(base: int, exponent: int, loc: SourceLoc | None) -> int:
     """``base ** exponent`` for a non-negative exponent, refused before computing a result out of range."""
     if abs(base) > 1 and (abs(base).bit_length() - 1) * exponent > MAX_INT.bit_length():
-        raise LimitError(f"{base} ** {exponent} is out of range (more than {MAX_INT.bit_length()} bits)", loc)
+        raise LimitError(f"{power_text(base, exponent)} is out of range (more than {MAX_INT.bit_length()} bits)", loc)
     value = base**exponent
     if not in_range(value):
         raise out_of_range(value, loc)

@@ -56,8 +56,8 @@ def _infer_region(region: Region, input_shapes: list[list[int]] | None) -> list[
             raise _fail(node, f"uses {missing[0]!r} before it is defined")
         ins = [shapes[i] for i in node.inputs]
         node.shape = _node_shape(node, ins)
-        if any(size < 0 for size in node.shape):
-            raise _fail(node, f"negative size in output shape {node.shape}", "check the channel counts passed to this op")
+        if any(size <= 0 for size in node.shape):
+            raise _fail(node, f"empty output shape {node.shape}", "check the channel counts passed to this op")
         shapes[node.name] = node.shape
     return [shapes[o.name] for o in region.outputs]
 
