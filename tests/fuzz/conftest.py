@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, settings
 LONG = os.environ.get("NASIR_FUZZ") == "long"
 
 _COMMON = dict(
-    deadline=timedelta(seconds=30),
+    deadline=timedelta(seconds=45),
     database=None,
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
