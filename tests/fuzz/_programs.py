@@ -27,6 +27,14 @@ SHAPE_KEEPING = ["relu", "bn", "identity", "zero", "max_pool(3, 1)", "avg_pool(3
                  "relu6", "bn(affine = false)", "conv(C, 3)", "conv(C, one_of[1, 3, 5])", "dwconv(one_of[3, 5])"]
 SHAPE_CHANGING = ["conv(4, 3)", "conv(C, 3, stride = 2)", "conv(8, 1)", "max_pool(2, 2)", "factorized_reduce(C)",
                   "global_avg_pool", "flatten", "linear(10)", "global_avg_pool -> flatten -> linear(10)"]
+#: Imports: the standard library (its templates become usable; darts and nb201 both define relu_conv_bn),
+#: and files that do not exist or may not be read.
+IMPORTS = {
+    "std/darts.nas": [("sep_conv", "op", 2), ("dil_conv", "op", 2), ("relu_conv_bn", "op", 2), ("edge", "op", 2)],
+    "std/nb201.nas": [("nb201_edge", "op", 1), ("relu_conv_bn", "op", 2), ("reduction_block", "op", 1)],
+    "std/mbconv.nas": [("mbconv", "op", 2)],
+    "nope.nas": [], "../up.nas": [], "/etc/passwd": [], "/proc/self/environ": [], "std/": [], "": [],
+}
 ATTRIBUTES = ["stride", "padding", "dilation", "groups", "bias", "affine", "kernel", "out_channels", "eps",
               "count_include_pad", "momentum", "nonsense"]
 
@@ -252,6 +260,10 @@ class _Writer:
 
     def program(self) -> str:
         parts = []
+        if self.percent(15):
+            name = self.pick(sorted(IMPORTS))
+            parts.append(f'import "{name}"')
+            self.templates += IMPORTS[name]
         for _ in range(self.draw(st.integers(0, 3))):
             parts.append(self.op_template() if self.percent(70) else self.cell_template())
         if self.percent(10):  # mutual recursion

@@ -28,7 +28,8 @@ BAD_DEFINES = ["", "C", "=5", "C=", "C=[", "C=[1,", "C=" + "[" * 100_000, "C=1e9
                "nosuch=1", "C=abc", "C=-1", "C=0", "C=true", "C=[" + "1," * 200_000 + "1]", "C=" + "x" * 200_000,
                "layers=100000", "layers=-3", "C=1000000"]
 OPTIONS = [[], ["--entry", "nosuch"], ["--entry", ""], ["-I", "nosuch-dir"], ["-I", "."], ["--allow-any-import"],
-           ["--passes", "canonicalize"], ["--passes", "nonsense{"], ["--passes", "fix-arch{arch=nosuch.json}"]]
+           ["--passes", "canonicalize"], ["--passes", "nonsense{"], ["--passes", "fix-arch{arch=nosuch.json}"],
+           ["--emit", "json"], ["--emit", "ir"], ["--emit", "dot"], ["--emit", "code"]]
 
 
 @pytest.fixture(scope="module")
