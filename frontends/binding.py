@@ -9,6 +9,7 @@ value, and the instances become the candidates of one value choice (a ``LayerCho
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ from lark import Tree
 from pydantic import ValidationError
 
 from nasir.diagnostics import NasirError, SourceLoc
+from nasir.frontends.limits import MAX_CANDIDATES, LimitError
 from nasir.frontends.values import (
     Builtin,
     CellMod,
@@ -70,18 +72,18 @@ def bind(ev: Evaluator, tpl: Template, args: list[Any], kwargs: dict[str, Any], 
 
 def instantiate(ev: Evaluator, tpl: Template, args: list[Any], kwargs: dict[str, Any], loc: SourceLoc) -> Mod:
     """The module ``tpl(args, kwargs)``: an op's body evaluated, or a cell bound to apply later."""
-    env = bind(ev, tpl, args, kwargs, loc)
-    choices = {k: v for k, v in env.vars.items() if isinstance(v, ValueChoice)}
-    if choices:
-        keys = [k for k, _ in tpl.params if k in choices]
-        fixed = {k: v for k, v in env.vars.items() if k not in choices}
-        return _expand_value_choices(choices, keys, lambda sub: instantiate(ev, tpl, [], {**fixed, **sub}, loc),
-                                     tpl.name, loc)
-    if tpl.kind in ("cell", "network"):
-        return CellMod(tpl, tuple(env.vars.items()), loc)
-    with ev.in_file(tpl.filename):
-        value = ev.eval(tpl.body, env)
-    mod = as_module(ev, value, tpl.body)
+    with ev.limits.expanding(tpl.name, loc):
+        env = bind(ev, tpl, args, kwargs, loc)
+        choices = {k: v for k, v in env.vars.items() if isinstance(v, ValueChoice)}
+        if choices:
+            keys = [k for k, _ in tpl.params if k in choices]
+            fixed = {k: v for k, v in env.vars.items() if k not in choices}
+            return _expand_value_choices(ev, choices, keys,
+                                         lambda sub: instantiate(ev, tpl, [], {**fixed, **sub}, loc), tpl.name, loc)
+        if tpl.kind in ("cell", "network"):
+            return CellMod(tpl, tuple(env.vars.items()), loc)
+        with ev.in_file(tpl.filename):
+            mod = as_module(ev, ev.eval(tpl.body, env), tpl.body)
     if isinstance(mod, LayerChoice):
         return replace(mod, label=tpl.name)
     return Named(tpl.name, mod, loc)
@@ -123,7 +125,7 @@ def primitive(ev: Evaluator, name: str, args: list[Any], kwargs: dict[str, Any],
         fields[key] = value
     choices = {k: v for k, v in fields.items() if isinstance(v, ValueChoice)}
     if choices:
-        return _expand_value_choices(choices, list(choices),
+        return _expand_value_choices(ev, choices, list(choices),
                                      lambda sub: _make_primitive(ev, cls, name, dict(fields, **sub), loc, t), name, loc)
     return _make_primitive(ev, cls, name, fields, loc, t)
 
@@ -146,13 +148,19 @@ def _make_primitive(ev: Evaluator, cls: type[OpAttrs], name: str, fields: dict[s
     return Prim(attrs, loc)
 
 
-def _expand_value_choices(choices: dict[str, ValueChoice], keys: list[str], build: Callable[[dict[str, Any]], Mod],
-                          label: str, loc: SourceLoc) -> LayerChoice:
+def _expand_value_choices(ev: Evaluator, choices: dict[str, ValueChoice], keys: list[str],
+                          build: Callable[[dict[str, Any]], Mod], label: str, loc: SourceLoc) -> LayerChoice:
     """One candidate per combination of the values of ``choices[keys]``, named like ``k3_e6``."""
+    combinations = math.prod(len(choices[k].values) for k in keys)
+    if combinations > MAX_CANDIDATES:
+        raise LimitError(f"'{label}' takes {len(keys)} value choices: {combinations:,} combinations, more than the "
+                         f"limit of {MAX_CANDIDATES:,} candidates of one choice", loc,
+                         "choose among whole modules with one_of { ... } instead")
+    ev.limits.charge(combinations, lambda _: loc, None)
     candidates = []
     for combo in itertools.product(*(choices[k].values for k in keys)):
         sub = dict(zip(keys, combo))
-        name = "_".join(f"{k}{_value_label(v)}" for k, v in sub.items())
+        name = ev.structural(loc, lambda sub=sub: "_".join(f"{k}{_value_label(v)}" for k, v in sub.items()))
         candidates.append((name, build(sub)))
     return LayerChoice(tuple(candidates), label=label, kind="value", loc=loc)
 

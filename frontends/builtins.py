@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from lark import Tree
 
 from nasir.frontends.binding import as_module
+from nasir.frontends.limits import check_length
 from nasir.frontends.values import LayerChoice, Par, Seq, Template, Tensor
 from nasir.ir.graph import InputGroup
 from nasir.ir.nodes import ChoiceNode
@@ -39,18 +40,20 @@ def _combine(kind: str, ev: Evaluator, args: list[Any], kwargs: dict[str, Any], 
     if all(isinstance(i, Tensor) for i in items):
         return ev.emitter.combine(kind, items, ev.base, ev.loc(t))
     if kind == "sum" and all(isinstance(i, (int, float)) and not isinstance(i, bool) for i in items):
-        return sum(items)
+        return ev.number(t, sum(items))
     return Par(kind, tuple(as_module(ev, i, t) for i in items), ev.loc(t))
 
 
 def _input_choice(ev: Evaluator, args: list[Any], kwargs: dict[str, Any], t: Tree) -> Tensor:
     """The sum of ``k`` of the edges chosen by the search (DARTS: two inputs per node)."""
-    if len(args) != 2 or not isinstance(args[0], int) or not isinstance(args[1], list):
+    if len(args) != 2 or not _is_int(args[0]) or not isinstance(args[1], list):
         raise ev.err(t, "input_choice(k, [edges...]) takes a count and a list of tensors")
     k, items = args
     if not items or not all(isinstance(i, Tensor) for i in items):
         raise ev.err(t, "input_choice needs a non-empty list of tensors")
     exclude = kwargs.pop("exclude", ["none"])
+    if not (isinstance(exclude, list) and all(isinstance(e, str) for e in exclude)):
+        raise ev.err(t, "input_choice's `exclude` is a list of candidate names", 'e.g. exclude = ["none"]')
     if kwargs:
         raise ev.err(t, f"unknown keyword {next(iter(kwargs))!r} for input_choice")
     members = []
@@ -68,6 +71,10 @@ def _input_choice(ev: Evaluator, args: list[Any], kwargs: dict[str, Any], t: Tre
     return ev.emitter.combine("sum", items, ev.base, ev.loc(t))
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _len(ev: Evaluator, args: list[Any], kwargs: dict[str, Any], t: Tree) -> int:
     if len(args) != 1 or not isinstance(args[0], list):
         raise ev.err(t, "len() takes one list")
@@ -76,21 +83,26 @@ def _len(ev: Evaluator, args: list[Any], kwargs: dict[str, Any], t: Tree) -> int
 
 def _extremum(kind: str, ev: Evaluator, args: list[Any], kwargs: dict[str, Any], t: Tree) -> Any:
     items = _items(args)
+    if not items:
+        raise ev.err(t, f"{kind} of nothing")
     for i in items:
         ev.need_numbers(t, i, 0, kind)
     return (min if kind == "min" else max)(items)
 
 
 def _range(ev: Evaluator, args: list[Any], kwargs: dict[str, Any], t: Tree) -> list[int]:
-    if not 1 <= len(args) <= 2 or not all(isinstance(a, int) for a in args):
+    if not 1 <= len(args) <= 2 or not all(_is_int(a) for a in args) or kwargs:
         raise ev.err(t, "range(n) or range(a, b) with integers")
-    return list(range(*args))
+    start, stop = args if len(args) == 2 else (0, args[0])
+    return ev.make_range(t, start, stop)
 
 
 def _repeat(ev: Evaluator, args: list[Any], kwargs: dict[str, Any], t: Tree) -> Seq:
     """``n`` copies of a module in sequence; a template is instantiated ``n`` times."""
-    if len(args) != 2 or not isinstance(args[0], int) or args[0] < 1:
+    if len(args) != 2 or not _is_int(args[0]) or args[0] < 1 or kwargs:
         raise ev.err(t, "repeat(n, module) needs a positive count and a module")
+    check_length(args[0], "a repeat", ev.loc(t))
+    ev.limits.charge(args[0], ev.loc, t)
     mod = as_module(ev, args[1], t)
     if isinstance(args[1], Template):
         return Seq(tuple(as_module(ev, args[1], t) for _ in range(args[0])), ev.loc(t))
@@ -114,6 +126,9 @@ def _choose(ev: Evaluator, args: list[Any], kwargs: dict[str, Any], t: Tree) -> 
         if any(pair[0] == n for n, _ in cands):
             raise ev.err(t, f"candidate name {pair[0]!r} is used twice")
         cands.append((pair[0], as_module(ev, pair[1], t)))
+    unknown = set(kwargs) - {"label"}
+    if unknown:
+        raise ev.err(t, f"unknown keyword {unknown.pop()!r} for choose")
     return LayerChoice(tuple(cands), label=str(kwargs.get("label", "choice")), loc=ev.loc(t))
 
 

@@ -7,32 +7,32 @@ to tensors; node names follow the assignment targets of the DSL (``cells[3] = ..
 
 This module is the driver: it reads files and imports, collects templates, runs the statements of
 networks and cells, and offers the entry points. Expressions are evaluated by ``expressions.py``
-(builtins in ``builtins.py``), calls bind in ``binding.py``, and nodes are made by ``emit.py``.
+(builtins in ``builtins.py``), calls bind in ``binding.py``, and nodes are made by ``emit.py``;
+imports resolve in ``imports.py``, and ``limits.py`` bounds the work of one elaboration.
 """
 
 from __future__ import annotations
 
+import json
+import warnings
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from lark import Tree
 
-from nasir.diagnostics import NasirError
+from nasir.diagnostics import NasirError, NasirWarning, SourceLoc
 from nasir.frontends.binding import ALIASES, bind
 from nasir.frontends.builtins import BUILTINS
 from nasir.frontends.emit import ModuleEmitter, temporarily
 from nasir.frontends.expressions import Evaluator
+from nasir.frontends.imports import ImportPaths, std_dir
+from nasir.frontends.limits import LimitError, check_override, recursion_headroom
 from nasir.frontends.parser import parse
 from nasir.frontends.values import Builtin, CellMod, Env, Template, Tensor, describe
 from nasir.ir.graph import Graph
 from nasir.ir.ops import PRIMITIVES
 from nasir.ir.verify import verify
-
-
-def std_dir() -> Path:
-    return Path(str(resources.files("nasir.grammar").joinpath("std")))
 
 
 @dataclass
@@ -47,12 +47,15 @@ class _Body:
 class Elaborator:
     """Loads ``.nas`` files into templates and global variables, then builds a network of them into a graph."""
 
-    def __init__(self) -> None:
+    def __init__(self, imports: ImportPaths | None = None) -> None:
         self.globals = Env()
         for name in (*PRIMITIVES, *ALIASES, *BUILTINS):
             self.globals.set(name, Builtin(name))
         self.ev = Evaluator(self.globals)
+        self.imports = imports or ImportPaths()
         self.loaded: set[Path] = set()
+        self.defined_at: dict[str, SourceLoc] = {}  # where each global template was defined
+        self.main_end: SourceLoc | None = None  # the end of the last main file loaded
         self.networks: list[Template] = []
         self.main_networks: list[Template] = []
 
@@ -68,7 +71,10 @@ class Elaborator:
 
     def load_text(self, text: str, filename: str = "<string>", main: bool = True) -> None:
         tree = parse(text, filename)
-        with self.ev.in_file(filename):
+        if main:
+            lines = text.splitlines() or [""]
+            self.main_end = SourceLoc(file=filename, line=len(lines), col=len(lines[-1]) + 1)
+        with self.ev.in_file(filename), recursion_headroom():
             for item in tree.children:
                 self._top_item(item, main)
 
@@ -78,28 +84,39 @@ class Elaborator:
             self._import(item)
         elif kind in ("op_def", "cell_def", "network_def"):
             tpl = self._template(item)
+            self._define_global(tpl.name, f"{tpl.kind} '{tpl.name}'", tpl.loc, template=True)
             self.globals.set(tpl.name, tpl)
             if tpl.kind == "network":
                 self.networks.append(tpl)
                 if main:
                     self.main_networks.append(tpl)
         elif kind == "assign":
+            name = str(item.children[0].children[0])
+            self._define_global(name, f"variable {name!r}", self.ev.loc(item), template=False)
             self._assign(item, self.globals)
         else:  # pragma: no cover - grammar guarantees the kinds above
             raise self.ev.err(item, f"unexpected top-level item {kind}")
 
+    def _define_global(self, name: str, what: str, loc: SourceLoc, template: bool) -> None:
+        """Refuse a global named like a builtin; warn when a template is replaced (templates are global to all files)."""
+        if isinstance(self.globals.vars.get(name), Builtin):
+            raise NasirError(f"{what} would redefine the builtin '{name}' (for every file, the standard library too)",
+                             loc, "choose another name")
+        before = self.defined_at.pop(name, None)
+        if before is not None:
+            warnings.warn_explicit(f"{loc}: {what} replaces the template '{name}' defined at {before} (for every file "
+                                   "that uses it)", NasirWarning, loc.file, loc.line)
+        if template:
+            self.defined_at[name] = loc
+
     def _import(self, item: Tree) -> None:
-        rel = item.children[0][1:-1]
-        filename = self.ev.filename
-        here = Path(filename).parent if not filename.startswith("<") else Path.cwd()
-        for base in (here, std_dir().parent, std_dir()):
-            cand = (base / rel).resolve()
-            if cand.is_file():
-                if cand not in self.loaded:
-                    self.load_file(cand, main=False)
-                return
-        raise self.ev.err(item, f"cannot find imported file {rel!r}",
-                          'paths are relative to the importing file or to the standard library (e.g. "std/darts.nas")')
+        try:
+            path = self.imports.resolve(item.children[0][1:-1], self.ev.filename)
+        except NasirError as e:
+            raise self.ev.err(item, e.message, e.hint) from None
+        if path not in self.loaded:
+            with self.ev.limits.expanding(f"import {path.name!r}", self.ev.loc(item)):
+                self.load_file(path, main=False)
 
     def _template(self, item: Tree) -> Template:
         kind = {"op_def": "op", "cell_def": "cell", "network_def": "network"}[item.data]
@@ -129,7 +146,7 @@ class Elaborator:
     def build(self, entry: str | None = None, overrides: dict[str, Any] | None = None) -> Graph:
         pool = self.main_networks or self.networks
         if not pool:
-            raise NasirError(f"{self.ev.filename}: no `network` definition to compile",
+            raise NasirError("no `network` definition to compile", self.main_end,
                              hint="define `network name(...) { input x: [3, 32, 32] ... output y }`")
         if entry is None:
             tpl = pool[-1]
@@ -138,13 +155,15 @@ class Elaborator:
             if not found:
                 raise NasirError(f"no network named {entry!r}", hint=f"networks here: {', '.join(t.name for t in self.networks)}")
             tpl = found[-1]
+        for name, value in (overrides or {}).items():
+            check_override(name, value)
         graph = Graph(name=tpl.name)
-        self.ev.emitter = ModuleEmitter(graph, graph.body, run_cell=self._run_cell)
-        with self.ev.in_file(tpl.filename):
+        self.ev.emitter = ModuleEmitter(graph, graph.body, limits=self.ev.limits, run_cell=self._run_cell)
+        with self.ev.in_file(tpl.filename), recursion_headroom():
             env = bind(self.ev, tpl, [], dict(overrides or {}), tpl.loc)
             graph.params = {k: v for k, v in env.vars.items() if isinstance(v, (int, float, bool, str))}
             self._run_body(tpl, env, [], network=True)
-        verify(graph)
+            verify(graph)
         return graph
 
     def _run_cell(self, emitter: ModuleEmitter, mod: CellMod, ins: list[Tensor], base: str) -> Tensor:
@@ -153,7 +172,7 @@ class Elaborator:
         env = Env(parent=tpl.env)
         for k, v in mod.args:
             env.set(k, v)
-        with self.ev.in_file(tpl.filename), self.ev.emitting(emitter):
+        with self.ev.in_file(tpl.filename), self.ev.emitting(emitter), self.ev.limits.expanding(tpl.name, mod.loc):
             shares = self._shares(tpl, env)
             with emitter.entering_cell(base, shares), self.ev.naming(""):
                 outs = self._run_body(tpl, env, list(ins), network=False)
@@ -181,11 +200,16 @@ class Elaborator:
         return body.outputs
 
     def _exec(self, stmts: list[Tree], env: Env, body: _Body) -> None:
+        limits = self.ev.limits
         for st in stmts:
             run = getattr(self, f"_s_{st.data}", None)
             if run is None:  # pragma: no cover
                 raise self.ev.err(st, f"unexpected statement {st.data}")
-            run(st, env, body)
+            limits.enter(self.ev.loc, st)
+            try:
+                run(st, env, body)
+            finally:
+                limits.leave()
 
     def _s_input_stmt(self, st: Tree, env: Env, body: _Body) -> None:
         for decl in st.children:
@@ -213,6 +237,7 @@ class Elaborator:
         if not isinstance(seq, list):
             raise self.ev.err(it_tree, f"`for` needs a list or range, got {describe(seq)}")
         for value in seq:
+            self.ev.limits.charge(1, self.ev.loc, st)
             env.set(str(var), value)
             self._exec(stmts, env, body)
 
@@ -256,7 +281,7 @@ class Elaborator:
         if target.data == "indexed_target":
             name = str(target.children[0])
             idx = self.ev.eval(target.children[1], env)
-            if not isinstance(idx, int):
+            if not isinstance(idx, int) or isinstance(idx, bool):
                 raise self.ev.err(target, f"index must be an integer, got {describe(idx)}")
             label = f"{name}{idx}"
         else:
@@ -292,12 +317,12 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
         raw = raw.strip()
         value: Any
         if raw.startswith("["):
-            import json
-
             try:
                 value = json.loads(raw)
             except json.JSONDecodeError as e:
                 raise NasirError(f"bad list in override {item!r}: {e.msg}", hint="e.g. -D widths=[16,24,32]") from None
+            except RecursionError:
+                raise LimitError(f"override {item[:40]!r}... nests lists too deep") from None
         elif raw in ("true", "false"):
             value = raw == "true"
         else:
@@ -312,15 +337,17 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def parse_file(path: str | Path, entry: str | None = None, **overrides: Any) -> Graph:
+def parse_file(path: str | Path, entry: str | None = None, *, imports: ImportPaths | None = None,
+               **overrides: Any) -> Graph:
     """Parse and elaborate a ``.nas`` file into a verified IR graph."""
-    el = Elaborator()
+    el = Elaborator(imports)
     el.load_file(path)
     return el.build(entry, overrides)
 
 
-def parse_string(text: str, entry: str | None = None, filename: str = "<string>", **overrides: Any) -> Graph:
-    el = Elaborator()
+def parse_string(text: str, entry: str | None = None, filename: str = "<string>", *,
+                 imports: ImportPaths | None = None, **overrides: Any) -> Graph:
+    el = Elaborator(imports)
     el.load_text(text, filename)
     return el.build(entry, overrides)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from nasir.diagnostics import NasirError, SourceLoc
+from nasir.frontends.limits import MAX_CHOICE_NESTING, LimitError, Limits
 from nasir.frontends.values import CellMod, LayerChoice, Mod, Named, Par, Prim, Seq, Tensor, describe
 from nasir.ir.graph import ArchParam, Graph
 from nasir.ir.nodes import (
@@ -59,6 +60,8 @@ class Emitter:
     arch_root: str = ""  # absolute path at which shared naming starts
     block: str | None = None  # DNA block of the nodes added (a `block` annotation)
     budget: float | None = None  # DANCE channel budget of the nodes added (a `gate` annotation)
+    limits: Limits | None = None  # counts the nodes against the DSL's limits (None: the Python builder)
+    choice_depth: int = 0  # how many choices ``region`` is a candidate body of
 
     def fresh(self, base: str) -> str:
         return self.region.fresh_name(base)
@@ -67,7 +70,12 @@ class Emitter:
         """Add a computing node, tagged with the enclosing block and budget."""
         node.block = self.block
         node.budget = self.budget
-        return self.region.add(node)
+        return self._put(self.region, node)
+
+    def _put(self, region: Region, node: NodeBase) -> NodeBase:
+        if self.limits is not None:
+            self.limits.add_node(node.loc)
+        return region.add(node)
 
     def arch_name(self, name: str) -> str:
         """The architecture-parameter name of node ``name``: its path, relative to a sharing cell if any."""
@@ -79,12 +87,12 @@ class Emitter:
 
     def input(self, base: str, shape: list[int], loc: SourceLoc | None = None) -> str:
         node = InputNode(name=self.fresh(base), shape=shape, index=len(self.region.inputs), loc=loc)
-        return self.region.add(node).name
+        return self._put(self.region, node).name
 
     def output(self, value: str, index: int, loc: SourceLoc | None = None) -> str:
         node = OutputNode(name=self.fresh("output" if index == 0 else f"output{index}"), inputs=[value], index=index,
                           loc=loc)
-        return self.region.add(node).name
+        return self._put(self.region, node).name
 
     def op(self, attrs: OpAttrs, value: str, base: str = "", loc: SourceLoc | None = None) -> str:
         return self.add(OpNode(name=self.fresh(base or attrs.op), inputs=[value], attrs=attrs, loc=loc)).name
@@ -101,6 +109,9 @@ class Emitter:
 
         ``arch`` defaults to the choice's own path; choices given the same ``arch`` share one parameter.
         """
+        if self.choice_depth >= MAX_CHOICE_NESTING:
+            raise LimitError(f"choices nested more than {MAX_CHOICE_NESTING} deep (a choice in a candidate of a "
+                             "choice...)", loc)
         name = self.fresh(base)
         arch = self.arch_name(name) if arch is None else arch
         names = [cname for cname, _ in candidates]
@@ -115,10 +126,11 @@ class Emitter:
         for cname, build in candidates:
             region = Region()
             for i, input_name in enumerate(input_names):
-                region.add(InputNode(name=input_name, index=i, loc=loc))
-            inner = replace(self, region=region, prefix="", abs_prefix=f"{self.abs_prefix}{name}.{cname}.")
+                self._put(region, InputNode(name=input_name, index=i, loc=loc))
+            inner = replace(self, region=region, prefix="", abs_prefix=f"{self.abs_prefix}{name}.{cname}.",
+                            choice_depth=self.choice_depth + 1)
             out = build(inner, input_names)
-            region.add(OutputNode(name=region.fresh_name("out"), inputs=[out], loc=loc))
+            self._put(region, OutputNode(name=region.fresh_name("out"), inputs=[out], loc=loc))
             bodies.append(Candidate(name=cname, body=region))
         node = ChoiceNode(name=name, inputs=inputs, arch=arch, covers=[[i] for i in range(len(names))],
                           domain=list(range(len(names))), candidates=bodies, loc=loc)
@@ -143,6 +155,15 @@ class ModuleEmitter(Emitter):
 
     def apply(self, mod: Mod, ins: list[Tensor], base: str) -> Tensor:
         """Emit the nodes of ``mod`` applied to ``ins``, named under ``base`` (the assignment target)."""
+        if self.limits is None:
+            return self._apply(mod, ins, base)
+        self.limits.enter(_loc_of, mod)
+        try:
+            return self._apply(mod, ins, base)
+        finally:
+            self.limits.leave()
+
+    def _apply(self, mod: Mod, ins: list[Tensor], base: str) -> Tensor:
         if isinstance(mod, Prim):
             if len(ins) != 1:
                 raise NasirError(f"{mod.attrs.op} takes one input, got {len(ins)}", mod.loc)
@@ -181,6 +202,10 @@ class ModuleEmitter(Emitter):
         if shares is None:
             return temporarily(self, prefix=prefix)
         return temporarily(self, prefix=prefix, arch_prefix=shares + ".", arch_root=self.abs_prefix + prefix)
+
+
+def _loc_of(mod: Mod) -> SourceLoc | None:
+    return mod.loc
 
 
 def _dotted(base: str, label: str) -> str:

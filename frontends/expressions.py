@@ -10,6 +10,7 @@ the assignment target the value will be stored in (``cells[3] = ...`` names node
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -19,6 +20,16 @@ from nasir.diagnostics import NasirError, SourceLoc
 from nasir.frontends.binding import as_module, instantiate, primitive
 from nasir.frontends.builtins import BUILTINS
 from nasir.frontends.emit import ModuleEmitter, temporarily
+from nasir.frontends.limits import (
+    MAX_INT,
+    LimitError,
+    Limits,
+    check_length,
+    in_range,
+    int_power,
+    out_of_range,
+    power_text,
+)
 from nasir.frontends.parser import loc_of
 from nasir.frontends.values import Builtin, Env, LayerChoice, Mod, Seq, Template, Tensor, ValueChoice, describe
 
@@ -31,6 +42,7 @@ class Evaluator:
         self.filename = "<string>"  # the file the trees being evaluated come from
         self.base = ""  # naming base of the nodes a value being evaluated emits
         self.emitter: ModuleEmitter | None = None  # where applied modules emit nodes (None outside networks)
+        self.limits = Limits()  # the work of this elaboration so far, against the limits
 
     # == context ==========================================================================
     def in_file(self, filename: str) -> AbstractContextManager[None]:
@@ -67,11 +79,38 @@ class Evaluator:
         method = getattr(self, f"_e_{tree.data}", None)
         if method is None:  # pragma: no cover
             raise self.err(tree, f"cannot evaluate {tree.data}")
-        return method(tree, env)
+        self.limits.enter(self.loc, tree)
+        try:
+            return method(tree, env)
+        finally:
+            self.limits.leave()
+
+    def number(self, t: Tree, value: Any) -> Any:
+        """``value``, the result of arithmetic at ``t``, if it is in range (``limits.in_range``)."""
+        if not in_range(value):
+            raise out_of_range(value, self.loc(t))
+        return value
+
+    def structural(self, loc: SourceLoc | None, compute: Callable[[], Any]) -> Any:
+        """``compute()``, which compares or prints DSL values (``==``, value-choice names).
+
+        Lists and modules built in a loop (``l = [l]``) nest without bound, and Python compares and
+        prints them recursively; too deep a value is refused here rather than crashing.
+        """
+        try:
+            return compute()
+        except RecursionError:
+            raise LimitError("values nested too deeply to compare or name (lists or modules within each other)",
+                             loc) from None
 
     def _e_number(self, t: Tree, env: Env) -> Any:
         text = str(t.children[0])
-        return float(text) if any(c in text for c in ".eE") else int(text)
+        if any(c in text for c in ".eE"):
+            return self.number(t, float(text))
+        digits = text.lstrip("0") or "0"
+        if len(digits) > len(str(MAX_INT)):  # refused before int() meets Python's 4,300-digit limit
+            raise out_of_range(MAX_INT + 1, self.loc(t))
+        return self.number(t, int(digits))
 
     def _e_string(self, t: Tree, env: Env) -> str:
         return str(t.children[0])[1:-1]
@@ -105,6 +144,7 @@ class Evaluator:
         if not isinstance(seq, list):
             raise self.err(it, f"a comprehension needs a list or range, got {describe(seq)}")
         out = []
+        self.limits.charge(len(seq), self.loc, t)
         inner = Env(parent=env)
         base = self.base
         for k, value in enumerate(seq):
@@ -124,7 +164,7 @@ class Evaluator:
 
     def _e_value_choice(self, t: Tree, env: Env) -> ValueChoice:
         values = tuple(self.eval(c, env) for c in t.children if c is not None)
-        if len(set(map(repr, values))) != len(values):
+        if self.structural(self.loc(t), lambda: len(set(map(repr, values)))) != len(values):
             raise self.err(t, "a value choice lists the same value twice")
         return ValueChoice(values, self.loc(t))
 
@@ -132,16 +172,25 @@ class Evaluator:
         values = self.eval(t.children[0], env)
         if not isinstance(values, list) or not values:
             raise self.err(t, f"one_of(...) needs a non-empty list of values, got {describe(values)}")
-        if len(set(map(repr, values))) != len(values):
+        if self.structural(self.loc(t), lambda: len(set(map(repr, values)))) != len(values):
             raise self.err(t, "a value choice lists the same value twice")
         return ValueChoice(tuple(values), self.loc(t))
 
     def _e_pow(self, t: Tree, env: Env) -> Any:
         x, y = self.eval(t.children[0], env), self.eval(t.children[2], env)
         self.need_numbers(t, x, y, "**")
-        if isinstance(y, int) and y < 0 and isinstance(x, int):
-            raise self.err(t, "negative integer power")
-        return x**y
+        if isinstance(x, int) and isinstance(y, int):
+            if y < 0:
+                raise self.err(t, "negative integer power")
+            return int_power(x, y, self.loc(t))
+        if x == 0 and y < 0:
+            raise self.err(t, "zero to a negative power")
+        if x < 0 and not float(y).is_integer():
+            raise self.err(t, f"{power_text(x, y)} is not a real number")
+        try:
+            return self.number(t, x**y)
+        except OverflowError:
+            raise LimitError(f"{power_text(x, y)} is out of range (overflows a 64-bit float)", self.loc(t)) from None
 
     def _e_if_expr(self, t: Tree, env: Env) -> Any:
         cond, a, b = t.children
@@ -160,7 +209,7 @@ class Evaluator:
         a, op, b = t.children
         x, y = self.eval(a, env), self.eval(b, env)
         if op in ("==", "!="):
-            return (x == y) if op == "==" else (x != y)
+            return self.structural(self.loc(t), lambda: (x == y) if op == "==" else (x != y))
         self.need_numbers(t, x, y, op)
         return {"<": x < y, ">": x > y, "<=": x <= y, ">=": x >= y}[str(op)]
 
@@ -174,31 +223,39 @@ class Evaluator:
         a, b = (self.eval(c, env) for c in t.children)
         if not (isinstance(a, int) and isinstance(b, int)) or isinstance(a, bool) or isinstance(b, bool):
             raise self.err(t, "a range `a .. b` needs integers")
-        return list(range(a, b))
+        return self.make_range(t, a, b)
+
+    def make_range(self, t: Tree, start: int, stop: int) -> list[int]:
+        """The list ``start, ..., stop - 1``, within the length limit and counted as that many steps."""
+        check_length(stop - start, "a range", self.loc(t))
+        self.limits.charge(max(stop - start, 0), self.loc, t)
+        return list(range(start, stop))
 
     def _e_binop(self, t: Tree, env: Env) -> Any:
         a, op, b = t.children
         x, y = self.eval(a, env), self.eval(b, env)
         op = str(op)
-        if op == "+" and isinstance(x, str) and isinstance(y, str):
-            return x + y
-        if op == "+" and isinstance(x, list) and isinstance(y, list):
+        if op == "+" and (isinstance(x, str) and isinstance(y, str) or isinstance(x, list) and isinstance(y, list)):
+            check_length(len(x) + len(y), "a list" if isinstance(x, list) else "a string", self.loc(t))
+            self.limits.charge(len(x) + len(y), self.loc, t)
             return x + y
         self.need_numbers(t, x, y, op)
         if op in ("//", "%") and y == 0:
             raise self.err(t, "division by zero")
-        return {"+": lambda: x + y, "-": lambda: x - y, "*": lambda: x * y, "//": lambda: x // y,
-                "%": lambda: x % y}[op]()
+        return self.number(t, {"+": lambda: x + y, "-": lambda: x - y, "*": lambda: x * y, "//": lambda: x // y,
+                               "%": lambda: x % y}[op]())
 
     def _e_neg(self, t: Tree, env: Env) -> Any:
         x = self.eval(t.children[0], env)
         self.need_numbers(t, x, 0, "-")
-        return -x
+        return self.number(t, -x)
 
     def _e_index(self, t: Tree, env: Env) -> Any:
         seq = self.eval(t.children[0], env)
         idx = self.eval(t.children[1], env)
         if isinstance(seq, dict):
+            if not isinstance(idx, int) or isinstance(idx, bool):
+                raise self.err(t.children[1], f"an index must be an integer, got {describe(idx)}")
             if idx not in seq:
                 raise self.err(t.children[1], f"no element {idx!r} assigned yet (assigned: {sorted(seq)})")
             return seq[idx]

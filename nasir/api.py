@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from nasir.diagnostics import NasirError
-from nasir.frontends.elaborate import parse_file, std_path
+from nasir.frontends.elaborate import ImportPaths, parse_file, std_path
 from nasir.ir.graph import Graph
 from nasir.passmanager import PassManager
 
@@ -31,8 +31,9 @@ def resolve_source(path: str | Path) -> Path:
     raise NasirError(f"no such file: {path}", hint="give a path to a .nas file or a standard space such as std/darts.nas")
 
 
-def load_graph(path: str | Path, entry: str | None = None, **overrides: Any) -> Graph:
-    """Parse a ``.nas`` file (or read an IR ``.json`` file) into a verified graph."""
+def load_graph(path: str | Path, entry: str | None = None, *, imports: ImportPaths | None = None,
+               **overrides: Any) -> Graph:
+    """Parse a ``.nas`` file (or read an IR ``.json`` file) into a verified graph; ``imports``: where imports look."""
     src = resolve_source(path)
     if src.suffix == ".json":
         if overrides:
@@ -42,12 +43,13 @@ def load_graph(path: str | Path, entry: str | None = None, **overrides: Any) -> 
         graph = Graph.load(src)
         verify(graph)
         return graph
-    return parse_file(src, entry, **overrides)
+    return parse_file(src, entry, imports=imports, **overrides)
 
 
-def compile_file(path: str | Path, passes: str = "", entry: str | None = None, **overrides: Any) -> Graph:
+def compile_file(path: str | Path, passes: str = "", entry: str | None = None, *, imports: ImportPaths | None = None,
+                 **overrides: Any) -> Graph:
     """Parse, elaborate and run a pass pipeline; returns the transformed graph."""
-    graph = load_graph(path, entry, **overrides)
+    graph = load_graph(path, entry, imports=imports, **overrides)
     if passes:
         graph = PassManager.parse(passes).run(graph)
     return graph

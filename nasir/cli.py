@@ -11,6 +11,7 @@ import importlib
 import json
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nasir.diagnostics import NasirError
@@ -26,6 +27,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-D", "--define", action="append", metavar="NAME=VALUE", default=[],
                    help="override a network parameter, e.g. -D C=8 (repeatable)")
     p.add_argument("--entry", help="network to compile when the file defines several")
+    p.add_argument("-I", "--import-path", action="append", metavar="DIR", default=[],
+                   help="also resolve `import \"...\"` in DIR (repeatable)")
+    p.add_argument("--allow-any-import", action="store_true",
+                   help="let imports read absolute paths and paths that leave their folder (with ../ or links)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,9 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
 # -- commands -----------------------------------------------------------------------------------
 def _load(args: argparse.Namespace):
     from nasir.api import load_graph
-    from nasir.frontends.elaborate import parse_overrides
+    from nasir.frontends.elaborate import ImportPaths, parse_overrides
 
-    return load_graph(args.file, args.entry, **parse_overrides(args.define))
+    imports = ImportPaths(tuple(Path(d) for d in args.import_path), args.allow_any_import)
+    return load_graph(args.file, args.entry, imports=imports, **parse_overrides(args.define))
 
 
 def _write(args: argparse.Namespace, text: str) -> None:

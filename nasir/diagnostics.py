@@ -7,11 +7,9 @@ the compiler style ``file:line:col: error: message`` followed by the source line
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import BaseModel, ConfigDict
 
-# Source texts registered by the parser, so errors can quote lines of strings that never were files.
+# Source texts registered by the parser: the only texts errors quote.
 _SOURCES: dict[str, str] = {}
 
 
@@ -21,16 +19,17 @@ def register_source(filename: str, text: str) -> None:
 
 
 def source_line(filename: str, line: int) -> str | None:
+    """Line ``line`` of a DSL source this process parsed, if it is quotable.
+
+    Only ``.nas`` files and texts given as strings (``<string>``) are quoted, and only once parsed:
+    never a file a location merely names (a ``loc.file`` in IR JSON could name any file), nor a
+    non-DSL file read by mistake or malice (``import "/proc/self/environ"`` must not print secrets).
+    """
+    if not (filename.endswith(".nas") or filename.startswith("<")):
+        return None
     text = _SOURCES.get(filename)
     if text is None:
-        path = Path(filename)
-        if not path.is_file():
-            return None
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            return None
-        _SOURCES[filename] = text
+        return None
     lines = text.splitlines()
     if 1 <= line <= len(lines):
         return lines[line - 1]
@@ -87,6 +86,10 @@ class NasirError(Exception):
 
     def __str__(self) -> str:
         return self.render()
+
+
+class NasirWarning(UserWarning):
+    """Input that compiles but probably not as meant (a template that replaces another)."""
 
 
 class VerificationError(NasirError):

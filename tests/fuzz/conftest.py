@@ -1,0 +1,25 @@
+"""Hypothesis profiles of the fuzzing campaign: a short, reproducible one for CI and a long one.
+
+``NASIR_FUZZ=long`` selects the long profile (well over 100,000 inputs in all; see
+docs/benchmarks.md); otherwise the CI profile runs a few hundred derandomized inputs per test, so
+CI sees the same inputs every run. Each test scales its example count with ``_harness.examples``.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+from hypothesis import HealthCheck, settings
+
+LONG = os.environ.get("NASIR_FUZZ") == "long"
+
+_COMMON = dict(
+    deadline=timedelta(seconds=45),
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
+settings.register_profile("nasir-ci", derandomize=True, **_COMMON)
+settings.register_profile("nasir-long", derandomize=False, **_COMMON)
+settings.load_profile("nasir-long" if LONG else "nasir-ci")
