@@ -135,8 +135,8 @@ class DanceCheckpoint(CheckpointMeta):
                           "done": (c.stage1_steps, c.stage2_steps)}[self.stage]
         if steps1 > c.stage1_steps or steps2 > c.stage2_steps or (self.stage == "done" and self.step != 0):
             raise ValueError(f"{self.stage} step {self.step} lies outside a run of {c.stage1_steps} + {c.stage2_steps} steps")
-        if len(self.history) != steps1 + steps2:
-            raise ValueError(f"{len(self.history)} history entries for {steps1 + steps2} steps")
+        if len(self.history) != steps1 + steps2 or any("loss" not in entry for entry in self.history):
+            raise ValueError(f"{len(self.history)} history entries (each with a loss) for {steps1 + steps2} steps")
         return steps1, steps2
 
 
