@@ -33,6 +33,24 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="let imports read absolute paths and paths that leave their folder (with ../ or links)")
 
 
+def output_option(p: argparse.ArgumentParser, *flags: str, directory: bool = False, **kwargs: Any) -> None:
+    """Add an option that names a file (or with ``directory`` a folder) the command writes; ``main``
+    checks every such location before the command starts, so a bad one fails at once (exit 2)
+    rather than after the work is done."""
+    action = p.add_argument(*flags, **kwargs)
+    p.set_defaults(outputs=[*(p.get_default("outputs") or []), (action.dest, flags[-1], directory)])
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """The locations given for the options declared with ``output_option`` must be writable."""
+    from nasir.io import check_output, check_output_dir
+
+    for dest, flag, directory in getattr(args, "outputs", []):
+        value = getattr(args, dest, None)
+        if value:
+            (check_output_dir if directory else check_output)(value, flag)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nasir", description="A compiler for neural-architecture-search spaces.")
     parser.add_argument("--version", action="version", version="nasir 0.1.0")
@@ -45,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=("supernet", "sampled", "fixed"), default="supernet",
                    help="lowering mode for --emit code")
     p.add_argument("--arch", metavar="JSON", help="architecture for --mode fixed: a JSON file {param: candidate}")
-    p.add_argument("-o", "--output", metavar="FILE", help="write here (atomically) instead of stdout")
+    output_option(p, "-o", "--output", metavar="FILE", help="write here (atomically) instead of stdout")
     p.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every pass (stderr)")
     p.add_argument("--stats", action="store_true", help="print per-pass timing and statistics (stderr)")
     p.add_argument("--no-verify", action="store_true", help="skip verification between passes")
@@ -73,9 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beta", type=float, default=0.0, help="beta-DARTS regularization weight")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--checkpoint", metavar="FILE", help="save progress here (safetensors)")
+    output_option(p, "--checkpoint", metavar="FILE", help="save progress here (safetensors)")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
-    p.add_argument("--arch-out", metavar="FILE", help="write the derived architecture as JSON")
+    output_option(p, "--arch-out", metavar="FILE", help="write the derived architecture as JSON")
     p.set_defaults(func=cmd_search)
 
     for name in ("dna", "dance"):  # drivers contributed by their own packages
@@ -160,14 +178,9 @@ def stats_instruments() -> list[PassInstrument]:
 def _read_arch(path: str | None) -> dict[str, Any]:
     if not path:
         raise NasirError("--mode fixed needs --arch FILE (JSON {arch parameter: candidate name or index})")
-    from nasir.io import read_json
+    from nasir.ir.arch import read_arch
 
-    data = read_json(path, "architecture")
-    if not isinstance(data, dict):
-        raise NasirError(f"{path}: expected a JSON object mapping parameters to candidates")
-    from nasir.ir.arch import arch_mapping
-
-    return arch_mapping(data)
+    return read_arch(path)
 
 
 def cmd_count(args: argparse.Namespace) -> int:
@@ -245,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        check_outputs(args)
         return args.func(args)
     except NasirError as e:
         sys.stderr.write(e.render() + "\n")

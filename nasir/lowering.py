@@ -30,6 +30,7 @@ from torch import nn
 
 from nasir.diagnostics import NasirError
 from nasir.ir.arch import resolve_arch
+from nasir.ir.cost import check_weight_budget
 from nasir.ir.graph import Graph
 from nasir.ir.nodes import (
     BlockNode,
@@ -124,6 +125,7 @@ def lower(graph: Graph, mode: str = "supernet", arch: Mapping[str, int | str] | 
     if mode not in MODES:
         raise NasirError(f"unknown lowering mode {mode!r}", hint=f"choose one of {', '.join(MODES)}")
     infer_shapes(graph)
+    check_weight_budget(graph)
     fixed: dict[str, int] = {}
     if mode == "fixed":
         fixed = resolve_arch(graph, arch or {})

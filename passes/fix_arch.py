@@ -12,8 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nasir.diagnostics import NasirError
-from nasir.io import read_json
-from nasir.ir.arch import arch_mapping, resolve_arch
+from nasir.ir.arch import read_arch, resolve_arch
 from nasir.ir.graph import Graph
 from nasir.ir.nodes import ChoiceNode, MergedConvNode, Region, sub_regions
 from nasir.ir.rewrite import inline_region
@@ -34,9 +33,7 @@ class FixArch(Pass):
     def run(self, graph: Graph) -> PassResult:
         if not self.arch:
             raise NasirError("fix-arch needs an architecture file: fix-arch{arch=path/to/arch.json}")
-        data = read_json(self.arch, "architecture")
-        mapping = arch_mapping(data)
-        picks = resolve_arch(graph, mapping if isinstance(mapping, dict) else {})
+        picks = resolve_arch(graph, read_arch(self.arch))
         result = PassResult()
         _fix_region(graph.body, picks, result)
         graph.arch = {}

@@ -23,13 +23,15 @@ from nasir.dance.errors import DanceError
 
 
 def register(subparsers: Any) -> None:
+    from nasir.cli import output_option
+
     p = subparsers.add_parser("dance", help="DANCE select gates: insert, train (3 stages), extract pruned subnets")
     sub = p.add_subparsers(dest="dance_command", required=True, metavar="STEP")
 
     g = sub.add_parser("gates", help="insert select gates (dance-gates pass) and list the channel groups")
     _source(g)
     g.add_argument("--budget", type=float, default=0.5, help="default C_l: fraction in (0, 1] or channel count")
-    g.add_argument("-o", "--output", metavar="FILE", help="write the gated IR as JSON")
+    output_option(g, "-o", "--output", metavar="FILE", help="write the gated IR as JSON")
     g.set_defaults(func=cmd_gates)
 
     t = sub.add_parser("train", help="stages 1-2: pre-train the backbone, then gates and weights jointly")
@@ -44,7 +46,7 @@ def register(subparsers: Any) -> None:
     t.add_argument("--tau-end", type=float, default=0.1, help="... annealed exponentially to this at its end")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="cpu")
-    t.add_argument("--checkpoint", required=True, metavar="FILE", help="safetensors checkpoint (written as it goes)")
+    output_option(t, "--checkpoint", required=True, metavar="FILE", help="safetensors checkpoint (written as it goes)")
     t.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_train)
@@ -55,9 +57,9 @@ def register(subparsers: Any) -> None:
     e.add_argument("--method", choices=("dance", "score", "random", "magnitude"), default="dance")
     e.add_argument("--finetune-steps", type=int, default=0)
     e.add_argument("--device", default="cpu")
-    e.add_argument("-o", "--output", metavar="FILE", help="write the extracted IR as JSON")
-    e.add_argument("--weights", metavar="FILE", help="write the extracted weights (safetensors)")
-    e.add_argument("--masks-out", metavar="FILE", help="write the masks as JSON (input of the dance-extract pass)")
+    output_option(e, "-o", "--output", metavar="FILE", help="write the extracted IR as JSON")
+    output_option(e, "--weights", metavar="FILE", help="write the extracted weights (safetensors)")
+    output_option(e, "--masks-out", metavar="FILE", help="write the masks as JSON (input of the dance-extract pass)")
     e.add_argument("--no-progress", action="store_true")
     e.set_defaults(func=cmd_extract)
 
@@ -131,12 +133,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_extract(args: argparse.Namespace) -> int:
     import torch
 
-    from nasir.checkpoint import save_checkpoint
+    from nasir.checkpoint import checkpoint_writer
     from nasir.dance.baselines import masks_for
     from nasir.dance.gated import count_parameters
     from nasir.dance.train import accuracy, finetune, network_from_checkpoint, recalibrate_bn
     from nasir.datasets import load_tiny
-    from nasir.io import atomic_write_text
+    from nasir.io import atomic_write_all, text_writer
 
     net, config, _ = network_from_checkpoint(args.checkpoint)
     net = net.to(args.device)
@@ -150,16 +152,18 @@ def cmd_extract(args: argparse.Namespace) -> int:
     if args.finetune_steps > 0:
         module = finetune(module, train, args.finetune_steps, config, args.device, progress=not args.no_progress)
         print(f"after {args.finetune_steps} fine-tuning steps: test accuracy {accuracy(module, test, device=args.device):.1%}")
+    outputs = []  # written all or nothing
     if args.output:
-        atomic_write_text(args.output, graph.to_json() + "\n")
-        print(f"extracted IR written to {args.output}")
+        outputs.append((args.output, text_writer(graph.to_json() + "\n"), "extracted IR"))
     if args.weights:
-        save_checkpoint(args.weights, dict(module.state_dict()), {"kind": "dance-subnet", "graph": graph.name})
-        print(f"weights written to {args.weights}")
+        meta = {"kind": "dance-subnet", "graph": graph.name}
+        outputs.append((args.weights, checkpoint_writer(dict(module.state_dict()), meta), "weights"))
     if args.masks_out:
         data = {"masks": {g: [int(v) for v in m.tolist()] for g, m in masks.items()}}
-        atomic_write_text(args.masks_out, json.dumps(data) + "\n")
-        print(f"masks written to {args.masks_out}")
+        outputs.append((args.masks_out, text_writer(json.dumps(data) + "\n"), "masks"))
+    atomic_write_all([(path, writer) for path, writer, _ in outputs])
+    for path, _, what in outputs:
+        print(f"{what} written to {path}")
     return 0
 
 

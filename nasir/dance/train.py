@@ -18,7 +18,9 @@ Training is counted in steps (mini-batches) rather than epochs so that short dem
 are easy to size. AMP (bfloat16 autocast, which needs no loss scaling) is used on CUDA. Progress
 shows in tqdm bars. ``checkpoint`` saves the network, the optimizer and scheduler states, the RNG
 and the position (stage, step) every ``save_every`` steps as safetensors + JSON (never pickle);
-``resume`` continues from there with the same batches as an uninterrupted run.
+``resume`` continues from there with the same batches as an uninterrupted run. A checkpoint is
+validated as data first (``DanceCheckpoint``): its configuration must be this run's, its position
+must lie within the run, and its optimizer and scheduler states must fit before anything is loaded.
 """
 
 from __future__ import annotations
@@ -29,17 +31,26 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from tqdm.auto import tqdm
 
-from nasir.checkpoint import flatten_state, load_checkpoint_of, save_checkpoint, unflatten_state
+from nasir.checkpoint import (
+    CheckpointMeta,
+    flatten_state,
+    load_checkpoint_as,
+    restore_optimizer,
+    restore_scheduler,
+    save_checkpoint,
+)
 from nasir.dance.errors import DanceError
 from nasir.dance.gated import GatedNetwork
 from nasir.dance.losses import LossWeights, dance_loss
+from nasir.diagnostics import NasirError
 from nasir.ir.graph import Graph
 
 Data = tuple[torch.Tensor, torch.Tensor]
@@ -71,14 +82,6 @@ class DanceConfig:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> DanceConfig:
-        data = dict(data)
-        data["losses"] = LossWeights(**data.get("losses", {}))
-        if data.get("budget_range") is not None:
-            data["budget_range"] = tuple(data["budget_range"])
-        return cls(**data)
-
     def validate(self) -> None:
         for name in ("stage1_steps", "stage2_steps", "stage3_steps"):
             if getattr(self, name) < 0:
@@ -91,6 +94,50 @@ class DanceConfig:
             lo, hi = self.budget_range
             if not 0 < lo <= hi <= 1:
                 raise DanceError(f"budget_range must satisfy 0 < low <= high <= 1, got {self.budget_range}")
+
+
+class GateOptions(BaseModel):
+    """``GatedNetwork`` constructor options as a checkpoint stores them; sizes are bounded so that a
+    damaged file cannot ask for a huge allocation before its weights are compared."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    embed_dim: int = Field(ge=1, le=4096)
+    hidden: int = Field(ge=1, le=4096)
+    tau: float = Field(gt=0, allow_inf_nan=False)
+    lambdas: list[float] = Field(min_length=4, max_length=4)
+    alpha: float = Field(allow_inf_nan=False)
+    noise: float = Field(ge=0, allow_inf_nan=False)
+
+
+class DanceCheckpoint(CheckpointMeta):
+    """Metadata of a ``dance-train`` checkpoint."""
+
+    kind: Literal["dance-train"] = "dance-train"
+    graph: str
+    config: DanceConfig
+    net: GateOptions
+    budgets: dict[str, int]
+    taus: dict[str, float] = Field(default_factory=dict)
+    stage: Literal["stage1", "stage2", "done"]
+    step: int = Field(ge=0)
+    seconds: float = Field(ge=0, allow_inf_nan=False)
+    history: list[dict[str, float]]
+    optim: dict[str, Any]
+    sched1: dict[str, Any]
+    sched2: dict[str, dict[str, Any]]
+
+    def positions(self) -> tuple[int, int]:
+        """Steps taken in stage 1 and in stage 2; a ``ValueError`` when the position is impossible
+        for the checkpoint's own configuration."""
+        c = self.config
+        steps1, steps2 = {"stage1": (self.step, 0), "stage2": (c.stage1_steps, self.step),
+                          "done": (c.stage1_steps, c.stage2_steps)}[self.stage]
+        if steps1 > c.stage1_steps or steps2 > c.stage2_steps or (self.stage == "done" and self.step != 0):
+            raise ValueError(f"{self.stage} step {self.step} lies outside a run of {c.stage1_steps} + {c.stage2_steps} steps")
+        if len(self.history) != steps1 + steps2 or any("loss" not in entry for entry in self.history):
+            raise ValueError(f"{len(self.history)} history entries (each with a loss) for {steps1 + steps2} steps")
+        return steps1, steps2
 
 
 @dataclass
@@ -315,7 +362,7 @@ class DanceTrainer:
             **{f"opt2_{k}": flatten_state(f"opt2_{k}", o.state_dict(), tensors) for k, o in self.opts2.items()},
         }
         tensors["rng.cpu"] = torch.get_rng_state()
-        for name, gen in (("aug", self.aug_gen), ("budget", self.budget_gen), ("gate", self.gate_gen)):
+        for name, gen in self._generators():
             tensors[f"rng.{name}"] = gen.get_state()
         seconds = time.perf_counter() - start if start is not None else self.log.seconds
         meta = {
@@ -334,25 +381,37 @@ class DanceTrainer:
         save_checkpoint(path, tensors, json.loads(json.dumps(meta, default=_jsonable)))
 
     def load(self, path: str | Path) -> None:
+        """Restore a checkpoint of this run; everything is checked before training continues."""
         tensors, meta = read_train_checkpoint(path)
-        if set(meta["budgets"]) != set(self.net.groups):
+        if set(meta.budgets) != set(self.net.groups):
             raise DanceError(f"{path}: checkpoint was made for other gate groups than this network's")
-        net_state = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
-        try:
-            self.net.load_state_dict(net_state)
-            self.opt1.load_state_dict(unflatten_state(meta["optim"]["opt1"], tensors))
-            for k, o in self.opts2.items():
-                o.load_state_dict(unflatten_state(meta["optim"][f"opt2_{k}"], tensors))
-            self.sched1.load_state_dict(meta["sched1"])
-            for k, s in self.scheds2.items():
-                s.load_state_dict(meta["sched2"][k])
-        except (RuntimeError, KeyError, ValueError) as e:
-            raise DanceError(f"{path}: checkpoint does not match this network/config ({e})") from None
-        _restore_gates(self.net, meta)
+        ours, theirs = self.config.to_json(), json.loads(json.dumps(meta.config.to_json()))
+        differ = [k for k in ours if json.loads(json.dumps(ours[k])) != theirs[k]]
+        if differ:
+            raise DanceError(f"{path}: checkpoint was made with {differ[0]}={theirs[differ[0]]!r}, this run has "
+                             f"{ours[differ[0]]!r}", hint="resume with the same options, or start afresh")
+        steps1, steps2 = _positions(meta, path)
+        if set(meta.optim) != {"opt1", *(f"opt2_{k}" for k in self.opts2)} or set(meta.sched2) != set(self.scheds2):
+            raise DanceError(f"{path}: checkpoint holds other optimizers than this trainer's")
+        restore_optimizer(self.opt1, meta.optim["opt1"], tensors, str(path), DanceError)
+        for k, o in self.opts2.items():
+            restore_optimizer(o, meta.optim[f"opt2_{k}"], tensors, str(path), DanceError)
+        restore_scheduler(self.sched1, meta.sched1, steps1, str(path), DanceError)
+        for k, s in self.scheds2.items():
+            restore_scheduler(s, meta.sched2[k], steps2, str(path), DanceError)
+        _load_net(self.net, tensors, meta, path)
+        rngs = {"cpu": torch.get_rng_state(), **{name: gen.get_state() for name, gen in self._generators()}}
+        for name, now in rngs.items():
+            saved = tensors.get(f"rng.{name}")
+            if saved is None or saved.dtype != now.dtype or saved.shape != now.shape:
+                raise DanceError(f"{path}: checkpoint lacks a valid random-generator state {name!r}")
         torch.set_rng_state(tensors["rng.cpu"])
-        for name, gen in (("aug", self.aug_gen), ("budget", self.budget_gen), ("gate", self.gate_gen)):
+        for name, gen in self._generators():
             gen.set_state(tensors[f"rng.{name}"])
-        self.log = DanceLog(meta["stage"], int(meta["step"]), list(meta["history"]), float(meta["seconds"]))
+        self.log = DanceLog(meta.stage, meta.step, list(meta.history), meta.seconds)
+
+    def _generators(self) -> list[tuple[str, torch.Generator]]:
+        return [("aug", self.aug_gen), ("budget", self.budget_gen), ("gate", self.gate_gen)]
 
 
 def _jsonable(value: Any) -> Any:
@@ -363,37 +422,59 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"cannot store {type(value).__name__} in checkpoint metadata")
 
 
-def read_train_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Tensors and metadata of a ``dance-train`` checkpoint, with clear errors for anything else."""
-    need = ("kind", "graph", "config", "net", "budgets", "stage", "step", "seconds", "history", "optim", "sched1", "sched2")
-    return load_checkpoint_of(path, "dance-train", "DANCE training", DanceError, need)
+def read_train_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], DanceCheckpoint]:
+    """Tensors and validated metadata of a ``dance-train`` checkpoint (its configuration and
+    position checked too), with a ``DanceError`` for anything else."""
+    tensors, meta = load_checkpoint_as(path, DanceCheckpoint, "DANCE training", DanceError)
+    try:
+        meta.config.validate()
+    except DanceError as e:
+        raise DanceError(f"{path}: checkpoint configuration is invalid: {e.message}") from None
+    _positions(meta, path)
+    return tensors, meta
+
+
+def _positions(meta: DanceCheckpoint, path: str | Path) -> tuple[int, int]:
+    try:
+        return meta.positions()
+    except ValueError as e:
+        raise DanceError(f"{path}: impossible checkpoint position: {e}") from None
 
 
 def network_from_checkpoint(path: str | Path) -> tuple[GatedNetwork, DanceConfig, dict[str, Any]]:
-    """Rebuild the trained ``GatedNetwork`` (graph, weights, budgets) from a training checkpoint."""
+    """Rebuild the trained ``GatedNetwork`` (graph, weights, budgets) from a training checkpoint;
+    returns it, the training configuration and the checkpoint's metadata as a dict."""
+    from nasir.ir.verify import verify
+
     tensors, meta = read_train_checkpoint(path)
     try:
-        graph = Graph.model_validate_json(meta["graph"])
-        config = DanceConfig.from_json(meta["config"])
-        hp = dict(meta["net"])
-        hp["lambdas"] = tuple(hp["lambdas"])
-        net = GatedNetwork(graph, **hp)
-    except (ValueError, TypeError, KeyError) as e:
-        raise DanceError(f"{path}: checkpoint metadata is corrupt ({str(e).splitlines()[0]})") from None
+        graph = Graph.from_json(meta.graph, f"{path} (graph)")
+        verify(graph)
+        options = meta.net.model_dump()
+        net = GatedNetwork(graph, **{**options, "lambdas": tuple(options["lambdas"])})
+    except NasirError as e:
+        raise DanceError(f"{path}: checkpoint graph is invalid: {e.message}", e.loc, e.hint) from None
+    _load_net(net, tensors, meta, path)
+    return net, meta.config, meta.model_dump()
+
+
+def _load_net(net: GatedNetwork, tensors: dict[str, torch.Tensor], meta: DanceCheckpoint, path: str | Path) -> None:
+    """Weights, then budgets and temperatures (plain attributes of the gates, kept in the metadata)."""
+    if set(meta.budgets) != set(net.groups) or not set(meta.taus) <= set(net.groups):
+        raise DanceError(f"{path}: checkpoint budgets name other gate groups than its graph's")
+    for g, keep in meta.budgets.items():
+        if not 1 <= keep <= net.groups[g].channels:
+            raise DanceError(f"{path}: gate group {g!r} keeps {keep} of its {net.groups[g].channels} channels")
+    if any(not tau > 0 for tau in meta.taus.values()):
+        raise DanceError(f"{path}: gate temperatures must be > 0")
     try:
         net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
     except RuntimeError as e:
         raise DanceError(f"{path}: checkpoint weights do not fit its graph ({str(e).splitlines()[0]})") from None
-    _restore_gates(net, meta)
-    return net, config, meta
-
-
-def _restore_gates(net: GatedNetwork, meta: dict[str, Any]) -> None:
-    """Budgets and temperatures are plain attributes of the gates, kept in the metadata."""
-    for g, keep in meta["budgets"].items():
-        net.gate(g).keep = int(keep)
-    for g, tau in meta.get("taus", {}).items():
-        net.gate(g).tau = float(tau)
+    for g, keep in meta.budgets.items():
+        net.gate(g).keep = keep
+    for g, tau in meta.taus.items():
+        net.gate(g).tau = tau
 
 
 def finetune(module: nn.Module, data: Data, steps: int, config: DanceConfig, device: str | torch.device = "cpu",

@@ -16,6 +16,8 @@ from nasir.dna.errors import DNAError
 
 
 def register(subparsers) -> None:
+    from nasir.cli import output_option
+
     p = subparsers.add_parser("dna", help="DNA block-wise distillation NAS: partition, train, rate, search, plus")
     sub = p.add_subparsers(dest="dna_command", required=True, metavar="STEP")
 
@@ -28,12 +30,12 @@ def register(subparsers) -> None:
 
     q = sub.add_parser("partition", help="split a space into DNA blocks and report each block's space")
     space_args(q)
-    q.add_argument("--json", metavar="FILE", help="also write the block table as JSON")
+    output_option(q, "--json", metavar="FILE", help="also write the block table as JSON")
     q.set_defaults(func=cmd_partition)
 
     q = sub.add_parser("train", help="train a teacher (if none), cache its features, distill every block")
     space_args(q)
-    q.add_argument("--workdir", required=True, help="teacher, features and block checkpoints live here")
+    output_option(q, "--workdir", directory=True, required=True, help="teacher, features and block checkpoints live here")
     q.add_argument("--teacher-steps", type=int, default=300)
     q.add_argument("--images", type=int, default=0, help="use the first N training images (0: all 2000)")
     q.add_argument("--steps", type=int, default=200, help="training steps per block")
@@ -47,7 +49,7 @@ def register(subparsers) -> None:
 
     q = sub.add_parser("rate", help="score every path of every block with feature sharing (Alg. 1)")
     space_args(q)
-    q.add_argument("--workdir", required=True)
+    output_option(q, "--workdir", directory=True, required=True)
     q.add_argument("--samples", type=int, default=256, help="held-out images to rate on")
     q.add_argument("--no-sharing", action="store_true", help="evaluate each path separately (reference)")
     q.add_argument("--top", type=int, default=5, help="paths per block to print")
@@ -59,11 +61,11 @@ def register(subparsers) -> None:
     q.add_argument("--cost", choices=("params", "flops"), default="params")
     q.add_argument("--limit", type=float, help="maximum summed cost of the blocks (none: unconstrained)")
     q.add_argument("--pareto", action="store_true", help="print the Pareto front of score vs cost")
-    q.add_argument("-o", "--output", metavar="FILE", help="write the architecture (and front) as JSON")
+    output_option(q, "-o", "--output", metavar="FILE", help="write the architecture (and front) as JSON")
     q.set_defaults(func=cmd_search)
 
     q = sub.add_parser("plus", help="DNA+ generations on the bundled dataset (MBConv student space)")
-    q.add_argument("--workdir", required=True)
+    output_option(q, "--workdir", directory=True, required=True)
     q.add_argument("--space", metavar="JSON", help="student SpaceSpec as JSON (default: a small 3-block space)")
     q.add_argument("--generations", type=int, default=2)
     q.add_argument("--depth", type=float, default=1.2)
@@ -164,9 +166,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     logs = train_blocks(list(space.blocks), feats, config, workdir / "blocks", workers=args.workers,
                         device=args.device, progress=True)
     for log in logs:
-        last = f"{log.losses[-1]:.4f}" if log.losses else "(already trained)"
+        last = f"{log.losses[-1]:.4f}" if log.losses else "unknown"
+        done_before = log.resumed_from == config.steps
         print(f"{names[log.block]}: {space.blocks[log.block].size} paths, final loss {last}"
-              + (f", resumed at step {log.resumed_from}" if log.resumed_from else ""))
+              + (" (already trained)" if done_before else f", resumed at step {log.resumed_from}" if log.resumed_from else ""))
     print(f"trained {len(logs)} blocks in {time.perf_counter() - start:.1f} s; checkpoints in {workdir / 'blocks'}")
     return 0
 

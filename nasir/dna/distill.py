@@ -8,8 +8,10 @@ one after the other, in worker processes (``workers``), or one share per rank un
 Determinism and resumption: the mini-batch order of epoch e and the paths of step t are drawn from
 generators seeded by (seed, block, e) and (seed, block, t), and the learning rate is a pure
 function of t. A checkpoint (safetensors: block weights, optimizer state, loss-head weights, JSON
-metadata) therefore holds everything needed to continue, and a run interrupted after its last
-checkpoint and resumed ends bit-for-bit where an uninterrupted run ends (on the same device).
+metadata with the loss history) therefore holds everything needed to continue, and a run
+interrupted after its last checkpoint and resumed ends bit-for-bit where an uninterrupted run ends
+(on the same device), with the same loss history. Checkpoint metadata is validated as data
+(``BlockCheckpoint``) and its position checked against the run before anything is loaded.
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
+from nasir.checkpoint import CheckpointMeta, flatten_state, load_checkpoint_as, restore_optimizer, save_checkpoint
 from nasir.dna.errors import DNAError
 from nasir.dna.losses import SelfSupervisedBlockLoss, block_mse
 from nasir.dna.space import Block
@@ -50,10 +55,30 @@ class DistillConfig:
             raise DNAError("need steps >= 0, batch_size >= 2, checkpoint_every >= 1 and lr > 0")
 
 
+class BlockCheckpoint(CheckpointMeta):
+    """Metadata of a block checkpoint. ``losses`` (every step's loss so far) is absent in
+    checkpoints of older versions; their history then starts at the resumed step."""
+
+    kind: Literal["dna-block"] = "dna-block"
+    block: int = Field(ge=0)
+    paths: int = Field(ge=1)
+    samples: int = Field(ge=1)
+    config: DistillConfig
+    step: int = Field(ge=0)
+    losses: list[float] | None = None
+    optimizer: Any = None
+
+    def run_key(self) -> dict[str, Any]:
+        """What must equal between a checkpoint and the run that resumes it."""
+        config = {k: v for k, v in asdict(self.config).items() if k != "checkpoint_every"}
+        return {"block": self.block, "paths": self.paths, "samples": self.samples, "config": config}
+
+
 @dataclass
 class BlockLog:
     block: int
     step: int = 0
+    #: the loss of every step, from the first (restored from the checkpoint on resume)
     losses: list[float] = field(default_factory=list)
     resumed_from: int = 0
     #: the trained DNA++ projection heads (``loss='ssl'``); rating compares embeddings through them
@@ -101,10 +126,21 @@ def _meta(config: DistillConfig, block: Block, index: int, n: int) -> dict:
             "config": {k: v for k, v in asdict(config).items() if k != "checkpoint_every"}}
 
 
+def read_block_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], BlockCheckpoint]:
+    """Tensors and validated metadata of a block checkpoint (configuration and position checked)."""
+    tensors, meta = load_checkpoint_as(path, BlockCheckpoint, "DNA block", DNAError)
+    try:
+        meta.config.check()
+    except DNAError as e:
+        raise DNAError(f"{path}: checkpoint configuration is invalid: {e.message}") from None
+    if meta.step > meta.config.steps or (meta.losses is not None and len(meta.losses) != meta.step):
+        raise DNAError(f"{path}: checkpoint is at step {meta.step} of {meta.config.steps} with "
+                       f"{'no' if meta.losses is None else len(meta.losses)} losses")
+    return tensors, meta
+
+
 def save_block(path: str | Path, block: Block, opt: torch.optim.Optimizer | None, loss_mod: nn.Module | None,
                meta: dict) -> None:
-    from nasir.checkpoint import flatten_state, save_checkpoint
-
     tensors = {f"block.{k}": v for k, v in block.state_dict().items()}
     if loss_mod is not None:
         tensors.update({f"loss.{k}": v for k, v in loss_mod.state_dict().items()})
@@ -115,14 +151,14 @@ def save_block(path: str | Path, block: Block, opt: torch.optim.Optimizer | None
 
 
 def load_block(path: str | Path, block: Block, loss_mod: nn.Module | None = None,
-               expect: dict | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
-    """Load block (and loss-head) weights; returns (metadata, all tensors). Checks ``expect``."""
-    from nasir.checkpoint import load_checkpoint_of
-
-    tensors, meta = load_checkpoint_of(path, "dna-block", "DNA block", DNAError)
+               expect: dict | None = None) -> tuple[BlockCheckpoint, dict[str, torch.Tensor]]:
+    """Load block (and loss-head) weights; returns (metadata, all tensors). ``expect`` holds
+    entries of ``BlockCheckpoint.run_key`` that must match."""
+    tensors, meta = read_block_checkpoint(path)
+    have = meta.run_key()
     for key, value in (expect or {}).items():
-        if meta.get(key) != value:
-            raise DNAError(f"{path}: checkpoint has {key}={meta.get(key)!r}, this run has {value!r}",
+        if have[key] != value:
+            raise DNAError(f"{path}: checkpoint has {key}={have[key]!r}, this run has {value!r}",
                            hint="use another checkpoint directory, or delete the stale checkpoint")
     for prefix, mod in (("block.", block), ("loss.", loss_mod)):
         if mod is not None:
@@ -144,10 +180,9 @@ def train_block(block: Block, inputs: torch.Tensor, targets: torch.Tensor, confi
     """Distill ``block`` on teacher features ``inputs`` (block k-1 output) -> ``targets`` (block k).
 
     With ``checkpoint`` and ``resume``, an existing checkpoint of the same run continues it (a
-    finished one returns at once). Returns the per-step losses of the steps run in this call.
+    finished one returns at once). Returns the log with the loss of every step, those before a
+    resume included.
     """
-    from nasir.checkpoint import unflatten_state
-
     config.check()
     n = inputs.shape[0]
     if targets.shape[0] != n:
@@ -169,9 +204,10 @@ def train_block(block: Block, inputs: torch.Tensor, targets: torch.Tensor, confi
     if checkpoint is not None and resume and Path(checkpoint).is_file():
         saved, tensors = load_block(checkpoint, block, loss_mod,
                                     expect={k: meta[k] for k in ("block", "paths", "samples", "config")})
-        if "optimizer" in saved:
-            opt.load_state_dict(unflatten_state(saved["optimizer"], tensors))
-        log.step = log.resumed_from = int(saved.get("step", 0))
+        if saved.optimizer is not None:
+            restore_optimizer(opt, saved.optimizer, tensors, str(checkpoint), DNAError)
+        log.step = log.resumed_from = saved.step
+        log.losses = list(saved.losses or [])
     bar = None
     if progress:
         from tqdm import tqdm
@@ -198,14 +234,14 @@ def train_block(block: Block, inputs: torch.Tensor, targets: torch.Tensor, confi
                 bar.update(1)
                 bar.set_postfix(loss=f"{log.losses[-1]:.4f}")
             if checkpoint is not None and (log.step % config.checkpoint_every == 0 or log.step == config.steps):
-                save_block(checkpoint, block, opt, loss_mod, {**meta, "step": log.step})
+                save_block(checkpoint, block, opt, loss_mod, {**meta, "step": log.step, "losses": log.losses})
             if stop_after is not None and log.step >= stop_after and log.step < config.steps:
                 raise Interrupted(f"stopped after step {log.step}")
     finally:
         if bar is not None:
             bar.close()
     if checkpoint is not None and log.step == config.steps and not Path(checkpoint).is_file():
-        save_block(checkpoint, block, opt, loss_mod, {**meta, "step": log.step})
+        save_block(checkpoint, block, opt, loss_mod, {**meta, "step": log.step, "losses": log.losses})
     block.eval()
     if loss_mod is not None:
         log.head = loss_mod.eval()
@@ -222,7 +258,7 @@ def load_trained_block(path: str | Path, block: Block) -> SelfSupervisedBlockLos
     """
     meta, tensors = load_block(path, block)
     block.eval()
-    if (meta.get("config") or {}).get("loss") != "ssl":
+    if meta.config.loss != "ssl":
         return None
     try:
         t_in = tensors["loss.teacher_proj.mlp.0.weight"]

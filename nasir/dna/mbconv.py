@@ -65,15 +65,6 @@ class NetSpec:
     def to_json(self) -> dict:
         return asdict(self)
 
-    @classmethod
-    def from_json(cls, data: dict) -> NetSpec:
-        try:
-            blocks = [BlockSpec([tuple(o) for o in b["ops"]], int(b["channels"]), int(b["width"]), int(b.get("stride", 1)))
-                      for b in data["blocks"]]
-            return cls(blocks, int(data.get("stem", 16)), int(data.get("classes", 10)), int(data.get("stem_stride", 1)))
-        except (KeyError, TypeError, ValueError) as e:
-            raise DNAError(f"malformed network spec ({type(e).__name__}: {e})") from None
-
 
 class ChainNet(nn.Module):
     """stem -> blocks -> head (global pool + linear): a teacher or a retrained student."""

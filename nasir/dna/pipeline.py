@@ -10,9 +10,11 @@ block training, rating and search, each step's output a file in one work directo
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import torch
 
+from nasir.checkpoint import CheckpointMeta, build_for_state, load_checkpoint_as, save_checkpoint
 from nasir.dna.blocks import block_infos
 from nasir.dna.errors import DNAError
 from nasir.dna.mbconv import BlockSpec, ChainNet, NetSpec
@@ -54,23 +56,25 @@ def _block_shapes(spec: NetSpec) -> list[tuple[int, int]]:
     return [(spec.stem, spec.stem_stride)] + [(b.width, b.stride) for b in spec.blocks]
 
 
-def save_teacher(path: str | Path, net: ChainNet, accuracy: float | None = None) -> None:
-    from nasir.checkpoint import save_checkpoint
+class TeacherCheckpoint(CheckpointMeta):
+    """Metadata of a teacher checkpoint: the network's description and its test accuracy."""
 
+    kind: Literal["dna-teacher"] = "dna-teacher"
+    spec: NetSpec
+    accuracy: float | None = None
+
+
+def save_teacher(path: str | Path, net: ChainNet, accuracy: float | None = None) -> None:
     save_checkpoint(path, dict(net.state_dict()), {"kind": "dna-teacher", "spec": net.spec.to_json(),
                                                    "accuracy": accuracy})
 
 
 def load_teacher(path: str | Path) -> tuple[ChainNet, dict]:
-    from nasir.checkpoint import load_checkpoint_of
-
-    tensors, meta = load_checkpoint_of(path, "dna-teacher", "DNA teacher", DNAError, need=("spec",))
-    net = ChainNet(NetSpec.from_json(meta["spec"]))
-    try:
-        net.load_state_dict(tensors)
-    except RuntimeError as e:
-        raise DNAError(f"{path}: weights do not fit the teacher spec ({str(e).splitlines()[0]})") from None
-    return net.eval(), meta
+    """The teacher saved at ``path`` and its metadata (as a dict); its description is checked
+    against its weights before the network is built."""
+    tensors, meta = load_checkpoint_as(path, TeacherCheckpoint, "DNA teacher", DNAError)
+    net = build_for_state(lambda: ChainNet(meta.spec), tensors, str(path), DNAError)
+    return net.eval(), meta.model_dump()
 
 
 def get_teacher(workdir: Path, graph: Graph, images: torch.Tensor, labels: torch.Tensor, test, steps: int,

@@ -25,7 +25,9 @@ from safetensors.torch import save_file
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from nasir.checkpoint import tensor_digest
 from nasir.dna.errors import DNAError
+from nasir.io import parse_json
 
 CACHE_FORMAT = "nasir-dna-features-1"
 
@@ -205,7 +207,8 @@ def save_features(path: str | Path, features: Sequence[torch.Tensor], meta: dict
     from nasir.io import atomic_write
 
     tensors = {f"feature{k}": f.contiguous() for k, f in enumerate(features)}
-    header = {"format": CACHE_FORMAT, "blocks": str(len(features) - 1), "meta": json.dumps(meta or {})}
+    header = {"format": CACHE_FORMAT, "blocks": str(len(features) - 1), "meta": json.dumps(meta or {}),
+              "sha256": tensor_digest(tensors)}
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
 
 
@@ -219,13 +222,19 @@ def load_features(path: str | Path, expect: dict | None = None) -> tuple[list[to
             header = f.metadata() or {}
             if header.get("format") != CACHE_FORMAT:
                 raise DNAError(f"{path}: not a nasir DNA feature cache")
-            n = int(header["blocks"]) + 1
-            feats = [f.get_tensor(f"feature{k}") for k in range(n)]
-            meta = json.loads(header.get("meta", "{}"))
+            names = [f"feature{k}" for k in range(len(f.keys()))]
+            if sorted(f.keys()) != sorted(names) or header.get("blocks") != str(len(names) - 1):
+                raise DNAError(f"{path}: feature cache holds other tensors than its header says")
+            feats = [f.get_tensor(name) for name in names]
     except (SafetensorError, OSError, KeyError, ValueError, RuntimeError) as e:
         if isinstance(e, DNAError):
             raise
         raise DNAError(f"{path}: corrupt or unreadable feature cache ({type(e).__name__}: {e})") from None
+    if "sha256" in header and header["sha256"] != tensor_digest(dict(zip(names, feats))):
+        raise DNAError(f"{path}: feature cache tensors do not match their checksum (the file is damaged)")
+    meta = parse_json(header.get("meta", "{}"), f"{path} (metadata)", "feature cache metadata", DNAError)
+    if not isinstance(meta, dict):
+        raise DNAError(f"{path}: feature cache metadata is not a JSON object")
     if len({f.shape[0] for f in feats}) != 1:
         raise DNAError(f"{path}: blocks hold different numbers of samples")
     for key, value in (expect or {}).items():

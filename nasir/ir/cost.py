@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nasir.diagnostics import NasirError
 from nasir.ir.graph import Graph
 from nasir.ir.nodes import BlockNode, ChoiceNode, MergedConvNode, Node, OpNode, Region
 
@@ -101,3 +102,25 @@ def _arch_region_cost(region: Region, arch: dict[str, int]) -> Cost:
         else:
             total = total + node_cost(node, region)
     return total
+
+
+#: Most weights (elements) a lowered network may hold: 2^32 is 16 GiB of float32, far beyond the
+#: supernets nasir trains, and a bound that keeps a damaged IR file (a 99,999 x 99,999 kernel)
+#: from asking for terabytes.
+MAX_WEIGHTS = 2**32
+
+
+def check_weight_budget(graph: Graph, limit: int = MAX_WEIGHTS) -> None:
+    """Refuse, before anything is allocated, a graph whose supernet would hold more than ``limit``
+    weights; the error points at its largest node. Shapes must be inferred first."""
+    total, largest, where = 0, 0, None
+    for path, node, region in graph.walk():
+        if isinstance(node, (OpNode, MergedConvNode)):
+            params = node_cost(node, region).params
+            total += params
+            if params > largest:
+                largest, where = params, (path, node)
+    if total > limit and where is not None:
+        path, node = where
+        raise NasirError(f"the network would hold {total:,} weights, more than nasir's limit of {limit:,}; "
+                         f"{path!r} alone has {largest:,}", node.loc, hint="check the layer sizes (kernel, channels)")

@@ -2,9 +2,16 @@
 
 Uses the ``graphviz`` package to build the dot source; rendering to PNG/SVG needs the Graphviz
 ``dot`` binary, which ``nasir compile --emit dot`` does not require.
+
+Names in the IR are user text (a ``.nas`` file or IR JSON), so none reaches the dot source raw:
+node IDs are generated (``n0``, ``n1``: a name with ``:`` would read as a port in an edge), and
+every label and cluster name is escaped (``_text``) so that ``<...>`` cannot become an HTML-like
+label, a quote cannot end the string and a backslash cannot start a Graphviz escape.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import graphviz
 
@@ -15,36 +22,45 @@ _CONV_COLOR = "#cfe2f3"
 _COLORS = {"bn": "#fff2cc", "relu": "#eeeeee", "max_pool": "#d9ead3", "avg_pool": "#d9ead3", "zero": "#ffffff"}
 
 
-def _label(node) -> str:
+def _text(*lines: str) -> graphviz.quoting.NoHtml:
+    """Lines of user text as one Graphviz label: backslashes doubled (no escape sequences),
+    lines joined by Graphviz's ``\\n``, marked as not HTML (so it is always quoted)."""
+    return graphviz.nohtml("\\n".join(line.replace("\\", "\\\\") for line in lines))
+
+
+def _label(node) -> graphviz.quoting.NoHtml:
     shape = "x".join(map(str, node.shape)) if node.shape else "?"
     if isinstance(node, OpNode):
-        return f"{node.name}\\n{node.attrs.signature()}\\n[{shape}]"
+        return _text(node.name, node.attrs.signature(), f"[{shape}]")
     if isinstance(node, MergedConvNode):
         ks = " ".join(f"{k.kernel}x{k.kernel}d{k.dilation}" for k in node.kernels)
-        return f"{node.name}\\nmerged_conv({ks})\\n[{shape}]"
-    return f"{node.name}\\n{node.kind}\\n[{shape}]"
+        return _text(node.name, f"merged_conv({ks})", f"[{shape}]")
+    return _text(node.name, node.kind, f"[{shape}]")
 
 
 def to_dot(graph: Graph) -> str:
-    dot = graphviz.Digraph(graph.name, graph_attr={"rankdir": "TB", "fontsize": "10"},
+    dot = graphviz.Digraph(_text(graph.name), graph_attr={"rankdir": "TB", "fontsize": "10"},
                            node_attr={"shape": "box", "style": "rounded,filled", "fontsize": "9", "fillcolor": "white"})
-    _emit(dot, graph.body, "")
+    _emit(dot, graph.body, "", itertools.count())
     return dot.source
 
 
-def _emit(dot: graphviz.Digraph, region: Region, prefix: str) -> dict[str, str]:
+def _emit(dot: graphviz.Digraph, region: Region, prefix: str, ids_from: itertools.count) -> dict[str, str]:
+    """Draw ``region`` (its nodes' paths start with ``prefix``); returns the generated ID of each
+    of its nodes by node name."""
     ids: dict[str, str] = {}
     for node in region.nodes:
-        nid = f"{prefix}{node.name}"
+        nid = f"n{next(ids_from)}"
         ids[node.name] = nid
+        path = f"{prefix}{node.name}"
         if isinstance(node, (ChoiceNode, BlockNode)):
             dot.node(nid, _label(node), shape="diamond" if isinstance(node, ChoiceNode) else "box3d",
                      fillcolor="#f4cccc" if isinstance(node, ChoiceNode) else "#d0e0e3")
             subs = [(c.name, c.body) for c in node.candidates] if isinstance(node, ChoiceNode) else [("body", node.body)]
             for local, body in subs:
-                with dot.subgraph(name=f"cluster_{nid}.{local}") as sub:
-                    sub.attr(label=local, style="dashed", fontsize="9")
-                    inner = _emit(sub, body, f"{nid}.{local}.")
+                with dot.subgraph(name=_text(f"cluster_{path}.{local}")) as sub:
+                    sub.attr(label=_text(local), style="dashed", fontsize="9")
+                    inner = _emit(sub, body, f"{path}.{local}.", ids_from)
                 for inp in body.inputs:
                     src = ids.get(node.inputs[inp.index]) if inp.index < len(node.inputs) else None
                     if src:

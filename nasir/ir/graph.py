@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from nasir.diagnostics import NasirError, SourceLoc
+from nasir.io import atomic_write_text, parse_json, read_text
 from nasir.ir.nodes import ArchWeighted, MergedConvNode, Node, Region, sub_regions
 from nasir.ir.rewrite import walk, weighted_nodes
 
@@ -47,9 +47,15 @@ class InputGroup(BaseModel):
 
     name: str
     members: list[str]
-    n_chosen: int
+    n_chosen: int = Field(ge=1)
     #: Candidate excluded when ranking edges (DARTS ignores 'none').
     exclude: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _keeps_at_most_its_members(self) -> InputGroup:
+        if self.n_chosen > len(self.members):
+            raise ValueError(f"n_chosen {self.n_chosen} exceeds the {len(self.members)} members")
+        return self
 
 
 class Graph(BaseModel):
@@ -95,29 +101,33 @@ class Graph(BaseModel):
 
     @classmethod
     def from_json(cls, text: str, filename: str = "<json>") -> Graph:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise NasirError(f"not valid JSON: {e.msg}", SourceLoc(file=filename, line=e.lineno, col=e.colno)) from None
+        """Decode and validate IR JSON: size and nesting bounded before decoding, types and ranges
+        by the models, references to architecture parameters checked; a ``NasirError`` naming
+        ``filename`` and the JSON path of the first problem otherwise."""
+        data = parse_json(text, filename, "IR")
         if isinstance(data, dict) and data.get("version") not in (None, IR_VERSION):
             raise NasirError(f"IR version {data.get('version')} is not supported (expected {IR_VERSION})")
         try:
-            return cls.model_validate(data)
+            graph = cls.model_validate(data)
         except ValidationError as e:
             first = e.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             node, loc = _enclosing_node(data, first["loc"])
             of_node = f" (node {node!r})" if node else ""
             raise NasirError(f"{filename}: invalid IR at {where}{of_node}: {first['msg']}", loc) from None
+        for i, group in enumerate(graph.input_groups):
+            unknown = [m for m in group.members if m not in graph.arch]
+            if unknown:
+                raise NasirError(f"{filename}: invalid IR at input_groups.{i}: member {unknown[0]!r} is no "
+                                 "architecture parameter")
+        return graph
 
     def save(self, path: str | Path) -> None:
-        from nasir.io import atomic_write_text
-
         atomic_write_text(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | Path) -> Graph:
-        return cls.from_json(Path(path).read_text(encoding="utf-8"), str(path))
+        return cls.from_json(read_text(path, "IR"), str(path))
 
     @classmethod
     def json_schema(cls) -> dict[str, Any]:

@@ -85,7 +85,7 @@ class ArchWeighted(NodeBase):
 
 class ChoiceNode(ArchWeighted):
     kind: Literal["choice"] = "choice"
-    candidates: list[Candidate]
+    candidates: list[Candidate] = Field(min_length=1)
 
 
 class KernelCandidate(BaseModel):
@@ -96,8 +96,8 @@ class KernelCandidate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    kernel: int
-    dilation: int = 1
+    kernel: int = Field(ge=1)
+    dilation: int = Field(default=1, ge=1)
     #: "conv" (learnable kernel), "identity" (fixed centred delta) or "avg_pool" (fixed uniform
     #: 1/k^2 kernel per channel); fixed kernels are never normalized. In a merged conv whose other
     #: candidates are depthwise->pointwise pairs, fixed kernels are depthwise with an identity pointwise.
@@ -112,10 +112,10 @@ class MergedConvNode(ArchWeighted):
     """A weighted sum of linear convolutions computed as one conv with a merged kernel."""
 
     kind: Literal["merged_conv"] = "merged_conv"
-    kernels: list[KernelCandidate]
-    out_channels: int
-    stride: int = 1
-    groups: int = 1
+    kernels: list[KernelCandidate] = Field(min_length=1)
+    out_channels: int = Field(ge=1)
+    stride: int = Field(default=1, ge=1)
+    groups: int = Field(default=1, ge=1)
     normalize: bool = False
 
 

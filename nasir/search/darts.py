@@ -9,7 +9,10 @@
   architecture loss, which keeps alphas from drifting to one-hot too early.
 
 Progress is shown with tqdm; ``checkpoint`` saves weights, alphas, optimizer states and the step
-every ``save_every`` steps (safetensors + JSON), and ``resume`` continues from it exactly.
+every ``save_every`` steps (safetensors + JSON), and ``resume`` continues from it exactly. A
+checkpoint is checked before anything runs: its metadata as data (``SearchCheckpoint``), its
+configuration against this run's (only ``steps`` and ``save_every`` may differ) and its step
+against this run's length.
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from tqdm.auto import tqdm
 
-from nasir.checkpoint import flatten_state, load_checkpoint, save_checkpoint, unflatten_state
+from nasir.checkpoint import CheckpointMeta, flatten_state, load_checkpoint_as, restore_optimizer, save_checkpoint
 from nasir.datasets import batches
 from nasir.diagnostics import NasirError
 from nasir.lowering import NasirModule
@@ -48,6 +52,17 @@ class SearchConfig:
     tau_min: float = 0.1
     seed: int = 0
     save_every: int = 10
+
+
+class SearchCheckpoint(CheckpointMeta):
+    """Metadata of a search checkpoint (``kind`` is absent in checkpoints of older versions)."""
+
+    kind: Literal["supernet-search"] = "supernet-search"
+    config: SearchConfig
+    step: int = Field(ge=0)
+    losses: list[float]
+    w_opt: Any
+    a_opt: Any = None
 
 
 @dataclass
@@ -137,29 +152,36 @@ class SupernetSearch:
     # -- checkpoints ----------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        meta: dict[str, Any] = {"config": asdict(self.config), "step": self.log.step, "losses": self.log.losses,
+        meta: dict[str, Any] = {"kind": "supernet-search", "config": asdict(self.config), "step": self.log.step,
+                                "losses": self.log.losses,
                                 "w_opt": flatten_state("w_opt", self.w_opt.state_dict(), tensors)}
         if self.a_opt is not None:
             meta["a_opt"] = flatten_state("a_opt", self.a_opt.state_dict(), tensors)
         save_checkpoint(path, tensors, meta)
 
     def load(self, path: str | Path) -> None:
-        tensors, meta = load_checkpoint(path)
+        """Restore a checkpoint of this run; everything is checked before anything is changed."""
+        tensors, meta = load_checkpoint_as(path, SearchCheckpoint, "supernet search")
+        ours, theirs = asdict(self.config), asdict(meta.config)
+        differ = [k for k in ours if k not in ("steps", "save_every") and ours[k] != theirs[k]]
+        if differ:
+            raise NasirError(f"{path}: checkpoint was made with {differ[0]}={theirs[differ[0]]!r}, "
+                             f"this run has {ours[differ[0]]!r}", hint="resume with the same options, or start afresh")
+        if meta.step > self.config.steps or len(meta.losses) != meta.step:
+            raise NasirError(f"{path}: checkpoint is at step {meta.step} with {len(meta.losses)} losses; "
+                             f"this run has {self.config.steps} steps", hint="raise --steps, or start afresh")
+        if (meta.a_opt is None) != (self.a_opt is None):
+            raise NasirError(f"{path}: checkpoint {'lacks' if meta.a_opt is None else 'has'} an architecture optimizer")
         state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
         try:
             self.model.load_state_dict(state)
-            self.w_opt.load_state_dict(_int_keys(unflatten_state(meta["w_opt"], tensors)))
-            if self.a_opt is not None and "a_opt" in meta:
-                self.a_opt.load_state_dict(_int_keys(unflatten_state(meta["a_opt"], tensors)))
-        except (RuntimeError, KeyError, ValueError) as e:
-            raise NasirError(f"{path}: checkpoint does not match this supernet ({e})") from None
-        self.log.step = int(meta["step"])
-        self.log.losses = list(meta.get("losses", []))
-
-
-def _int_keys(state: dict) -> dict:
-    state["state"] = {int(k): v for k, v in state["state"].items()}
-    return state
+        except RuntimeError as e:
+            raise NasirError(f"{path}: checkpoint does not match this supernet ({str(e).splitlines()[0]})") from None
+        restore_optimizer(self.w_opt, meta.w_opt, tensors, str(path))
+        if self.a_opt is not None:
+            restore_optimizer(self.a_opt, meta.a_opt, tensors, str(path))
+        self.log.step = meta.step
+        self.log.losses = list(meta.losses)
 
 
 def derive_darts_genotype(model: NasirModule, graph) -> dict[str, str]:

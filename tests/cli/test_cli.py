@@ -137,3 +137,42 @@ def test_render_picture_or_clear_error(capsys, tmp_path, monkeypatch):
     missing = tmp_path / "none.svg"
     code, _, err = run(capsys, "compile", "std/nb201.nas", "-D", "N=1", "--emit", "svg", "-o", str(missing))
     assert code == 2 and "Graphviz `dot`" in err and not missing.exists()
+
+
+SMALL_DARTS = ["std/darts.nas", "-D", "C=4", "-D", "layers=2", "-D", "steps=2", "-D", "multiplier=2"]
+
+
+def test_a_damaged_search_checkpoint_is_exit_2_and_changes_nothing(capsys, tmp_path):
+    from nasir.checkpoint import load_checkpoint, save_checkpoint
+
+    ck, arch = tmp_path / "ck.safetensors", tmp_path / "arch.json"
+    args = ["search", *SMALL_DARTS, "--batch-size", "8", "--checkpoint", str(ck), "--arch-out", str(arch)]
+    assert run(capsys, *args, "--steps", "1")[0] == 0
+    tensors, meta = load_checkpoint(ck)
+    save_checkpoint(ck, tensors, {**meta, "step": -5})
+    before = ck.read_bytes(), arch.read_bytes()
+    code, _, err = run(capsys, *args, "--steps", "2", "--resume")
+    assert code == 2 and "invalid metadata at step" in err and "Traceback" not in err
+    assert (ck.read_bytes(), arch.read_bytes()) == before
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["compile", "std/nb201.nas", "--emit", "json", "-o", "{dir}"], "--output {dir} is a directory"),
+    (["search", *SMALL_DARTS, "--checkpoint", "{dir}"], "--checkpoint {dir} is a directory"),
+    (["search", *SMALL_DARTS, "--arch-out", "{file}/arch.json"], "is not a directory"),
+    (["dance", "extract", "ck.safetensors", "--budget", "0.5", "-o", "{dir}/a.json", "--weights", "{dir}"],
+     "--weights {dir} is a directory"),
+    (["dna", "train", "std/mbconv.nas", "--workdir", "{file}"], "exists and is not a directory"),
+])
+def test_bad_output_locations_fail_before_any_work(capsys, tmp_path, monkeypatch, argv, message):
+    import nasir.api
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started before the output locations were checked")
+
+    monkeypatch.setattr(nasir.api, "load_graph", no_work)
+    (tmp_path / "file").write_text("")
+    fill = {"dir": str(tmp_path), "file": str(tmp_path / "file")}
+    code, _, err = run(capsys, *[a.format(**fill) for a in argv])
+    assert code == 2 and message.format(**fill) in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

@@ -32,3 +32,22 @@ def test_bad_input_exits_2(tmp_path, capsys):
     assert "error:" in capsys.readouterr().err
     assert main(["dance", "train", "std/resnet18.nas", "-D", "width=4", "--budget-range", "x",
                  "--checkpoint", str(tmp_path / "c.safetensors")]) == 2
+
+
+def test_extract_writes_all_outputs_or_none(tmp_path, capsys):
+    from nasir.checkpoint import load_checkpoint, save_checkpoint
+
+    ckpt = tmp_path / "ckpt.safetensors"
+    assert main(["dance", "train", "std/resnet18.nas", "-D", "width=4", "--stage1-steps", "1", "--stage2-steps", "1",
+                 "--batch-size", "8", "--checkpoint", str(ckpt), "--no-progress"]) == 0
+    out = tmp_path / "a.json"
+    assert main(["dance", "extract", str(ckpt), "--budget", "0.5", "-o", str(out), "--weights", str(tmp_path)]) == 2
+    assert not out.exists()
+    tensors, meta = load_checkpoint(ckpt)
+    save_checkpoint(ckpt, tensors, {**meta, "budgets": list(meta["budgets"].values())})
+    capsys.readouterr()
+    assert main(["dance", "extract", str(ckpt), "--budget", "0.5", "-o", str(out)]) == 2
+    assert "invalid metadata at budgets" in capsys.readouterr().err and not out.exists()
+    assert main(["dance", "train", "std/resnet18.nas", "-D", "width=4", "--stage1-steps", "1", "--stage2-steps", "1",
+                 "--batch-size", "8", "--checkpoint", str(ckpt), "--resume", "--no-progress"]) == 2
+    assert "invalid metadata at budgets" in capsys.readouterr().err

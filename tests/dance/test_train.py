@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from nasir.dance.baselines import METHODS, masks_for
+from nasir.dance.errors import DanceError
 from nasir.dance.gated import GatedNetwork, count_parameters
 from nasir.dance.losses import LossWeights, dance_loss, gate_terms
 from nasir.dance.train import DanceConfig, DanceTrainer, accuracy, network_from_checkpoint, recalibrate_bn
@@ -126,3 +127,36 @@ def test_stage3_and_baselines_same_budget(gated_resnet):
     recalibrate_bn(small, data[0], batches=2, batch_size=16)
     assert 0.0 <= accuracy(small, data) <= 1.0
     assert not any(n.kind == "gate" for _, n, _ in graph.walk())
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("budgets", [1, 2], "budgets"),
+    ("step", 10**12, "impossible checkpoint position"),
+    ("step", -5, "greater than or equal to 0"),
+    ("history", 7, "valid array"),
+    ("stage", "stage9", "stage"),
+    ("net", {"embed_dim": 10**9, "hidden": 64, "tau": 1.0, "lambdas": [1, 1, 1, 1], "alpha": 0.1, "noise": 1.0},
+     "less than or equal to 4096"),
+    ("graph", "[" * 100_000, "nests deeper"),
+])
+def test_damaged_training_checkpoints_are_refused(gated_resnet, tmp_path, key, value, message):
+    from nasir.checkpoint import load_checkpoint, save_checkpoint
+
+    ckpt = tmp_path / "dance.safetensors"
+    DanceTrainer(GatedNetwork(gated_resnet, seed=0), _config(), progress=False).train(_data(), ckpt)
+    tensors, meta = load_checkpoint(ckpt)
+    save_checkpoint(ckpt, tensors, {**meta, key: value})
+    before = ckpt.read_bytes()
+    with pytest.raises(DanceError, match=message):
+        network_from_checkpoint(ckpt)
+    if key != "graph":  # resuming does not rebuild the graph: the trainer has its own
+        with pytest.raises(DanceError, match=message):
+            DanceTrainer(GatedNetwork(gated_resnet, seed=0), _config(), progress=False).train(_data(), ckpt, resume=True)
+    assert ckpt.read_bytes() == before
+
+
+def test_resume_needs_the_same_configuration(gated_resnet, tmp_path):
+    ckpt = tmp_path / "dance.safetensors"
+    DanceTrainer(GatedNetwork(gated_resnet, seed=0), _config(), progress=False).train(_data(), ckpt)
+    with pytest.raises(DanceError, match="checkpoint was made with stage2_steps=2"):
+        DanceTrainer(GatedNetwork(gated_resnet, seed=0), _config(stage2_steps=5), progress=False).load(ckpt)

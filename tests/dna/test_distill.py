@@ -45,11 +45,12 @@ def test_resume_after_interruption_is_bit_identical(tmp_path):
         train_block(_fresh(), x, y, cfg, checkpoint=ckpt, stop_after=7)  # steps 7 are lost, 6 are saved
     resumed = _fresh()
     log = train_block(resumed, x, y, cfg, checkpoint=ckpt)
-    assert log.resumed_from == 6 and log.losses == ref_log.losses[6:]
+    assert log.resumed_from == 6 and log.losses == ref_log.losses  # the history survives the resume
     for (k, a), b in zip(ref.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), k
-    # a finished checkpoint returns at once, and loads into a fresh block
-    assert train_block(_fresh(), x, y, cfg, checkpoint=ckpt).losses == []
+    # a finished checkpoint returns at once with its whole loss history, and loads into a fresh block
+    finished = train_block(_fresh(), x, y, cfg, checkpoint=ckpt)
+    assert finished.resumed_from == cfg.steps and finished.losses == ref_log.losses
     other = _fresh()
     load_block(ckpt, other)
     assert all(torch.equal(a, b) for a, b in zip(ref.state_dict().values(), other.state_dict().values()))
@@ -131,3 +132,27 @@ def test_ssl_block_is_rated_through_its_heads(tmp_path):
     mse = tmp_path / "mse.safetensors"
     train_block(_fresh(), x, y, DistillConfig(steps=1, batch_size=8), checkpoint=mse)
     assert load_trained_block(mse, _fresh()) is None
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("config", [], "config"),
+    ("step", -5, "greater than or equal to 0"),
+    ("step", 10**12, "at step 1000000000000"),
+    ("losses", 7, "valid array"),
+    ("losses", [0.5], "with 1 losses"),
+    ("optimizer", {"$dict": [[0, 1]]}, "optimizer state does not fit"),
+])
+def test_damaged_block_checkpoints_are_refused_before_training(tmp_path, key, value, message):
+    from nasir.checkpoint import load_checkpoint, save_checkpoint
+
+    x, y = _data()
+    cfg = DistillConfig(steps=4, batch_size=8, checkpoint_every=2)
+    ckpt = tmp_path / "b.safetensors"
+    with pytest.raises(Interrupted):
+        train_block(_fresh(), x, y, cfg, checkpoint=ckpt, stop_after=2)
+    tensors, meta = load_checkpoint(ckpt)
+    save_checkpoint(ckpt, tensors, {**meta, key: value})
+    before = ckpt.read_bytes()
+    with pytest.raises(DNAError, match=message):
+        train_block(_fresh(), x, y, cfg, checkpoint=ckpt)
+    assert ckpt.read_bytes() == before

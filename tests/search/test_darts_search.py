@@ -56,3 +56,37 @@ def test_darts_derivation_keeps_top2_edges():
         assert len(kept) == group.n_chosen
     fixed = lower(g, "fixed", arch=arch)
     assert fixed(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("step", -5, "greater than or equal to 0"),
+    ("step", 10**12, "checkpoint is at step 1000000000000"),  # must not replay 10^12 batches
+    ("step", "abc", "valid integer"),
+    ("losses", 7, "valid array"),
+    ("config", [], "config"),
+    ("kind", "dance-train", "not a supernet search checkpoint"),
+    ("extra", 1, "Extra inputs"),
+])
+def test_damaged_checkpoint_metadata_is_refused_before_anything_runs(tmp_path, key, value, message):
+    from nasir.checkpoint import load_checkpoint, save_checkpoint
+    from nasir.diagnostics import NasirError
+
+    ck = tmp_path / "ck.safetensors"
+    _run(2, checkpoint=ck)
+    tensors, meta = load_checkpoint(ck)
+    save_checkpoint(ck, tensors, {**meta, key: value})
+    before = ck.read_bytes()
+    with pytest.raises(NasirError, match=message):
+        _run(3, checkpoint=ck, resume=True)
+    assert ck.read_bytes() == before
+
+
+def test_resume_needs_the_same_options(tmp_path):
+    from nasir.diagnostics import NasirError
+
+    ck = tmp_path / "ck.safetensors"
+    _run(2, checkpoint=ck)
+    with pytest.raises(NasirError, match="checkpoint was made with method='darts'"):
+        _run(3, checkpoint=ck, resume=True, method="spos")
+    with pytest.raises(NasirError, match="beyond|this run has 1 steps"):
+        _run(1, checkpoint=ck, resume=True)
