@@ -3,6 +3,7 @@ the README's `nasir dna train std/mbconv.nas -D resolution=32` failed, 8 vs 16, 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import torch
 from nasir.cli import main
 from nasir.dna.blocks import block_infos
 from nasir.dna.mbconv import ChainNet, NetSpec
-from nasir.dna.pipeline import teacher_spec_for
+from nasir.dna.pipeline import TeacherCheckpoint, teacher_spec_for
 from nasir.dna.teacher import TeacherBlocks
 from nasir.frontends.elaborate import parse_file, std_path
 from nasir.passmanager import PassManager
@@ -46,7 +47,9 @@ def test_std_mbconv_teacher_matches_its_stride_2_stem(resolution):
 
 
 def test_old_specs_load_with_a_stride_1_stem():
-    spec = NetSpec.from_json({"blocks": [{"ops": [[3, 4]], "channels": 8, "width": 8, "stride": 2}], "stem": 8})
+    old = {"kind": "dna-teacher", "spec": {"blocks": [{"ops": [[3, 4]], "channels": 8, "width": 8, "stride": 2}], "stem": 8}}
+    spec = TeacherCheckpoint.model_validate_json(json.dumps(old)).spec  # as load_checkpoint_as reads it
+    assert isinstance(spec, NetSpec)
     assert spec.stem_stride == 1 and ChainNet(spec).stem[0].stride == (1, 1)
 
 

@@ -54,7 +54,8 @@ def _tampered(tmp_path, graph: Graph, change) -> str:
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda d: _first(d["body"], "choice").update(candidates=[], covers=[]), "candidates (node 'a'): List should have at least 1"),
+    (lambda d: _first(d["body"], "choice").update(candidates=[], covers=[]),
+     "candidates (node 'a'): List should have at least 1"),
     (lambda d: d["input_groups"][0].update(n_chosen=10**10), "n_chosen 10000000000 exceeds the 2 members"),
     (lambda d: d["input_groups"][0].update(n_chosen=-3), "n_chosen: Input should be greater than or equal to 1"),
     (lambda d: d["input_groups"][0].update(members=["nope", "nope2"]), "'nope' is no architecture parameter"),
