@@ -27,7 +27,7 @@ TOKENS = list("(){}[]<>=,:;-+*/%\"'.0123456789 \n") + [
 NUMBERS = ["0", "0", "-1", "1", "2", "3", "7", "100000", "1000000", "10 ** 10", "2 ** 64", "1e400", "0.5", "-0.0",
            "9" * 30]
 #: Smaller defaults, so that a mutant which still compiles takes a fraction of a second (same structure).
-SMALLER = {"darts": ("layers = 8", "layers = 3"), "nb201": ("N = 5", "N = 2")}
+SMALLER = {"darts": ("layers = 8", "layers = 2"), "nb201": ("N = 5", "N = 1")}
 SOURCES = {space: (std_dir() / f"{space}.nas").read_text(encoding="utf-8").replace(*SMALLER.get(space, ("", "")))
            for space in SPACES}
 _TOKEN = re.compile(r'\s+|#[^\n]*|"[^"\n]*"|[A-Za-z_]\w*|\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|\*\*|->|\.\.|//|[=!<>]=|.')
