@@ -15,10 +15,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-import resource
-import signal
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +34,11 @@ from nasir.ir.dot import to_dot
 from nasir.ir.graph import Graph
 from nasir.summary import summary
 
+from ._harness import bounded
+
 pytestmark = pytest.mark.usefixtures("single_thread")  # tiny tensors: threads only contend (tests/conftest.py)
 
 LONG = os.environ.get("NASIR_FUZZ") == "long"
-CASE_SECONDS = 60
-CASE_MEMORY = 3 << 30
 #: Mutated graphs up to this many weights are also lowered (lowering allocates every weight).
 LOWER_MAX_PARAMS = 2_000_000
 
@@ -57,32 +54,6 @@ SPACES = {
 def cases(ci: int, long: int):
     return settings(max_examples=long if LONG else ci, derandomize=not LONG, database=None, deadline=None,
                     suppress_health_check=list(HealthCheck))
-
-
-class CaseTimeout(BaseException):
-    """A case ran past ``CASE_SECONDS`` (a BaseException: no ``except Exception`` swallows it)."""
-
-
-@contextmanager
-def bounded() -> Iterator[None]:
-    """Run one case under a wall-clock alarm and an address-space limit."""
-
-    def on_alarm(signum: int, frame: object) -> None:
-        raise CaseTimeout(f"the case ran longer than {CASE_SECONDS} s")
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    with open("/proc/self/statm") as f:
-        used = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    limit = used + CASE_MEMORY if hard == resource.RLIM_INFINITY else min(used + CASE_MEMORY, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-    signal.alarm(CASE_SECONDS)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 # -- mutations -----------------------------------------------------------------------------------
