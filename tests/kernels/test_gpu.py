@@ -12,7 +12,7 @@ from nasir.kernels import merged_conv, merged_conv_reference, use_backend
 from nasir.kernels import triton_conv as tc
 from nasir.kernels.reference import merge_kernels_backward_reference, merge_kernels_reference
 
-from ._cases import DARTS_DW, MBCONV_DW, NB201, make_case, rel_err
+from ._cases import DARTS_DW, MBCONV_DW, NB201, SINGLE_TAP, make_case, rel_err
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available() or importlib.util.find_spec("triton") is None,
                                 reason="needs CUDA and triton")
@@ -23,6 +23,7 @@ DW_SHAPES = {
     "darts-b1-odd": dict(n=1, c_in=16, groups=16, h=15, w=17, specs=DARTS_DW),
     "mbconv": dict(n=2, c_in=40, groups=40, h=28, w=28, specs=MBCONV_DW),
     "big-tile": dict(n=2, c_in=8, groups=8, h=70, w=90, specs=[(3, 1), (3, 2)]),
+    "single-tap": dict(n=2, c_in=8, groups=8, h=15, w=16, specs=SINGLE_TAP),
 }
 
 
@@ -58,8 +59,10 @@ def test_depthwise_kernels(shape, stride, dtype, num_warps):
 @pytest.mark.parametrize("num_warps", [2, 4, 8])
 @pytest.mark.parametrize("cfg", [dict(c_in=16, c_out=24, groups=1, specs=NB201),
                                  dict(c_in=16, c_out=16, groups=2, specs=[(3, 1), (5, 1), (3, 2)]),
-                                 dict(c_in=16, c_out=32, groups=16, specs=DARTS_DW, pointwise=True)],
-                         ids=["dense", "grouped", "factorized"])
+                                 dict(c_in=16, c_out=32, groups=16, specs=DARTS_DW, pointwise=True),
+                                 dict(c_in=16, c_out=32, groups=16, specs=SINGLE_TAP, pointwise=True),
+                                 dict(c_in=1, c_out=8, groups=1, specs=SINGLE_TAP)],
+                         ids=["dense", "grouped", "factorized", "factorized-single-tap", "dense-one-channel"])
 def test_weight_prep_kernel(cfg, num_warps):
     x, ks, ds, w, pw = make_case(n=2, h=16, w=16, **cfg, dtype=torch.float32, device="cuda")
     W = tc.merge(ks, ds, w, pw, True, None, 1e-5, num_warps=num_warps)
