@@ -38,6 +38,7 @@ from nasir.testing import (
     carry_weights,
     random_space,
 )
+from nasir.testing.spaces import MODULE_ATTRIBUTE_NAMES
 
 #: The long run: every pipeline on every space.
 LONG = bool(os.environ.get("NASIR_GENERATED"))
@@ -250,6 +251,22 @@ def check_topo_fixpoint(space: GeneratedSpace, starts: list[tuple[str, str]]) ->
         assert not pm.records[-1].result.changed and print_graph(twice) == print_graph(once), f"{topo} is not idempotent"
         got, _ = _run(space.graph, f"{start},{topo}")
         assert _structure(got) == _structure(once), f"{start},{topo} differs from {topo}"
+
+
+def test_generator_is_seeded_and_covers_what_it_promises():
+    texts = [random_space(seed).text for seed in range(200)]
+    assert texts[:3] == [random_space(seed).text for seed in range(3)]
+    text = "\n".join(texts)
+    for feature in ("groups = 2", "dwconv(1", "dwconv(5", "dilation = 2", "dwconv(3, stride) -> conv(C, 1)",
+                    "relu -> dwconv", "-> bn(affine = false) -> relu ->", "max_pool", "count_include_pad = false",
+                    "identity", "zero(stride)", "factorized_reduce", "one_of [", "sum(conv", "input_choice", "shares",
+                    "a: zero(stride)"):
+        assert feature in text, feature
+    assert re.search(r"\n {4,}\w+: (relu -> )?one_of {", text), "no choice nested in a candidate"
+    assert re.search(r"\bch\d+\(\d+, 2\)", text), "no stride-2 choice"
+    assert re.search(r"\bcell\d+\(\d+, true, ", text), "no reduction cell"
+    assert any(f"{name}:" in text or f"{name} =" in text for name in MODULE_ATTRIBUTE_NAMES)
+    assert any(random_space(seed).input_shape[1] % 2 for seed in range(200))
 
 
 def test_every_supernet_pass_is_checked():
