@@ -32,7 +32,7 @@ from functools import partial
 from typing import ClassVar
 
 from nasir.ir.graph import Graph
-from nasir.ir.nodes import Candidate, ChoiceNode, InputNode, OpNode, OutputNode, Region, sub_regions
+from nasir.ir.nodes import Candidate, ChoiceNode, InputNode, Node, OpNode, OutputNode, Region, sub_regions
 from nasir.ir.rewrite import fresh_name, insert_after, insert_before, remove, replace_uses, run_to_fixpoint
 from nasir.ir.verify import infer_shapes
 from nasir.passmanager import Exactness, Pass, PassResult
@@ -81,19 +81,26 @@ def trailing_op(body: Region) -> OpNode | None:
     return node if shareable(body, node) else None
 
 
-def chain(body: Region) -> list[OpNode] | None:
-    """The ops of a candidate that is a straight chain ``input -> op -> ... -> output``."""
+def straight_chain(body: Region) -> list[Node] | None:
+    """The nodes of a candidate that is a straight chain ``input -> n1 -> ... -> output``, each
+    reading the one before (so each used once)."""
     x = _single_input(body)
     outs = body.outputs
     if x is None or len(outs) != 1:
         return None
-    ops = [n for n in body.nodes if n.kind not in ("input", "output")]
+    nodes = [n for n in body.nodes if n.kind not in ("input", "output")]
     prev = x.name
-    for op in ops:
-        if not isinstance(op, OpNode) or op.inputs != [prev]:
+    for n in nodes:
+        if n.inputs != [prev]:
             return None
-        prev = op.name
-    return ops if outs[0].inputs == [prev] else None
+        prev = n.name
+    return nodes if outs[0].inputs == [prev] else None
+
+
+def chain(body: Region) -> list[OpNode] | None:
+    """The ops of a candidate that is a straight chain of ops ``input -> op -> ... -> output``."""
+    nodes = straight_chain(body)
+    return nodes if nodes is not None and all(isinstance(n, OpNode) for n in nodes) else None  # type: ignore[return-value]
 
 
 def weighted_choices(node: ChoiceNode) -> bool:

@@ -29,7 +29,7 @@ from nasir.ir.graph import Graph
 from nasir.ir.names import FreshNames, fresh_name
 from nasir.ir.nodes import Candidate, ChoiceNode, InputNode, Node, OpNode, OutputNode, Region, sub_regions
 from nasir.ir.rewrite import remove, replace_uses
-from nasir.passes._topo_match import shareable
+from nasir.passes._topo_match import shareable, straight_chain
 
 
 def unshare(graph: Graph, approximate: bool) -> int:
@@ -58,27 +58,14 @@ def _unshare_choice(region: Region, node: ChoiceNode, approximate: bool) -> int:
         undone += 1
     while _unhoist_trailing(region, node, approximate):
         undone += 1
-    order = sorted(range(len(node.candidates)), key=lambda j: min(node.covers[j], default=-1))
-    node.candidates = [node.candidates[j] for j in order]
-    node.covers = [node.covers[j] for j in order]
+    if undone:  # members back in the order of the original candidates
+        order = sorted(range(len(node.candidates)), key=lambda j: min(node.covers[j], default=-1))
+        node.candidates = [node.candidates[j] for j in order]
+        node.covers = [node.covers[j] for j in order]
     return undone
 
 
 # -- group candidates ----------------------------------------------------------------------------
-def _chain_of(body: Region) -> list[Node] | None:
-    """The nodes of ``body`` between its input and output when they form one straight chain."""
-    ins, outs = body.inputs, body.outputs
-    if len(ins) != 1 or len(outs) != 1:
-        return None
-    inner = [n for n in body.nodes if n.kind not in ("input", "output")]
-    prev = ins[0].name
-    for n in inner:
-        if n.inputs != [prev] or len(body.users(n.name)) != 1:
-            return None
-        prev = n.name
-    return inner if outs[0].inputs == [prev] else None
-
-
 def _expand_one_group(node: ChoiceNode, approximate: bool) -> bool:
     """Replace the first group candidate of ``node`` by its members; False if it has none."""
     for j, cand in enumerate(node.candidates):
@@ -99,7 +86,7 @@ def _expand_one_group(node: ChoiceNode, approximate: bool) -> bool:
 
 def _members(node: ChoiceNode, body: Region, approximate: bool) -> list[tuple[str, Region, list[int]]] | None:
     """(name, body, cover) of the members a group candidate stands for; None if ``body`` is no group."""
-    chain = _chain_of(body)
+    chain = straight_chain(body)
     if chain is None:
         return None
     inner = [i for i, n in enumerate(chain) if isinstance(n, ChoiceNode)]
