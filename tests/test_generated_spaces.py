@@ -245,12 +245,16 @@ def _structure(graph: Graph) -> str:
 def check_topo_fixpoint(space: GeneratedSpace, starts: list[tuple[str, str]]) -> None:
     """Each ``topo-simplify`` variant of ``starts`` is idempotent and reaches from the starting point
     the fixpoint it reaches from the original graph."""
+    fixpoints: dict[str, str] = {}
     for start, topo in starts:
-        once, _ = _run(space.graph, topo)
-        twice, pm = _run(once, topo)
-        assert not pm.records[-1].result.changed and print_graph(twice) == print_graph(once), f"{topo} is not idempotent"
+        if topo not in fixpoints:
+            once, _ = _run(space.graph, topo)
+            twice, pm = _run(once, topo)
+            assert not pm.records[-1].result.changed and print_graph(twice) == print_graph(once), \
+                f"{topo} is not idempotent"
+            fixpoints[topo] = _structure(once)
         got, _ = _run(space.graph, f"{start},{topo}")
-        assert _structure(got) == _structure(once), f"{start},{topo} differs from {topo}"
+        assert _structure(got) == fixpoints[topo], f"{start},{topo} differs from {topo}"
 
 
 def test_generator_is_seeded_and_covers_what_it_promises():
