@@ -51,14 +51,14 @@ def _text_mutant(src: str, changes: list) -> str:
 
 
 @pytest.mark.parametrize("space", SPACES)
-@examples(ci=150, long=8_000)
+@examples(ci=150, long=5_000)
 @given(changes=edits)
 def test_text_mutants(space, changes):
     compile_cleanly(_text_mutant(SOURCES[space], changes), f"{space}.nas")
 
 
 @pytest.mark.parametrize("space", SPACES)
-@examples(ci=40, long=4_000)
+@examples(ci=40, long=3_000)
 @given(changes=st.lists(st.tuples(st.integers(0, 3), st.floats(0, 1), st.floats(0, 1), st.sampled_from(TOKENS)),
                         min_size=1, max_size=3))
 def test_token_mutants(space, changes):
@@ -78,7 +78,7 @@ def test_token_mutants(space, changes):
 
 
 @pytest.mark.parametrize("space", SPACES)
-@examples(ci=25, long=2_000)
+@examples(ci=25, long=1_000)
 @given(changes=st.lists(st.tuples(st.floats(0, 1), st.sampled_from(NUMBERS)), min_size=1, max_size=2))
 def test_number_mutants(space, changes):
     src = SOURCES[space]
@@ -98,7 +98,7 @@ def mutant_path(tmp_path_factory):
 
 
 @pytest.mark.parametrize("space", SPACES)
-@examples(ci=20, long=2_000)
+@examples(ci=20, long=1_000)
 @given(changes=st.lists(st.tuples(st.floats(0, 1), st.binary(min_size=0, max_size=4), st.integers(0, 4)),
                         min_size=1, max_size=4))
 def test_byte_mutants(space, changes, mutant_path):
