@@ -7,21 +7,20 @@ memory bound; any other exception fails the test with the input in hypothesis' r
 checkpoints are saved with a valid checksum, so it is the metadata validation that is tested.
 
 CI runs a short derandomized profile (well under a minute); ``NASIR_FUZZ=long`` runs the long one
-(about 60,000 cases) with fresh randomness.
+(about 60,000 cases) with fresh randomness (profiles in conftest.py, bounds in _harness.py).
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from nasir.api import compile_file, load_graph
@@ -29,18 +28,12 @@ from nasir.checkpoint import load_checkpoint, save_checkpoint
 from nasir.diagnostics import NasirError
 from nasir.io import parse_json
 from nasir.ir.arch import read_arch, resolve_arch
-from nasir.ir.cost import graph_cost
 from nasir.ir.dot import to_dot
 from nasir.ir.graph import Graph
-from nasir.summary import summary
 
-from ._harness import bounded
+from ._harness import bounded, examples, exercise
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # tiny tensors: threads only contend (tests/conftest.py)
-
-LONG = os.environ.get("NASIR_FUZZ") == "long"
-#: Mutated graphs up to this many weights are also lowered (lowering allocates every weight).
-LOWER_MAX_PARAMS = 2_000_000
 
 SPACES = {
     "nb201": ("std/nb201.nas", {"C": 4, "N": 1}),
@@ -49,11 +42,6 @@ SPACES = {
     "vgg16": ("std/vgg16.nas", {"cfg": [8, "M", 16, "M"]}),
     "dna": (str(Path(__file__).parents[1] / "dna" / "tiny_dna.nas"), {}),
 }
-
-
-def cases(ci: int, long: int):
-    return settings(max_examples=long if LONG else ci, derandomize=not LONG, database=None, deadline=None,
-                    suppress_health_check=list(HealthCheck))
 
 
 # -- mutations -----------------------------------------------------------------------------------
@@ -135,23 +123,8 @@ def ir_docs() -> dict[str, Any]:
     return {name: json.loads(compile_file(src, **kw).to_json()) for name, (src, kw) in SPACES.items()}
 
 
-def exercise(graph: Graph, lower_it: bool) -> None:
-    """What the CLI does with a loaded graph: count, summarize, draw, serialize, maybe lower it."""
-    graph.search_space_size()
-    graph.search_space_size(input_rule=True)
-    summary(graph, max_choices=12)
-    to_dot(graph)
-    Graph.from_json(graph.to_json())
-    if lower_it and graph_cost(graph).params <= LOWER_MAX_PARAMS:
-        from nasir.ir.rewrite import used_arch
-        from nasir.lowering import lower
-
-        mode = "supernet" if used_arch(graph.body) else "fixed"
-        lower(graph, mode, arch={} if mode == "fixed" else None, seed=0)
-
-
 @given(data=st.data())
-@cases(ci=120, long=20_000)
+@examples(ci=120, long=20_000)
 def test_mutated_ir_json(ir_docs, tmp_path_factory, data):
     name = data.draw(st.sampled_from(sorted(ir_docs)), label="space")
     path = tmp_path_factory.mktemp("ir") / f"{name}.json"
@@ -159,10 +132,11 @@ def test_mutated_ir_json(ir_docs, tmp_path_factory, data):
         path.write_text(mutate_text(json.dumps(ir_docs[name]), data))
     else:
         _write_json(path, mutate(ir_docs[name], data))
-    lower_it = data.draw(st.booleans(), label="lower")
     with bounded():
         try:
-            exercise(load_graph(path), lower_it)
+            graph = load_graph(path)
+            to_dot(graph)
+            exercise(graph)
         except NasirError as e:
             e.render()
 
@@ -175,7 +149,7 @@ def nb201() -> Graph:
 
 
 @given(data=st.data())
-@cases(ci=200, long=20_000)
+@examples(ci=200, long=20_000)
 def test_mutated_architecture_files(nb201, tmp_path_factory, data):
     from nasir.passmanager import PassManager
 
@@ -196,7 +170,7 @@ def test_mutated_architecture_files(nb201, tmp_path_factory, data):
 
 
 @given(text=st.text(alphabet='[]{}",:0123456789.eE-+ ntrufalse\\', max_size=300))
-@cases(ci=200, long=20_000)
+@examples(ci=200, long=20_000)
 def test_json_text_is_decoded_or_refused(text):
     with bounded():
         try:
@@ -321,7 +295,7 @@ def _resume_steps(kind: str, path: Path) -> list:
 
 @pytest.mark.parametrize("kind", ["search", "dance", "dna-block", "dna-teacher"])
 @given(data=st.data())
-@cases(ci=12, long=1_000)
+@examples(ci=12, long=1_000)
 def test_mutated_checkpoint_metadata(checkpoints, tmp_path_factory, kind, data):
     tensors, meta = load_checkpoint(checkpoints[kind])
     path = tmp_path_factory.mktemp(kind) / "mutated.safetensors"
