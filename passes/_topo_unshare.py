@@ -28,7 +28,7 @@ from __future__ import annotations
 from nasir.ir.graph import Graph
 from nasir.ir.names import FreshNames, fresh_name
 from nasir.ir.nodes import Candidate, ChoiceNode, InputNode, Node, OpNode, OutputNode, Region, sub_regions
-from nasir.ir.rewrite import remove, replace_uses
+from nasir.ir.rewrite import copy_body, remove, replace_uses
 from nasir.passes._topo_match import shareable, straight_chain
 
 
@@ -206,19 +206,10 @@ def join(parts: list[tuple[Region, bool]]) -> Region:
     cur = body.add(InputNode(name=fresh_name(first_in.name, taken), shape=parts[0][0].inputs[0].shape,
                              loc=first_in.loc)).name
     for part, keep in parts:
-        rename = {part.inputs[0].name: cur}
-        for n in part.nodes:
-            if n.kind == "input":
-                continue
-            if n.kind == "output":
-                cur = rename[n.inputs[0]]
-                continue
-            copy = n.model_copy(deep=True)
-            if not keep or n.name in body:
-                copy.name = fresh_name(n.name, taken)
-            copy.inputs = [rename[i] for i in n.inputs]
-            rename[n.name] = copy.name
-            body.add(copy)
+        def name_for(n: Node, keep: bool = keep) -> str:
+            return fresh_name(n.name, taken) if not keep or n.name in body else n.name
+
+        cur = copy_body(part, {part.inputs[0].name: cur}, name_for, body.add)
     last_out = own[-1].outputs[0]
     body.add(OutputNode(name=fresh_name(last_out.name, taken), inputs=[cur], shape=body[cur].shape, loc=last_out.loc))
     return body

@@ -129,14 +129,15 @@ def replace_node(region: Region, name: str, nodes: Sequence[NodeBase], result: s
     return result
 
 
-def inline_region(region: Region, at: str, body: Region, prefix: str) -> str:
-    """Replace node ``at`` by the nodes of ``body`` (renamed ``prefix + name``).
+def copy_body(body: Region, binding: dict[str, str], name_for: Callable[[Node], str],
+              add: Callable[[Node], object]) -> str:
+    """Deep-copy ``body``'s inner nodes in order, each named ``name_for(node)``, reading through
+    ``binding`` (which must map ``body``'s input names; it is extended with every copy's name), and
+    handed to ``add`` before the next one is named (so ``name_for`` can see the names already taken).
 
-    ``body``'s inputs are bound to ``at``'s inputs; returns the name now carrying ``at``'s value.
+    Returns the name that carries ``body``'s output. Inlining a region and concatenating candidate
+    bodies (topo unsharing) both build on it.
     """
-    node = region[at]
-    binding = {i.name: src for i, src in zip(body.inputs, node.inputs)}
-    new_nodes: list[Node] = []
     result = None
     for inner in body.nodes:
         if inner.kind == "input":
@@ -145,11 +146,22 @@ def inline_region(region: Region, at: str, body: Region, prefix: str) -> str:
             result = binding[inner.inputs[0]]
             continue
         copy = inner.model_copy(deep=True)
-        copy.name = region.fresh_name(prefix + inner.name)
+        copy.name = name_for(inner)
         copy.inputs = [binding[i] for i in inner.inputs]
         binding[inner.name] = copy.name
-        new_nodes.append(copy)
-    assert result is not None, "inlined region has no output"
+        add(copy)
+    assert result is not None, "copied region has no output"
+    return result
+
+
+def inline_region(region: Region, at: str, body: Region, prefix: str) -> str:
+    """Replace node ``at`` by the nodes of ``body`` (renamed ``prefix + name``).
+
+    ``body``'s inputs are bound to ``at``'s inputs; returns the name now carrying ``at``'s value.
+    """
+    binding = {i.name: src for i, src in zip(body.inputs, region[at].inputs)}
+    new_nodes: list[Node] = []
+    result = copy_body(body, binding, lambda inner: region.fresh_name(prefix + inner.name), new_nodes.append)
     return replace_node(region, at, new_nodes, result)
 
 
