@@ -3,7 +3,13 @@
 A call such as ``sep_conv(C, 3, stride = 2)`` or ``conv(C, k)`` binds its arguments here and yields a
 module value (``values.py``). An argument that is a value choice (``one_of[3, 5]``) binds once per
 value, and the instances become the candidates of one value choice (a ``LayerChoice`` of kind
-``value``), so ``conv(C, one_of[3, 5])`` is a choice between ``conv(C, 3)`` and ``conv(C, 5)``.
+``value``), so ``conv(C, one_of[3, 5])`` is a choice between ``conv(C, 3)`` and ``conv(C, 5)``,
+each with its own weights.
+
+A value choice on an op's output width (``conv(one_of [8, 16], 3)``, ``linear(F * one_of [1, 2])``:
+the op's ``width_attr``) is a *width choice* instead: one op of the largest width whose channels are
+sliced per candidate (``nasir.ir.width``). A template binds a ``shared(one_of [...])`` argument as
+it is, so the choice reaches the ops inside it.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from nasir.frontends.values import (
     Tensor,
     ValueChoice,
     describe,
+    value_label,
 )
 from nasir.ir.ops import PRIMITIVES, OpAttrs
 
@@ -74,7 +81,7 @@ def instantiate(ev: Evaluator, tpl: Template, args: list[Any], kwargs: dict[str,
     """The module ``tpl(args, kwargs)``: an op's body evaluated, or a cell bound to apply later."""
     with ev.limits.expanding(tpl.name, loc):
         env = bind(ev, tpl, args, kwargs, loc)
-        choices = {k: v for k, v in env.vars.items() if isinstance(v, ValueChoice)}
+        choices = {k: v for k, v in env.vars.items() if isinstance(v, ValueChoice) and not v.shared}
         if choices:
             keys = [k for k, _ in tpl.params if k in choices]
             fixed = {k: v for k, v in env.vars.items() if k not in choices}
@@ -124,14 +131,23 @@ def primitive(ev: Evaluator, name: str, args: list[Any], kwargs: dict[str, Any],
             raise ev.err(t, f"{name} has no attribute {key!r}", f"its attributes are: {opts or 'none'}")
         fields[key] = value
     choices = {k: v for k, v in fields.items() if isinstance(v, ValueChoice)}
+    width = choices.pop(cls.width_attr, None) if cls.width_attr is not None else None
+    for key, choice in choices.items():
+        if choice.shared:
+            raise ev.err(t, f"{name}: attribute {key!r} cannot take a shared value choice: only a channel count can "
+                            "share one weight", "drop shared(...) to choose among separate ops")
     if choices:
         return _expand_value_choices(ev, choices, list(choices),
-                                     lambda sub: _make_primitive(ev, cls, name, dict(fields, **sub), loc, t), name, loc)
-    return _make_primitive(ev, cls, name, fields, loc, t)
+                                     lambda sub: _make_primitive(ev, cls, name, dict(fields, **sub), loc, t, width),
+                                     name, loc)
+    return _make_primitive(ev, cls, name, fields, loc, t, width)
 
 
 def _make_primitive(ev: Evaluator, cls: type[OpAttrs], name: str, fields: dict[str, Any], loc: SourceLoc,
-                    t: Tree) -> Prim:
+                    t: Tree, width: ValueChoice | None = None) -> Prim:
+    if width is not None:
+        width = _width_values(ev, name, cls.width_attr, width, t)
+        fields = dict(fields, **{cls.width_attr: max(width.values)})
     for key, value in fields.items():
         if isinstance(value, (Mod, Tensor, list, Template, Builtin)):
             raise ev.err(t, f"{name}: attribute {key!r} must be a number, got {describe(value)}")
@@ -145,7 +161,21 @@ def _make_primitive(ev: Evaluator, cls: type[OpAttrs], name: str, fields: dict[s
             msg = "is required"
         raise ev.err(t, f"{name}: attribute {key!r} {msg}",
                      f"positional order: {name}({', '.join(cls.positional)})" if cls.positional else None) from None
-    return Prim(attrs, loc)
+    return Prim(attrs, loc, width)
+
+
+def _width_values(ev: Evaluator, name: str, attr: str, choice: ValueChoice, t: Tree) -> ValueChoice:
+    """A width choice's values as positive whole numbers (``C * one_of [0.5, 1.0]`` gives floats), all different."""
+    widths = []
+    for value in choice.values:
+        whole = isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer()
+        if not whole or value < 1:
+            raise ev.err(t, f"{name}: a width choice of {attr!r} needs whole numbers >= 1, got {value!r}",
+                         f"the values given: {list(choice.values)}")
+        widths.append(int(value))
+    if len(set(widths)) != len(widths):
+        raise ev.err(t, f"{name}: the width choice of {attr!r} gives a width twice: {widths}")
+    return choice.mapped(tuple(widths))
 
 
 def _expand_value_choices(ev: Evaluator, choices: dict[str, ValueChoice], keys: list[str],
@@ -160,10 +190,7 @@ def _expand_value_choices(ev: Evaluator, choices: dict[str, ValueChoice], keys: 
     candidates = []
     for combo in itertools.product(*(choices[k].values for k in keys)):
         sub = dict(zip(keys, combo))
-        name = ev.structural(loc, lambda sub=sub: "_".join(f"{k}{_value_label(v)}" for k, v in sub.items()))
+        name = ev.structural(loc, lambda sub=sub: "_".join(f"{k}{value_label(v)}" for k, v in sub.items()))
         candidates.append((name, build(sub)))
     return LayerChoice(tuple(candidates), label=label, kind="value", loc=loc)
 
-
-def _value_label(value: Any) -> str:
-    return str(value).replace(".", "p").replace("-", "m")

@@ -8,6 +8,7 @@ the call, which errors point at.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,7 @@ from lark import Tree
 
 from nasir.frontends.binding import as_module
 from nasir.frontends.limits import check_length
-from nasir.frontends.values import LayerChoice, Par, Seq, Template, Tensor
+from nasir.frontends.values import LayerChoice, Par, Seq, Template, Tensor, ValueChoice
 from nasir.ir.graph import InputGroup
 from nasir.ir.nodes import ChoiceNode
 
@@ -132,6 +133,14 @@ def _choose(ev: Evaluator, args: list[Any], kwargs: dict[str, Any], t: Tree) -> 
     return LayerChoice(tuple(cands), label=str(kwargs.get("label", "choice")), loc=ev.loc(t))
 
 
+def _shared(ev: Evaluator, args: list[Any], kwargs: dict[str, Any], t: Tree) -> ValueChoice:
+    """``shared(one_of [...])``: a value choice that templates take as it is (instead of expanding into
+    one candidate per value), so it can reach a channel count inside them and share one weight."""
+    if len(args) != 1 or kwargs or not isinstance(args[0], ValueChoice):
+        raise ev.err(t, "shared(...) takes one value choice", "e.g. mbconv(C, e = shared(one_of [3, 6]))")
+    return replace(args[0], shared=True, key=args[0].key)
+
+
 BUILTINS: dict[str, BuiltinFunction] = {
     "sum": partial(_combine, "sum"),
     "concat": partial(_combine, "concat"),
@@ -143,4 +152,5 @@ BUILTINS: dict[str, BuiltinFunction] = {
     "repeat": _repeat,
     "str": _str,
     "choose": _choose,
+    "shared": _shared,
 }

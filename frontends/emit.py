@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nasir.diagnostics import NasirError, SourceLoc
 from nasir.frontends.limits import MAX_CHOICE_NESTING, LimitError, Limits
-from nasir.frontends.values import CellMod, LayerChoice, Mod, Named, Par, Prim, Seq, Tensor, describe
+from nasir.frontends.values import CellMod, LayerChoice, Mod, Named, Par, Prim, Seq, Tensor, ValueChoice, describe
 from nasir.ir.graph import ArchParam, Graph
 from nasir.ir.nodes import (
     Candidate,
@@ -27,6 +27,7 @@ from nasir.ir.nodes import (
     OutputNode,
     Region,
     SumNode,
+    WidthChoice,
 )
 from nasir.ir.ops import OpAttrs
 
@@ -62,6 +63,8 @@ class Emitter:
     budget: float | None = None  # DANCE channel budget of the nodes added (a `gate` annotation)
     limits: Limits | None = None  # counts the nodes against the DSL's limits (None: the Python builder)
     choice_depth: int = 0  # how many choices ``region`` is a candidate body of
+    #: value-choice key -> its width parameter (shared by the emitters of all regions of one graph)
+    width_params: dict[int, str] = field(default_factory=dict)
 
     def fresh(self, base: str) -> str:
         return self.region.fresh_name(base)
@@ -94,8 +97,28 @@ class Emitter:
                           loc=loc)
         return self._put(self.region, node).name
 
-    def op(self, attrs: OpAttrs, value: str, base: str = "", loc: SourceLoc | None = None) -> str:
-        return self.add(OpNode(name=self.fresh(base or attrs.op), inputs=[value], attrs=attrs, loc=loc)).name
+    def op(self, attrs: OpAttrs, value: str, base: str = "", loc: SourceLoc | None = None,
+           width: ValueChoice | None = None) -> str:
+        """An op node; ``width`` (whole, different values) makes its ``width_attr`` a width choice."""
+        name = self.fresh(base or attrs.op)
+        chosen = self._width(width, name, loc) if width is not None else None
+        return self.add(OpNode(name=name, inputs=[value], attrs=attrs, width=chosen, loc=loc)).name
+
+    def _width(self, choice: ValueChoice, node: str, loc: SourceLoc | None) -> WidthChoice:
+        """The width choice of op ``node``: every op a value choice (by its key) reaches shares one
+        parameter, named after the first; its candidates are named after the original values (``w8``)."""
+        arch = self.width_params.get(choice.key)
+        if arch is None:
+            arch = self.arch_name(node)
+            names = [f"w{label}" for label in choice.names()]
+            param = self.graph.arch.get(arch)
+            if param is None:
+                self.graph.arch[arch] = ArchParam(name=arch, candidates=names, kind="width", loc=loc)
+            elif param.candidates != names or param.kind != "width":
+                raise NasirError(f"width choices sharing architecture parameter {arch!r} have different candidates "
+                                 f"({param.candidates} vs {names})", loc)
+            self.width_params[choice.key] = arch
+        return WidthChoice(arch=arch, widths=list(choice.values))
 
     def join(self, kind: str, values: list[str], base: str = "", loc: SourceLoc | None = None) -> str:
         """A ``sum`` or ``concat`` node over ``values``."""
@@ -169,7 +192,7 @@ class ModuleEmitter(Emitter):
                 raise NasirError(f"{mod.attrs.op} takes one input, got {len(ins)}", mod.loc)
             if mod.attrs.op == "identity":
                 return ins[0]
-            return Tensor(self.op(mod.attrs, ins[0].node, base, mod.loc))
+            return Tensor(self.op(mod.attrs, ins[0].node, base, mod.loc, mod.width))
         if isinstance(mod, Seq):
             x = ins
             for part in mod.parts:

@@ -239,14 +239,33 @@ class Evaluator:
             check_length(len(x) + len(y), "a list" if isinstance(x, list) else "a string", self.loc(t))
             self.limits.charge(len(x) + len(y), self.loc, t)
             return x + y
+        if isinstance(x, ValueChoice) or isinstance(y, ValueChoice):
+            return self._choice_arithmetic(t, x, y, op)
+        return self._arithmetic(t, x, y, op)
+
+    def _arithmetic(self, t: Tree, x: Any, y: Any, op: str) -> Any:
         self.need_numbers(t, x, y, op)
         if op in ("//", "%") and y == 0:
             raise self.err(t, "division by zero")
         return self.number(t, {"+": lambda: x + y, "-": lambda: x - y, "*": lambda: x * y, "//": lambda: x // y,
                                "%": lambda: x % y}[op]())
 
+    def _choice_arithmetic(self, t: Tree, x: Any, y: Any, op: str) -> ValueChoice:
+        """Arithmetic on a value choice maps its values (``C * one_of [3, 6]``): the result is the same
+        choice; two different choices do not combine (their product would be a new choice)."""
+        if isinstance(x, ValueChoice) and isinstance(y, ValueChoice):
+            if x.key != y.key:
+                raise self.err(t, f"operator {op!r} on two different value choices",
+                               "compute with one choice and numbers, e.g. C * one_of [3, 6]")
+            return x.mapped(tuple(self._arithmetic(t, u, v, op) for u, v in zip(x.values, y.values)))
+        if isinstance(x, ValueChoice):
+            return x.mapped(tuple(self._arithmetic(t, u, y, op) for u in x.values))
+        return y.mapped(tuple(self._arithmetic(t, x, v, op) for v in y.values))
+
     def _e_neg(self, t: Tree, env: Env) -> Any:
         x = self.eval(t.children[0], env)
+        if isinstance(x, ValueChoice):
+            return x.mapped(tuple(self._arithmetic(t, 0, v, "-") for v in x.values))
         self.need_numbers(t, x, 0, "-")
         return self.number(t, -x)
 

@@ -7,7 +7,8 @@ nodes when applied to tensors, so one module value applied twice gives two sets 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import itertools
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nasir.diagnostics import SourceLoc
@@ -29,6 +30,8 @@ class Mod:
 class Prim(Mod):
     attrs: OpAttrs
     loc: SourceLoc | None = None
+    #: A width choice on the op's ``width_attr`` (``attrs`` holds the largest width).
+    width: ValueChoice | None = None
 
 
 @dataclass(frozen=True)
@@ -72,10 +75,39 @@ class CellMod(Mod):
     loc: SourceLoc | None = None
 
 
+#: Identifies each evaluation of a ``one_of [...]``.
+_CHOICE_KEYS = itertools.count()
+
+
 @dataclass(frozen=True)
 class ValueChoice:
+    """``one_of [...]``: a choice among ``values``.
+
+    ``key`` identifies one evaluation of a ``one_of``: arithmetic on it (``C * one_of [3, 6]``)
+    maps the values and keeps the key and the ``labels`` of the original values, so every width
+    choice made from it is one architecture parameter. A ``shared`` choice
+    (``shared(one_of [...])``) is passed into templates as it is instead of expanding them.
+    """
+
     values: tuple[Any, ...]
     loc: SourceLoc | None = None
+    #: Labels of the original values, once arithmetic has mapped them (empty: the values' own).
+    labels: tuple[str, ...] = ()
+    shared: bool = False
+    key: int = field(default_factory=lambda: next(_CHOICE_KEYS), compare=False)
+
+    def names(self) -> tuple[str, ...]:
+        """The labels of the original values (``3``, ``6`` for ``C * one_of [3, 6]``)."""
+        return self.labels or tuple(value_label(v) for v in self.values)
+
+    def mapped(self, values: tuple[Any, ...]) -> ValueChoice:
+        """The same choice (key, labels) with each value replaced, in order."""
+        return replace(self, values=values, labels=self.names(), key=self.key)
+
+
+def value_label(value: Any) -> str:
+    """A value as part of a candidate name: ``3``, ``0p5`` for 0.5, ``m1`` for -1."""
+    return str(value).replace(".", "p").replace("-", "m")
 
 
 @dataclass(eq=False)

@@ -9,6 +9,12 @@ Three modes:
 * ``fixed``: one given architecture, inlined: no choice modules, no architecture parameters, a
   compact module that ``torch.export`` accepts.
 
+Width choices (``nasir.ir.width``) share one weight of the largest width: supernet mode runs it
+whole and masks the channels each width drops where a conv or linear reads them, weighted by the
+architecture probabilities (FBNetV2); sampled mode slices the weights to the picked widths on
+every forward (``nasir.runtime.SlicedConv2d``...); fixed mode builds plain layers of the chosen
+widths, whose weights are the supernet's first channels (``NasirModule.sliced_state_dict``).
+
 Submodules are named after IR node paths (``cells.0.n.2.1.sep_conv_3x3.dwconv``), so state dicts
 are stable across runs, and a fixed module's weights are the supernet's weights of the same path.
 A name that would clash with a module attribute (``forward``, ``arch``) gets a trailing underscore;
@@ -46,14 +52,17 @@ from nasir.ir.nodes import (
 from nasir.ir.ops import TorchCall
 from nasir.ir.rewrite import used_arch
 from nasir.ir.verify import infer_shapes
+from nasir.ir.width import WidthAnalysis, WidthUse, check_widths, fix_widths
 from nasir.module_names import install, module_name, module_paths
 from nasir.runtime import (
+    SLICED_MODULES,
     ChannelGate,
     ChoiceModule,
     MergedConv,
     Sampler,
     UniformSampler,
     derived_weights,
+    width_mask,
 )
 
 MODES = ("supernet", "sampled", "fixed")
@@ -104,6 +113,23 @@ class NasirModule(fx.GraphModule):
         """The argmax architecture: for every architecture parameter, its best original index."""
         return {self.arch_names[k]: int(torch.argmax(p.detach())) for k, p in self.arch.named_parameters()}
 
+    def sliced_state_dict(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """This module's state taken from ``state``, the state of a supernet or sampled lowering of the
+        same graph: in fixed mode the weights and statistics of layers following width choices are
+        cut to the chosen widths (the first channels of every width segment); the rest is copied.
+        ``fixed.load_state_dict(fixed.sliced_state_dict(supernet.state_dict()))`` inherits the weights."""
+        slices = getattr(self, "weight_slices", {})
+        out = {}
+        for key in self.state_dict():
+            if key not in state:
+                raise NasirError(f"the given state has no entry {key!r}", hint="give the state of a lowering of the same graph")
+            value = state[key]
+            for dim, kept in enumerate(slices.get(key.rpartition(".")[0], ())):
+                if kept is not None and value.dim() > dim:
+                    value = value.index_select(dim, torch.tensor(kept, dtype=torch.long, device=value.device))
+            out[key] = value
+        return out
+
     def ir_name(self, name: str) -> str:
         """The IR path behind a module, parameter or buffer name of this module (``forward_.conv.weight``
         -> ``forward.conv.weight``): ``nasir.module_names`` explains why the two may differ."""
@@ -126,12 +152,20 @@ def lower(graph: Graph, mode: str = "supernet", arch: Mapping[str, int | str] | 
         raise NasirError(f"unknown lowering mode {mode!r}", hint=f"choose one of {', '.join(MODES)}")
     infer_shapes(graph)
     check_weight_budget(graph)
+    widths = check_widths(graph)
     fixed: dict[str, int] = {}
+    slices: dict[str, tuple] = {}
     if mode == "fixed":
         fixed = resolve_arch(graph, arch or {})
+        if widths is not None:  # plain layers of the chosen widths; their weights: the first channels
+            slices = {path: use.dims(fixed) for path, use in widths.uses.items()}
+            graph = graph.copy_deep()
+            fix_widths(graph, fixed)
+            infer_shapes(graph)
+            widths = None
     if seed is not None:
         torch.manual_seed(seed)
-    lowerer = _Lowerer(graph, mode, fixed)
+    lowerer = _Lowerer(graph, mode, fixed, widths)
     root = nn.Module()
     fx_graph = lowerer.top(root)
     module = NasirModule(root, fx_graph, class_name=_ident(graph.name).title().replace("_", ""))
@@ -146,15 +180,18 @@ def lower(graph: Graph, mode: str = "supernet", arch: Mapping[str, int | str] | 
         module.sampler = sampler or UniformSampler()
     module.ir_mode = mode
     module.ir_paths = {path: ir_path for ir_path, path in lowerer.paths.items()}
+    module.weight_slices = {lowerer.paths[path]: dims for path, dims in slices.items()}
     module.graph.lint()  # the GraphModule constructor generated ``code``; the graph has not changed since
     return module
 
 
 class _Lowerer:
-    def __init__(self, graph: Graph, mode: str, fixed: dict[str, int]):
+    def __init__(self, graph: Graph, mode: str, fixed: dict[str, int], widths: WidthAnalysis | None):
         self.graph = graph
         self.mode = mode
         self.fixed = fixed
+        #: How each op follows width choices (None: no width choice, or fixed mode, where they are plain widths).
+        self.widths = widths
         #: ``arch`` ParameterDict key of every architecture parameter the graph uses (none in fixed mode).
         self.arch_keys = _arch_keys(list(used_arch(graph.body))) if mode != "fixed" else {}
         #: IR path -> module path of every node (``nasir.module_names``).
@@ -188,6 +225,7 @@ class _Lowerer:
         """Emit ``region``'s nodes into ``g``. ``ir_prefix`` + a node's name is its IR path; module
         targets are its module path (``self.paths``) relative to ``root``, which sits at ``root_path``."""
         outs: list[fx.Node] = []
+        masked: dict[str, fx.Node] = {}  # supernet mode: values read by consumers of width choices, masked
         for node in region.nodes:
             if node.kind == "input":
                 continue
@@ -199,7 +237,18 @@ class _Lowerer:
                 outs.append(args[0])
                 continue
             if isinstance(node, OpNode):
-                env[node.name] = self.op(g, root, node, region, target, name, args[0])
+                use = self.widths.uses.get(ir_path) if self.widths is not None else None
+                if use is None:
+                    env[node.name] = self.op(g, root, node, region, target, name, args[0])
+                elif self.mode == "supernet":
+                    x = args[0]
+                    if use.masks_input:
+                        if node.inputs[0] not in masked:
+                            masked[node.inputs[0]] = self.mask(g, x, use, vectors)
+                        x = masked[node.inputs[0]]
+                    env[node.name] = self.op(g, root, node, region, target, name, x)
+                else:
+                    env[node.name] = self.sliced(g, root, node, region, target, name, args[0], use, vectors)
             elif isinstance(node, SumNode):
                 acc = args[0]
                 for k, a in enumerate(args[1:]):
@@ -236,6 +285,29 @@ class _Lowerer:
             return g.create_node("call_module", target, (x,), name=name)
         return _fn(g, torch_target(call.target), (x, *call.args), dict(call.kwargs), name=name)
 
+    def mask(self, g: fx.Graph, x: fx.Node, use: WidthUse, vectors: dict[str, fx.Node]) -> fx.Node:
+        """Supernet mode: ``x`` with the channels of width choices weighted by their probabilities."""
+        archs = use.archs
+        segments = tuple((s.size, s.repeat, archs.index(s.arch) if s.arch else -1, s.widths) for s in use.inp)
+        return _fn(g, width_mask, (x, *(vectors[a] for a in archs)), {"segments": segments}, name=f"{x.name}_masked")
+
+    def sliced(self, g: fx.Graph, root: nn.Module, node: OpNode, region: Region, target: str, name: str,
+               x: fx.Node, use: WidthUse, vectors: dict[str, fx.Node]) -> fx.Node:
+        """Sampled mode: the op's layer at the largest widths, sliced to the picked ones on every forward."""
+        call = node.attrs.torch_call(region[node.inputs[0]].shape)
+        sliced = SLICED_MODULES.get(torch_target(call.target)) if call.target else None
+        if sliced is None:
+            raise NasirError(f"{node.attrs.op} cannot follow a width choice in sampled mode", node.loc)
+        module = sliced(*call.args, **call.kwargs)
+        module.follow_widths(use)
+        install(root, target, module, node.loc)
+        return g.create_node("call_module", target, (x, *(vectors[a] for a in use.archs)), name=name)
+
+    def _needed_arch(self, root: Region | ChoiceNode, ir_prefix: str) -> list[str]:
+        """Architecture parameters a choice or candidate reads: its own, and those of width choices its ops follow."""
+        widths = self.widths.archs_under(ir_prefix) if self.widths is not None else set()
+        return sorted(used_arch(root) | widths)
+
     def choice(self, g: fx.Graph, root: nn.Module, node: ChoiceNode, region: Region, ir_path: str, root_path: str,
                name: str, args: list[fx.Node], vectors: dict[str, fx.Node]) -> fx.Node:
         if self.mode == "fixed":
@@ -249,12 +321,12 @@ class _Lowerer:
         if self.mode == "supernet":
             return self.mixed(g, root, node, ir_path, root_path, name, args, vectors)
         path = self.paths[ir_path]
-        arch_args = sorted(used_arch(node))
+        arch_args = self._needed_arch(node, f"{ir_path}.")
         cand_mods: dict[str, nn.Module] = {}
         cand_args: list[list[str]] = []
         zero: list[bool] = []
         for cand in node.candidates:
-            sub_arch = sorted(used_arch(cand.body))
+            sub_arch = self._needed_arch(cand.body, f"{ir_path}.{cand.name}.")
             key = module_name(cand.name)
             cand_mods[key] = self.sub_module(cand.body, sub_arch, f"{ir_path}.{cand.name}.", f"{path}.{key}.")
             cand_args.append(sub_arch)

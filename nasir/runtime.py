@@ -2,8 +2,9 @@
 
 Lowered code is plain PyTorch; this file holds the few pieces that have no ``torch.nn`` equivalent:
 DARTS' zero op and factorized reduction, the choice module that mixes or samples candidates, the
-merged convolution wrapper, the DANCE channel gate, and the path samplers (uniform for SPOS/DNA,
-Gumbel for GDAS, fixed for rating one path).
+merged convolution wrapper, the DANCE channel gate, the layers whose weights width choices slice
+and the width mask, and the path samplers (uniform for SPOS/DNA, Gumbel for GDAS, fixed for rating
+one path).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from nasir.ir.width import WidthUse
 
 
 class Zero(nn.Module):
@@ -246,6 +249,160 @@ class ChannelGate(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = [1, -1] + [1] * (x.dim() - 2)
         return x * self.mask.view(shape).to(x.dtype)
+
+
+# -- width choices ---------------------------------------------------------------------------
+#: One segment of a width mask: (channels, repeat, index of its architecture vector or -1, widths).
+MaskSegment = tuple[int, int, int, tuple[int, ...]]
+
+_KEEP_MATRICES: dict[tuple, torch.Tensor] = {}
+
+
+def _keep_matrix(widths: tuple[int, ...], size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """0/1 matrix [candidates, size]: row j keeps the first widths[j] channels (cached per device)."""
+    key = (widths, size, device, dtype)
+    mat = _KEEP_MATRICES.get(key)
+    if mat is None:
+        mat = (torch.arange(size).unsqueeze(0) < torch.tensor(widths).unsqueeze(1)).to(device=device, dtype=dtype)
+        _KEEP_MATRICES[key] = mat
+    return mat
+
+
+def width_mask(x: torch.Tensor, *vectors: torch.Tensor, segments: tuple[MaskSegment, ...]) -> torch.Tensor:
+    """Supernet mode (FBNetV2): ``x`` with every channel weighted by the probability that the width
+    choices keep it, ``sum_j p_j mask_j``; ``x`` is computed once at the largest widths.
+
+    Applied where a conv or linear reads channels of width choices, so a one-hot ``p`` zeroes exactly
+    the channels the sampled (sliced) network does not have.
+    """
+    parts = []
+    for size, repeat, arg, widths in segments:
+        if arg < 0:
+            parts.append(x.new_ones(size * repeat))
+            continue
+        p = vectors[arg]
+        keep = p @ _keep_matrix(widths, size, p.device, p.dtype)
+        parts.append(keep.repeat_interleave(repeat) if repeat > 1 else keep)
+    mask = parts[0] if len(parts) == 1 else torch.cat(parts)
+    return x * mask.view(1, -1, *([1] * (x.dim() - 2)))
+
+
+def _take(t: torch.Tensor | None, dim: int, index: int | torch.Tensor | None) -> torch.Tensor | None:
+    """``t`` cut along ``dim`` to ``index``: the first ``index`` entries (a view), or those listed."""
+    if t is None or index is None:
+        return t
+    if isinstance(index, int):
+        return t.narrow(dim, 0, index)
+    return t.index_select(dim, index)
+
+
+class _FollowsWidths:
+    """Sampled mode: a layer whose weights width choices slice on every forward.
+
+    ``forward(x, *arch_vectors)`` receives the one-hot vectors of ``use.archs``; the picked widths
+    say which weight rows and columns run (``WidthUse.dims``: the first channels of each width
+    segment). A layer choosing its own width scales its output by its vector's picked entry, 1 in
+    value, so GDAS gradients reach the architecture parameter as they do through ``ChoiceModule``.
+    """
+
+    _use: WidthUse
+    _cache: dict
+
+    def follow_widths(self, use: WidthUse) -> None:
+        self._use = use
+        self._cache = {}
+
+    def _picks(self, vectors: Sequence[torch.Tensor]) -> dict[str, int]:
+        return {a: int(torch.argmax(v.detach())) for a, v in zip(self._use.archs, vectors)}
+
+    def _dims(self, picks: dict[str, int], device: torch.device) -> tuple:
+        """Per weight dimension 0 and 1: None (whole), a count (a prefix: a view) or an index tensor."""
+        key = (tuple(picks.values()), device)
+        dims = self._cache.get(key)
+        if dims is None:
+            dims = tuple(_index(kept, device) for kept in self._use.dims(picks))
+            self._cache[key] = dims
+        return dims
+
+    def _scaled(self, y: torch.Tensor, picks: dict[str, int], vectors: Sequence[torch.Tensor]) -> torch.Tensor:
+        if self._use.out is None:
+            return y
+        return y * vectors[0][picks[self._use.out[0]]]
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, follows widths of {', '.join(map(repr, self._use.archs))}"
+
+
+def _index(kept: list[int] | None, device: torch.device) -> int | torch.Tensor | None:
+    if kept is None:
+        return None
+    if kept == list(range(len(kept))):
+        return len(kept)
+    return torch.tensor(kept, dtype=torch.long, device=device)
+
+
+class SlicedConv2d(_FollowsWidths, nn.Conv2d):
+    """``nn.Conv2d`` at the largest widths, run with the rows (outputs) and columns (inputs) of the
+    picked widths; a depthwise conv keeps its picked channels."""
+
+    def forward(self, x: torch.Tensor, *vectors: torch.Tensor) -> torch.Tensor:
+        picks = self._picks(vectors)
+        d0, d1 = self._dims(picks, x.device)
+        weight = _take(_take(self.weight, 0, d0), 1, d1)
+        groups = weight.shape[0] if self._use.channelwise else self.groups
+        y = F.conv2d(x, weight, _take(self.bias, 0, d0), self.stride, self.padding, self.dilation, groups)
+        return self._scaled(y, picks, vectors)
+
+
+class SlicedLinear(_FollowsWidths, nn.Linear):
+    """``nn.Linear`` at the largest widths, run with the rows and columns of the picked widths."""
+
+    def forward(self, x: torch.Tensor, *vectors: torch.Tensor) -> torch.Tensor:
+        picks = self._picks(vectors)
+        d0, d1 = self._dims(picks, x.device)
+        y = F.linear(x, _take(_take(self.weight, 0, d0), 1, d1), _take(self.bias, 0, d0))
+        return self._scaled(y, picks, vectors)
+
+
+class _SlicedNorm(_FollowsWidths):
+    """BatchNorm over the picked channels: weights and running statistics of those channels (OFA's
+    dynamic BatchNorm). A prefix of the channels is a view, updated in place; channels picked from
+    several segments (after a concat) are gathered and their statistics written back."""
+
+    def forward(self, x: torch.Tensor, *vectors: torch.Tensor) -> torch.Tensor:
+        picks = self._picks(vectors)
+        keep, _ = self._dims(picks, x.device)
+        self._check_input_dim(x)
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        use_batch = self.training or (self.running_mean is None and self.running_var is None)
+        track = not self.training or self.track_running_stats
+        mean = _take(self.running_mean, 0, keep) if track else None
+        var = _take(self.running_var, 0, keep) if track else None
+        y = F.batch_norm(x, mean, var, _take(self.weight, 0, keep), _take(self.bias, 0, keep), use_batch, factor,
+                         self.eps)
+        if isinstance(keep, torch.Tensor) and self.training and mean is not None:
+            with torch.no_grad():
+                self.running_mean.index_copy_(0, keep, mean)
+                self.running_var.index_copy_(0, keep, var)
+        return y
+
+
+class SlicedBatchNorm2d(_SlicedNorm, nn.BatchNorm2d):
+    pass
+
+
+class SlicedBatchNorm1d(_SlicedNorm, nn.BatchNorm1d):
+    pass
+
+
+#: The sampled-mode layer standing for each module class an op lowers to when width choices slice its weights.
+SLICED_MODULES: dict[type[nn.Module], type[nn.Module]] = {
+    nn.Conv2d: SlicedConv2d, nn.Linear: SlicedLinear, nn.BatchNorm2d: SlicedBatchNorm2d,
+    nn.BatchNorm1d: SlicedBatchNorm1d,
+}
 
 
 # -- samplers --------------------------------------------------------------------------------

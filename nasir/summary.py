@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from nasir.ir.cost import candidate_costs, graph_cost
+from nasir.ir.cost import candidate_costs, graph_cost, width_costs
 from nasir.ir.graph import Graph, log10_size
-from nasir.ir.nodes import ArchWeighted, BlockNode, ChoiceNode, MergedConvNode, Region
+from nasir.ir.nodes import ArchWeighted, BlockNode, ChoiceNode, MergedConvNode, OpNode, Region
+from nasir.ir.rewrite import width_ops
 from nasir.ir.verify import infer_shapes
+from nasir.ir.width import WidthAnalysis, has_widths
 
 
 def _si(n: int) -> str:
@@ -25,8 +27,10 @@ def size_line(graph: Graph) -> str:
 
 
 def summary(graph: Graph, max_choices: int | None = None) -> str:
-    """Network name, totals, search-space size, and each distinct choice with its candidates' cost."""
+    """Network name, totals, search-space size, and each distinct choice with its candidates' cost
+    (for a width choice: the cost of the layers following it, at each width)."""
     infer_shapes(graph)
+    widths = WidthAnalysis(graph) if has_widths(graph) else None
     total = graph_cost(graph)
     out_shapes = ", ".join("x".join(map(str, o.shape or [])) for o in graph.body.outputs)
     ins = ", ".join(f"{i.name}[{'x'.join(map(str, i.shape or []))}]" for i in graph.body.inputs)
@@ -40,6 +44,14 @@ def summary(graph: Graph, max_choices: int | None = None) -> str:
     shown: set[str] = set()
     count = 0
     for path, node, _ in graph.walk():
+        if isinstance(node, OpNode) and node.width is not None and widths is not None:
+            if f"width:{node.width.arch}" in shown:
+                continue
+            shown.add(f"width:{node.width.arch}")
+            count += 1
+            if max_choices is None or count <= max_choices:
+                lines.extend(_width_lines(graph, path, node, widths))
+            continue
         if not isinstance(node, ArchWeighted):
             continue
         key = node.arch if isinstance(node, MergedConvNode) else f"{node.arch}:{[c.name for c in node.candidates]}"
@@ -60,6 +72,17 @@ def summary(graph: Graph, max_choices: int | None = None) -> str:
     if max_choices is not None and count > max_choices:
         lines.append(f"  ... {count - max_choices} more distinct choices (use --all)")
     return "\n".join(lines)
+
+
+def _width_lines(graph: Graph, path: str, node: OpNode, widths: WidthAnalysis) -> list[str]:
+    """A width choice: its producers, and per width the cost of the layers that follow it."""
+    arch = node.width.arch
+    users = sum(1 for op in width_ops(graph.body) if op.width.arch == arch)
+    lines = [f"  {path}  [{arch}, width choice{f' of {users} ops' if users > 1 else ''}]"]
+    for name, width, cost in zip(graph.arch[arch].candidates, node.width.widths, width_costs(graph, arch, widths)):
+        label = f"{name} ({node.attrs.width_attr}={width})"
+        lines.append(f"    {label:<24}{cost.params:>12,} params {_si(cost.flops):>10} FLOPs")
+    return lines
 
 
 def tree(region: Region, indent: str = "") -> list[str]:

@@ -295,6 +295,8 @@ def find_fms_group(node: ChoiceNode) -> FmsGroup | None:
     """Candidates ``B_i . M . A_i`` (A_i, B_i non-empty) sharing the parameter-free middle M.
 
     Picks the (F, M) saving the most modules; within a candidate the first occurrence of M is used.
+    An A_i holding a width choice is never split off: the ``first`` choice sums the A_i, which would
+    tie that width to the other members' channels (``nasir.ir.width``).
     """
     if not weighted_choices(node):
         return None
@@ -305,6 +307,8 @@ def find_fms_group(node: ChoiceNode) -> FmsGroup | None:
             continue
         n = len(ops)
         for s in range(1, n - 1):
+            if ops[s - 1].width is not None:
+                break  # the first choice would tie this width choice to the other members' channels
             for e in range(s + 1, n):
                 if not shareable(cand.body, ops[e - 1]):
                     break

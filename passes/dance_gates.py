@@ -18,6 +18,7 @@ from nasir.dance.insert import insert_gates
 from nasir.diagnostics import NasirError
 from nasir.ir.graph import Graph
 from nasir.ir.nodes import GateNode
+from nasir.ir.width import has_widths
 from nasir.passmanager import Exactness, Pass, PassResult, register
 
 
@@ -34,6 +35,9 @@ class DanceGates(Pass):
 
     def run(self, graph: Graph) -> PassResult:
         result = PassResult()
+        if has_widths(graph):
+            raise NasirError("dance-gates: the graph has width choices; DANCE gates prune layers of fixed width",
+                             hint="fix the widths first (fix-arch), or search the width with DANCE instead")
         if any(isinstance(n, GateNode) for _, n, _ in graph.walk()):
             result.notes.append("graph already has gates; nothing inserted")
             return result

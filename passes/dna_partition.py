@@ -20,6 +20,7 @@ from nasir.dna.blocks import block_infos
 from nasir.ir.graph import Graph
 from nasir.ir.nodes import ArchWeighted, BlockNode, InputNode, Node, OutputNode, Region
 from nasir.ir.rewrite import replace_uses
+from nasir.ir.width import has_widths
 from nasir.passmanager import Exactness, Pass, PassResult, register
 
 
@@ -38,6 +39,10 @@ class DnaPartition(Pass):
         from nasir.ir.verify import infer_shapes
 
         result = PassResult()
+        if has_widths(graph):
+            raise NasirError("dna-partition: the graph has width choices; DNA rates every path of a block as a "
+                             "network of its own and supports layer and value choices only",
+                             hint="choose among cells of different widths with one_of { ... } instead")
         if self.blocks < 0:
             raise NasirError(f"dna-partition: blocks must be >= 1 (or 0 for every stage boundary), got {self.blocks}")
         if any(isinstance(n, BlockNode) for n in graph.body.nodes):

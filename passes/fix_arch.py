@@ -2,9 +2,10 @@
 
 ``fix-arch{arch=arch.json}`` reads ``{"arch": {parameter: candidate name or index}}`` (the file
 ``nasir search --arch-out`` writes) and inlines the chosen candidate of every choice, keeping the
-candidate's path as a name prefix so that weights keep their supernet names. The result is a plain
-network: lowering it in any mode equals lowering the supernet in ``fixed`` mode with that
-architecture. Follow it with ``canonicalize,dead-code`` to drop edges that became zero.
+candidate's path as a name prefix so that weights keep their supernet names; every width choice
+becomes a plain width (its weights are the first channels of the supernet's, as in fixed lowering).
+The result is a plain network: lowering it in any mode equals lowering the supernet in ``fixed`` mode
+with that architecture. Follow it with ``canonicalize,dead-code`` to drop edges that became zero.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from nasir.ir.arch import read_arch, resolve_arch
 from nasir.ir.graph import Graph
 from nasir.ir.nodes import ChoiceNode, MergedConvNode, Region, sub_regions
 from nasir.ir.rewrite import inline_region
+from nasir.ir.width import fix_widths
 from nasir.passmanager import Exactness, Pass, PassResult, register
 
 
@@ -36,6 +38,9 @@ class FixArch(Pass):
         picks = resolve_arch(graph, read_arch(self.arch))
         result = PassResult()
         _fix_region(graph.body, picks, result)
+        widths = fix_widths(graph, picks)
+        if widths:
+            result.count("widths-fixed", widths)
         graph.arch = {}
         graph.input_groups = []
         return result

@@ -19,6 +19,10 @@ footprint. Recognised candidates (after ``topo-simplify`` stripped the shared no
   cover (e.g. a PMS group merged one level down): its kernels are absorbed, since
   (p_i / P_S) * (P_S / P) = p_i / P.
 
+Width choices stay as they are: a candidate whose conv chooses its width is not a fixed linear
+convolution, and a choice reading or writing channels of a width choice is left unmerged (a merged
+conv's channels cannot follow a chosen width); a pass note says how many.
+
 Fixed kernels join the class with the most learnable kernels they fit. A class merges if it has at
 least one learnable kernel and two members. If one class takes every non-zero candidate, the choice
 itself becomes the merged conv; otherwise the members become one candidate (weight P_S) holding a
@@ -49,6 +53,7 @@ from nasir.ir.nodes import (
 )
 from nasir.ir.rewrite import fresh_name, replace_node, walk
 from nasir.ir.verify import infer_shapes
+from nasir.ir.width import WidthAnalysis, has_widths
 from nasir.passes._topo_match import chain
 from nasir.passes._topo_stats import edge_summary
 from nasir.passes.kernel_norm import normalize_merged_convs
@@ -95,6 +100,8 @@ def _recognise(node: ChoiceNode, j: int, cand: Candidate, c_in: int, c_out: int,
     if ops is None:
         return None
     ops = [op for op in ops if op.attrs.op != "identity"]
+    if any(op.width is not None for op in ops):
+        return None
     if len(ops) == 1 and ops[0].attrs.op == "zero":
         return "zero"
     if not ops:
@@ -191,6 +198,14 @@ def _merged_node(name: str, node: ChoiceNode, merge: _Merge, domain: list[int]) 
                           groups=1 if factorized else groups)
 
 
+def _resized_values(graph: Graph) -> set[str]:
+    """Paths of the values some of whose channels a width choice resizes."""
+    if not has_widths(graph):
+        return set()
+    analysis = WidthAnalysis(graph)
+    return {path for path in analysis.channels.layouts if any(s.arch for s in analysis.segments(path))}
+
+
 @register
 class Reparam(Pass):
     name = "reparam"
@@ -205,10 +220,17 @@ class Reparam(Pass):
     def run(self, graph: Graph) -> PassResult:
         result = PassResult()
         infer_shapes(graph)
+        resized = _resized_values(graph)
         kinds: Counter = Counter()
+        kept = 0
         for path, node, region in walk(graph.body, children_first=True):
             if isinstance(node, ChoiceNode):
+                if {path, path[: len(path) - len(node.name)] + node.inputs[0]} & resized:
+                    kept += 1
+                    continue
                 self._merge(region, node, path, result, kinds)
+        if kept:
+            result.notes.append(f"{kept} choice(s) read or write channels of width choices and stay unmerged")
         infer_shapes(graph)
         if self.kernel_norm:
             normalize_merged_convs(graph, result)

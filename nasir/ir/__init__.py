@@ -16,9 +16,10 @@ from nasir.ir.nodes import (
     OutputNode,
     Region,
     SumNode,
+    WidthChoice,
 )
 
 __all__ = [
     "ArchParam", "ArchWeighted", "BlockNode", "Candidate", "ChoiceNode", "ConcatNode", "GateNode", "Graph", "InputGroup",
-    "InputNode", "KernelCandidate", "MergedConvNode", "Node", "OpNode", "OutputNode", "Region", "SumNode",
+    "InputNode", "KernelCandidate", "MergedConvNode", "Node", "OpNode", "OutputNode", "Region", "SumNode", "WidthChoice",
 ]

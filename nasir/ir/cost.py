@@ -1,7 +1,9 @@
 """Cost model: parameters and multiply-accumulates (reported as FLOPs) per node and candidate.
 
 Shapes must be inferred first (``nasir.ir.verify.infer_shapes``). Supernet cost counts every
-candidate; ``arch_cost`` counts only what a fixed architecture runs.
+candidate, and every width choice at its largest width (the one weight all widths share);
+``arch_cost`` counts only what a fixed architecture runs, at its chosen widths; ``width_costs``
+what each width of one width choice costs in the layers that follow it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from dataclasses import dataclass
 from nasir.diagnostics import NasirError
 from nasir.ir.graph import Graph
 from nasir.ir.nodes import BlockNode, ChoiceNode, MergedConvNode, Node, OpNode, Region
+from nasir.ir.rewrite import width_ops
+from nasir.ir.width import WidthAnalysis, fix_widths, has_widths
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,37 @@ def candidate_costs(node: ChoiceNode) -> list[Cost]:
 
 def arch_cost(graph: Graph, arch: dict[str, int]) -> Cost:
     """Cost of the fixed architecture choosing original index ``arch[name]`` for each parameter."""
+    if has_widths(graph):
+        graph = _at_widths(graph, arch)
     return _arch_region_cost(graph.body, arch)
+
+
+def _at_widths(graph: Graph, picks: dict[str, int]) -> Graph:
+    """A copy of ``graph`` whose width choices are fixed at ``picks``, shapes inferred."""
+    from nasir.ir.verify import infer_shapes  # verify imports the width analysis, as this module does
+
+    graph = graph.copy_deep()
+    fix_widths(graph, picks)
+    infer_shapes(graph)
+    return graph
+
+
+def width_costs(graph: Graph, arch: str, analysis: WidthAnalysis | None = None) -> list[Cost]:
+    """Cost of the ops whose channels width parameter ``arch`` resizes (its producers, the layers
+    following them, the layers reading them), at each of its widths; every other width choice at
+    its largest width. Shapes must be inferred."""
+    analysis = analysis or WidthAnalysis(graph)
+    touched = analysis.touched(arch)
+    largest = {n.width.arch: n.width.widths.index(max(n.width.widths)) for n in width_ops(graph.body)}
+    out = []
+    for pick in range(graph.arch[arch].size):
+        sized = _at_widths(graph, largest | {arch: pick})
+        total = Cost()
+        for path, node, region in sized.walk():
+            if path in touched and isinstance(node, OpNode):
+                total = total + node_cost(node, region)
+        out.append(total)
+    return out
 
 
 def _arch_region_cost(region: Region, arch: dict[str, int]) -> Cost:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from nasir.diagnostics import NasirError, SourceLoc
 from nasir.io import atomic_write_text, parse_json, read_text
-from nasir.ir.nodes import ArchWeighted, MergedConvNode, Node, Region, sub_regions
+from nasir.ir.nodes import ArchWeighted, MergedConvNode, Node, OpNode, Region, sub_regions
 from nasir.ir.rewrite import walk, weighted_nodes
 
 IR_VERSION = 1
@@ -28,7 +28,9 @@ class ArchParam(BaseModel):
 
     name: str
     candidates: list[str]
-    kind: Literal["layer", "value"] = "layer"
+    #: layer: a choice of modules; value: a choice of an attribute value, as separate modules;
+    #: width: a choice of output widths sharing one weight (``OpNode.width``).
+    kind: Literal["layer", "value", "width"] = "layer"
     loc: SourceLoc | None = None
 
     @property
@@ -87,9 +89,12 @@ class Graph(BaseModel):
         group keeps ``n_chosen`` of its member edges, each kept edge being any architecture of that
         edge whose own choice picks a non-excluded candidate, choices nested in the edge included
         (the DARTS top-2 rule); the dropped edges count nothing.
+
+        A width choice of n widths multiplies the size by n where it is reached, like a choice of n
+        candidates; a width parameter already counted in an enclosing region counts once.
         """
         groups = self.input_groups if input_rule else []
-        return _count_region(self.body, {}, _InputRule(self.arch, groups))
+        return _count_region(self.body, {}, _InputRule(self.arch, groups), frozenset())
 
     def copy_deep(self) -> Graph:
         """An independent copy (through JSON: faster than ``model_copy(deep=True)`` here)."""
@@ -167,6 +172,18 @@ def _top_weighted(region: Region) -> list[ArchWeighted]:
     return found
 
 
+def _top_widths(region: Region) -> dict[str, int]:
+    """Width parameters of a region's ops (looking through blocks, not into candidates) -> their number of widths."""
+    found: dict[str, int] = {}
+    for node in region.nodes:
+        if isinstance(node, OpNode) and node.width is not None:
+            found.setdefault(node.width.arch, len(node.width.widths))
+        elif not isinstance(node, ArchWeighted):
+            for _, sub in sub_regions(node):
+                found.update(_top_widths(sub))
+    return found
+
+
 class _InputRule:
     """The input groups counted by the top-k rule, and the candidates each member edge may keep."""
 
@@ -176,8 +193,11 @@ class _InputRule:
                         for g in groups for m in g.members}
 
 
-def _count_region(region: Region, allowed: dict[str, set[int]], rule: _InputRule) -> int:
-    total = 1
+def _count_region(region: Region, allowed: dict[str, set[int]], rule: _InputRule, outer: frozenset[str]) -> int:
+    """Architectures of ``region``; ``outer``: width parameters an enclosing region counted already."""
+    widths = {a: n for a, n in _top_widths(region).items() if a not in outer}
+    total = math.prod(widths.values())
+    outer = outer | widths.keys()
     seen: set[str] = set()
     counted: set[tuple[str, ...]] = set()  # input groups (by members), whose members may stand anywhere here
     top = _top_weighted(region)
@@ -187,14 +207,15 @@ def _count_region(region: Region, allowed: dict[str, set[int]], rule: _InputRule
         seen.add(node.arch)
         group = rule.group_of.get(node.arch)
         if group is None or node.arch in allowed:  # in allowed: nested in its own edge (PMS group, merged conv)
-            total *= _count_node(node, allowed, rule)
+            total *= _count_node(node, allowed, rule, outer)
         elif tuple(group.members) not in counted:
             counted.add(tuple(group.members))
-            total *= _count_group(group, top, allowed, rule)
+            total *= _count_group(group, top, allowed, rule, outer)
     return total
 
 
-def _count_group(group: InputGroup, top: list[ArchWeighted], allowed: dict[str, set[int]], rule: _InputRule) -> int:
+def _count_group(group: InputGroup, top: list[ArchWeighted], allowed: dict[str, set[int]], rule: _InputRule,
+                 outer: frozenset[str]) -> int:
     """Sum over the kept ``n_chosen``-subsets of member edges of the product of their sizes."""
     first = {}
     for node in top:
@@ -204,7 +225,7 @@ def _count_group(group: InputGroup, top: list[ArchWeighted], allowed: dict[str, 
         node = first.get(member)
         if node is not None:
             mine = allowed.get(member, set(node.domain)) & rule.allowed[member]
-            sizes.append(_count_node(node, {**allowed, member: mine}, rule))
+            sizes.append(_count_node(node, {**allowed, member: mine}, rule, outer))
     return _choose_products(sizes, group.n_chosen)
 
 
@@ -212,7 +233,7 @@ def _uses(region: Region, arch: str) -> bool:
     return any(n.arch == arch for n in _top_weighted(region))
 
 
-def _count_node(node: ArchWeighted, allowed: dict[str, set[int]], rule: _InputRule) -> int:
+def _count_node(node: ArchWeighted, allowed: dict[str, set[int]], rule: _InputRule, outer: frozenset[str]) -> int:
     mine = allowed.get(node.arch, set(node.domain)) & set(node.domain)
     if isinstance(node, MergedConvNode):
         return len(mine)
@@ -224,9 +245,9 @@ def _count_node(node: ArchWeighted, allowed: dict[str, set[int]], rule: _InputRu
         if not picks:
             continue
         if _uses(cand.body, node.arch):
-            total += _count_region(cand.body, {**allowed, node.arch: picks}, rule)
+            total += _count_region(cand.body, {**allowed, node.arch: picks}, rule, outer)
         else:
-            total += len(picks) * _count_region(cand.body, allowed, rule)
+            total += len(picks) * _count_region(cand.body, allowed, rule, outer)
     return total + len(mine - covered)
 
 

@@ -47,9 +47,27 @@ class OutputNode(NodeBase):
     index: int = 0
 
 
+class WidthChoice(BaseModel):
+    """A width choice on an op's output channels (``conv(one_of [8, 16, 24], 3)``).
+
+    The op holds one weight of the largest width (its ``width_attr`` attribute, e.g. ``out_channels``,
+    equals ``max(widths)``); candidate i of the architecture parameter ``arch`` keeps the first
+    ``widths[i]`` channels of it. Layers reading those channels follow the chosen width
+    (``nasir.ir.width`` finds them). Several ops may use one parameter with widths of their own
+    (``conv(w)`` and ``conv(2 * w)``); ops whose channels are tied (summed) use the same widths.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    arch: str
+    widths: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
+
+
 class OpNode(NodeBase):
     kind: Literal["op"] = "op"
     attrs: OpAttrsUnion
+    #: The op's output width is chosen by an architecture parameter (``None``: fixed width).
+    width: WidthChoice | None = None
 
 
 class SumNode(NodeBase):

@@ -92,6 +92,9 @@ class OpAttrs(BaseModel):
     #: A channelwise op that maps an all-zero channel to an all-zero channel, so a pruned channel
     #: stays zero after it; a channelwise op without this trait needs a DANCE gate after it.
     zero_preserving: ClassVar[bool] = False
+    #: The attribute a width choice may choose (the op's output channels or features): its weights
+    #: are sliced along it. ``None``: the op's output width cannot be a choice.
+    width_attr: ClassVar[str | None] = None
 
     def torch_call(self, shape: Shape) -> TorchCall:
         """How lowering runs the op on an input of ``shape``; every op class declares it."""
@@ -133,6 +136,7 @@ class Conv(OpAttrs):
     positional: ClassVar[tuple[str, ...]] = ("out_channels", "kernel", "stride")
     linear: ClassVar[bool] = True
     conv_like: ClassVar[bool] = True
+    width_attr: ClassVar[str | None] = "out_channels"  # dense convs only (groups = 1; the verifier checks)
 
     @property
     def pad(self) -> int:
@@ -208,6 +212,7 @@ class Linear(OpAttrs):
     positional: ClassVar[tuple[str, ...]] = ("out_features",)
     linear: ClassVar[bool] = True
     conv_like: ClassVar[bool] = True
+    width_attr: ClassVar[str | None] = "out_features"
 
     def out_shape(self, shape: Shape) -> Shape:
         if len(shape) != 1:

@@ -36,7 +36,8 @@ def _region(region: Region, lines: list[str], ind: str) -> None:
         if isinstance(n, InputNode):
             lines.append(f"{ind}%{n.name} = input {n.index} : {_shape(n.shape)}")
         elif isinstance(n, OpNode):
-            lines.append(f"{ind}%{n.name} = {n.attrs.signature()}({args}) : {_shape(n.shape)}{tags}")
+            width = f" width=%{n.width.arch}{n.width.widths}" if n.width is not None else ""
+            lines.append(f"{ind}%{n.name} = {n.attrs.signature()}({args}){width} : {_shape(n.shape)}{tags}")
         elif isinstance(n, ChoiceNode):
             head = f"{ind}%{n.name} = choice %{n.arch} covers={n.covers} domain={n.domain}({args})"
             lines.append(f"{head} : {_shape(n.shape)}{tags} {{")

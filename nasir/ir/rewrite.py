@@ -1,8 +1,8 @@
 """The rewrite toolkit: what a pass needs to read and edit the IR without hand-splicing ``region.nodes``.
 
 * names: ``fresh_name`` / ``FreshNames`` (the one naming rule, see ``nasir.ir.names``);
-* traversal: ``walk`` (every node with its dotted path), ``all_regions``, ``weighted_nodes`` and
-  ``used_arch`` (which architecture parameters a region refers to), ``live_nodes``;
+* traversal: ``walk`` (every node with its dotted path), ``all_regions``, ``weighted_nodes``,
+  ``width_ops`` and ``used_arch`` (which architecture parameters a region refers to), ``live_nodes``;
 * edits: ``insert_before``, ``insert_after``, ``replace_node``, ``replace_uses``, ``remove``,
   ``inline_region``;
 * ``run_to_fixpoint``: repeat a rewriting step until it changes nothing.
@@ -18,11 +18,12 @@ from collections.abc import Callable, Iterator, Sequence
 import networkx as nx
 
 from nasir.ir.names import FreshNames, fresh_name
-from nasir.ir.nodes import ArchWeighted, Node, NodeBase, Region, sub_regions
+from nasir.ir.nodes import ArchWeighted, Node, NodeBase, OpNode, Region, sub_regions
 
 __all__ = [
     "FixpointError", "FreshNames", "all_regions", "fresh_name", "inline_region", "insert_after", "insert_before",
     "live_nodes", "remove", "replace_node", "replace_uses", "run_to_fixpoint", "used_arch", "walk", "weighted_nodes",
+    "width_ops",
 ]
 
 
@@ -65,9 +66,21 @@ def weighted_nodes(root: Region | NodeBase) -> Iterator[ArchWeighted]:
                 yield node
 
 
+def width_ops(root: Region | NodeBase) -> Iterator[OpNode]:
+    """Every op with a width choice in ``root`` (a region, or a node and what it holds), at any depth."""
+    if isinstance(root, OpNode) and root.width is not None:
+        yield root
+    regions = [root] if isinstance(root, Region) else [sub for _, sub in sub_regions(root)]
+    for region in regions:
+        for _, node, _ in walk(region):
+            if isinstance(node, OpNode) and node.width is not None:
+                yield node
+
+
 def used_arch(root: Region | NodeBase) -> set[str]:
-    """Names of the architecture parameters that ``root`` (a region, or a node and what it holds) refers to."""
-    return {n.arch for n in weighted_nodes(root)}
+    """Names of the architecture parameters that ``root`` (a region, or a node and what it holds) refers to:
+    those of its choices and merged convs, and those of its width choices."""
+    return {n.arch for n in weighted_nodes(root)} | {n.width.arch for n in width_ops(root)}
 
 
 def live_nodes(region: Region) -> set[str]:

@@ -27,6 +27,7 @@ from nasir.ir.nodes import (
     SumNode,
 )
 from nasir.ir.ops import ShapeError
+from nasir.ir.width import check_widths
 
 _ARITY = {"op": 1, "output": 1, "gate": 1, "merged_conv": 1, "input": 0}
 
@@ -88,10 +89,13 @@ def _node_shape(node: Node, ins: list[list[int]]) -> list[int]:
                 outs.append(out[0])
             for cand, s in zip(node.candidates, outs):
                 if s != outs[0]:
-                    raise ShapeError(
-                        f"candidates disagree on output shape: {node.candidates[0].name!r} gives {outs[0]}, "
-                        f"{cand.name!r} gives {s}"
-                    )
+                    message = (f"candidates disagree on output shape: {node.candidates[0].name!r} gives {outs[0]}, "
+                               f"{cand.name!r} gives {s}")
+                    if s[1:] == outs[0][1:]:
+                        raise _fail(node, message, "to choose a channel count, put the value choice on the conv "
+                                                   "itself, conv(one_of [...], k), or pass it into a template as "
+                                                   "shared(one_of [...]): a width choice (docs/width-choices.md)")
+                    raise ShapeError(message)
             return outs[0]
         if isinstance(node, MergedConvNode):
             c, h, w = ins[0]
@@ -108,13 +112,14 @@ def _node_shape(node: Node, ins: list[list[int]]) -> list[int]:
 
 
 def verify(graph: Graph) -> None:
-    """Check every invariant of the IR, then shapes. Raises ``VerificationError``."""
+    """Check every invariant of the IR, then shapes and what width choices need. Raises ``VerificationError``."""
     _verify_region(graph, graph.body, top=True)
     for group in graph.input_groups:
         for m in group.members:
             if m not in graph.arch:
                 raise VerificationError(f"input group {group.name!r} names unknown arch parameter {m!r}")
     infer_shapes(graph)
+    check_widths(graph)
 
 
 def _verify_region(graph: Graph, region: Region, top: bool) -> None:
@@ -135,6 +140,8 @@ def _verify_region(graph: Graph, region: Region, top: bool) -> None:
             raise _fail(node, f"{node.kind} takes {want} input(s), got {len(node.inputs)}")
         if isinstance(node, OpNode):
             _verify_attrs(node)
+            if node.width is not None:
+                _verify_width(graph, node)
         if isinstance(node, ArchWeighted):
             _verify_weighted(graph, node)
         if isinstance(node, ChoiceNode):
@@ -160,10 +167,34 @@ def _verify_attrs(node: OpNode) -> None:
         raise _fail(node, f"{node.attrs.op}: attribute {key!r}: {first['msg']}") from None
 
 
+def _verify_width(graph: Graph, node: OpNode) -> None:
+    """A width choice: on an op that has a width attribute, whose value is the largest width, over a
+    width parameter with one width per candidate, all different."""
+    attrs, width = node.attrs, node.width
+    if attrs.width_attr is None:
+        raise _fail(node, f"{attrs.op} has no output width to choose", "width choices go on conv, pwconv or linear")
+    if getattr(attrs, "groups", 1) != 1:
+        raise _fail(node, f"a width choice needs a dense conv, not groups={attrs.groups}")
+    param = graph.arch.get(width.arch)
+    if param is None:
+        raise _fail(node, f"unknown architecture parameter {width.arch!r}")
+    if param.kind != "width":
+        raise _fail(node, f"architecture parameter {width.arch!r} is a {param.kind} choice, not a width choice")
+    if len(width.widths) != param.size:
+        raise _fail(node, f"{len(width.widths)} widths for the {param.size} candidates of {width.arch!r}")
+    if len(set(width.widths)) != len(width.widths):
+        raise _fail(node, f"width choice {width.arch!r} lists a width twice: {width.widths}")
+    if getattr(attrs, attrs.width_attr) != max(width.widths):
+        raise _fail(node, f"{attrs.op}: {attrs.width_attr}={getattr(attrs, attrs.width_attr)} must be the largest "
+                          f"width of its width choice, {max(width.widths)}")
+
+
 def _verify_weighted(graph: Graph, node: ArchWeighted) -> None:
     param = graph.arch.get(node.arch)
     if param is None:
         raise _fail(node, f"unknown architecture parameter {node.arch!r}")
+    if param.kind == "width":
+        raise _fail(node, f"architecture parameter {node.arch!r} chooses widths, not candidates")
     count = len(node.candidates) if isinstance(node, ChoiceNode) else len(node.kernels)
     if len(node.covers) != count:
         raise _fail(node, f"{len(node.covers)} covers for {count} candidates")

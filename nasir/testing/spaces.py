@@ -8,6 +8,10 @@ real spaces hold and what trips compilers up:
   BN -> ReLU middles give PMS and FMS something to share, max and average pools (with and without
   ``count_include_pad``), identity, zero, ``factorized_reduce``, value choices, parallel sums and
   choices nested inside candidates;
+* width choices with shared weights: inverted bottlenecks ``conv(C * one_of [1, 2], 1) -> ... ->
+  conv(C, 1)`` as candidates (some with a kernel choice reading the chosen width), a stem layer
+  whose two convolutions' widths a sum ties, and a classifier with a width choice. They are drawn
+  from a second random stream, so adding them left every other part of each space as it was;
 * DARTS-like cells whose nodes pick ``input_choice(k, ...)`` edges, stacked with reduction cells,
   their architecture parameters tied through ``shares`` keys;
 * odd and non-square spatial sizes through stride-2 candidates, and names that are also
@@ -30,7 +34,7 @@ from functools import cached_property
 from nasir.frontends.elaborate import parse_string
 from nasir.ir.graph import Graph
 from nasir.ir.names import fresh_name
-from nasir.ir.nodes import ChoiceNode, MergedConvNode, Region, sub_regions
+from nasir.ir.nodes import ChoiceNode, MergedConvNode, OpNode, Region, sub_regions
 
 __all__ = ["GeneratedSpace", "brute_force_size", "random_space", "random_spaces"]
 
@@ -85,6 +89,8 @@ class _SpaceWriter:
 
     def __init__(self, rng: random.Random, seed: int):
         self.rng = rng
+        #: draws the width choices (a stream of its own, so they do not move the rest of the space)
+        self.width_rng = random.Random(f"widths {seed}")
         self.seed = seed
         self.defs: list[str] = []  # templates, in definition order
         self.lines: list[str] = []  # statements of the network
@@ -102,7 +108,19 @@ class _SpaceWriter:
         if depth < 2:
             kinds["nested"] = 2 if depth == 0 else 1
         kind = self.rng.choices(list(kinds), list(kinds.values()))[0]
-        return getattr(self, f"_cand_{kind}")(self.rng.choice((1, 3, 3, 5)), depth)
+        base, text = getattr(self, f"_cand_{kind}")(self.rng.choice((1, 3, 3, 5)), depth)
+        if self.width_rng.random() < 0.04:
+            return self._cand_bottleneck()
+        return base, text
+
+    def _cand_bottleneck(self) -> tuple[str, str]:
+        """An inverted bottleneck whose expansion is a width choice (weights shared across widths);
+        the depthwise conv follows the chosen width, alone or as a kernel choice (which ``reparam``
+        must leave unmerged)."""
+        w = self.width_rng
+        dw = "dwconv(one_of [3, 5], stride)" if w.random() < 0.4 else f"dwconv({w.choice((1, 3))}, stride)"
+        affine = "true" if w.random() < 0.5 else "false"
+        return "wide", f"conv(C * one_of [1, 2], 1) -> bn(affine = {affine}) -> relu -> {dw} -> conv(C, 1)"
 
     def _dilation(self, k: int) -> str:
         return ", dilation = 2" if k > 1 and self.rng.random() < 0.3 else ""
@@ -203,10 +221,13 @@ class _SpaceWriter:
         stem_channels = self.channels
         stem = r.choice(("conv(C, 3)", "conv(C, 3) -> bn", "conv(C, 1) -> relu"))
         self.lines.append(f"h = ({stem})(x)")
+        if self.width_rng.random() < 0.15:
+            self._layer_tied_widths()
         for layer in r.choices(list(_LAYER_KINDS), list(_LAYER_KINDS.values()), k=r.choice((1, 1, 2, 2, 3))):
             getattr(self, f"_layer_{layer}")()
         if r.random() < 0.5:
-            self.lines.append(f"logits = (global_avg_pool -> linear(3))({self.current})")
+            head = "linear(one_of [2, 4]) -> relu -> linear(3)" if self.width_rng.random() < 0.2 else "linear(3)"
+            self.lines.append(f"logits = (global_avg_pool -> {head})({self.current})")
             self.lines.append("output logits")
         else:
             self.lines.append(f"output {self.current}")
@@ -249,6 +270,14 @@ class _SpaceWriter:
         n = self.rng.randint(2, 3)
         edges = ", ".join(f"{self.choice_template()}({self.channels}, 1)({self.current})" for _ in range(n))
         self._assign("pick", f"input_choice({self.rng.randint(1, n - 1)}, [{edges}])")
+
+    def _layer_tied_widths(self) -> None:
+        """Two convolutions of one width choice, tied by a sum, read back by a 1x1 conv."""
+        self.names.update(("tie_w", "width0"))  # names no ``fresh`` base reaches
+        self.lines.append("tie_w = one_of [2, 3]")
+        self.lines.append(f"width0 = (relu -> conv({self.channels}, 1))(sum((conv(tie_w, 3) -> bn)({self.current}), "
+                          f"conv(tie_w, 1)({self.current})))")
+        self.current = "width0"
 
     def _layer_widen(self) -> None:
         self.channels = min(2 * self.channels, 8)
@@ -332,7 +361,9 @@ def brute_force_size(graph: Graph, input_rule: bool = False) -> int:
 
 def _reach(region: Region, assignment: dict[str, int], dropped: set[str], reached: set[tuple[str, int]]) -> None:
     for node in region.nodes:
-        if isinstance(node, (ChoiceNode, MergedConvNode)):
+        if isinstance(node, OpNode) and node.width is not None:
+            reached.add((node.width.arch, assignment[node.width.arch]))
+        elif isinstance(node, (ChoiceNode, MergedConvNode)):
             if node.arch in dropped:
                 continue
             value = assignment[node.arch]
