@@ -110,11 +110,12 @@ def _train_steps(module: NasirModule, x_shape: tuple[int, ...]) -> None:
 
 
 def _copy_state(source: NasirModule, target: NasirModule) -> None:
-    """Load ``source``'s weights and statistics into ``target`` (one graph, another mode: same paths)."""
+    """Load ``source``'s weights and statistics into ``target`` (one graph, another mode: same paths;
+    a fixed target takes the first channels of width choices)."""
     state = source.state_dict()
     missing = [k for k in target.state_dict() if k not in state]
     assert not missing, f"the {target.ir_mode} lowering has modules the supernet lacks: {missing}"
-    target.load_state_dict({k: state[k] for k in target.state_dict()})
+    target.load_state_dict(target.sliced_state_dict(state))
 
 
 def _reset_statistics(module: NasirModule) -> NasirModule:
@@ -264,7 +265,8 @@ def test_generator_is_seeded_and_covers_what_it_promises():
     for feature in ("groups = 2", "dwconv(1", "dwconv(5", "dilation = 2", "dwconv(3, stride) -> conv(C, 1)",
                     "relu -> dwconv", "-> bn(affine = false) -> relu ->", "max_pool", "count_include_pad = false",
                     "identity", "zero(stride)", "factorized_reduce", "one_of [", "sum(conv", "input_choice", "shares",
-                    "a: zero(stride)"):
+                    "a: zero(stride)", "conv(C * one_of [1, 2], 1)", "relu -> dwconv(one_of [3, 5], stride)", "tie_w",
+                    "linear(one_of [2, 4])"):
         assert feature in text, feature
     assert re.search(r"\n {4,}\w+: (relu -> )?one_of {", text), "no choice nested in a candidate"
     assert re.search(r"\bch\d+\(\d+, 2\)", text), "no stride-2 choice"
