@@ -18,6 +18,12 @@ _LAZY = {
     "compile_file": "nasir.api",
     "PassManager": "nasir.passmanager",
     "lower": "nasir.lowering",
+    "Architecture": "nasir.ir.arch",
+    "load_architecture": "nasir.ir.arch",
+    "from_genotype": "nasir.ir.genotype",
+    "to_genotype": "nasir.ir.genotype",
+    "from_nb201": "nasir.ir.genotype",
+    "to_nb201": "nasir.ir.genotype",
     "NasirError": "nasir.diagnostics",
 }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -62,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--emit", choices=EMITS, default="summary")
     p.add_argument("--mode", choices=("supernet", "sampled", "fixed"), default="supernet",
                    help="lowering mode for --emit code")
-    p.add_argument("--arch", metavar="JSON", help="architecture for --mode fixed: a JSON file {param: candidate}")
+    p.add_argument("--arch", metavar="ARCH", help="architecture for --mode fixed: a file (nasir-arch JSON, DARTS "
+                   "genotype or NB201 string), or genotype / NB201 text itself")
     output_option(p, "-o", "--output", metavar="FILE", help="write here (atomically) instead of stdout")
     p.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every pass (stderr)")
     p.add_argument("--stats", action="store_true", help="print per-pass timing and statistics (stderr)")
@@ -155,10 +157,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     elif args.emit == "code":
         from nasir.lowering import lower
 
-        arch = None
-        if args.mode == "fixed":
-            arch = _read_arch(args.arch)
-        model = lower(graph, args.mode, arch=arch, seed=0)
+        if args.mode == "fixed" and not args.arch:
+            raise NasirError("--mode fixed needs --arch ARCH (an architecture file, or DARTS genotype / NB201 text)")
+        model = lower(graph, args.mode, arch=args.arch if args.mode == "fixed" else None, seed=0)
         text = model.code.strip() + "\n"
     else:
         from nasir.summary import summary
@@ -173,14 +174,6 @@ def stats_instruments() -> list[PassInstrument]:
     from nasir.passes._topo_stats import EdgeCountInstrument
 
     return [EdgeCountInstrument()]
-
-
-def _read_arch(path: str | None) -> dict[str, Any]:
-    if not path:
-        raise NasirError("--mode fixed needs --arch FILE (JSON {arch parameter: candidate name or index})")
-    from nasir.ir.arch import read_arch
-
-    return read_arch(path)
 
 
 def cmd_count(args: argparse.Namespace) -> int:
@@ -215,10 +208,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     import torch
 
     from nasir.datasets import load_tiny
-    from nasir.io import atomic_write_text
     from nasir.lowering import lower
     from nasir.passmanager import PassManager
-    from nasir.search.darts import SearchConfig, SupernetSearch, derive_darts_genotype
+    from nasir.search.darts import SearchConfig, SupernetSearch
     from nasir.summary import summary
 
     start = time.perf_counter()
@@ -244,13 +236,16 @@ def cmd_search(args: argparse.Namespace) -> int:
     print(f"{log.step} steps in {log.seconds:.1f} s: loss {first:.3f} -> {last:.3f}, "
           f"supernet test accuracy {acc:.1%} (on 256 images)")
     if model.arch_parameters():
-        arch = derive_darts_genotype(model, graph)
+        metrics = {"loss": last, "supernet_accuracy": acc}
+        arch = model.derive().model_copy(update={
+            "method": args.method, "metrics": {k: v for k, v in metrics.items() if math.isfinite(v)},
+            "options": {"steps": log.step, "batch_size": args.batch_size, "beta": args.beta, "seed": args.seed,
+                        "passes": args.passes}})
         if args.arch_out:
-            atomic_write_text(args.arch_out, json.dumps({"arch": arch}, indent=1) + "\n")
+            arch.save(args.arch_out)
             print(f"derived architecture written to {args.arch_out}")
         else:
-            kept = {k: v for k, v in arch.items()}
-            print("derived architecture (first 6 edges):", json.dumps(dict(list(kept.items())[:6])))
+            print("derived architecture (first 6 parameters):", json.dumps(dict(list(arch.arch.items())[:6])))
     return 0
 
 

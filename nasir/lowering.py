@@ -27,7 +27,6 @@ import functools
 import importlib
 import operator
 import re
-from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -35,7 +34,7 @@ import torch.fx as fx
 from torch import nn
 
 from nasir.diagnostics import NasirError
-from nasir.ir.arch import resolve_arch
+from nasir.ir.arch import Architecture, ArchSource, derive_architecture, resolve_arch
 from nasir.ir.cost import check_weight_budget
 from nasir.ir.graph import Graph
 from nasir.ir.nodes import (
@@ -109,9 +108,13 @@ class NasirModule(fx.GraphModule):
     def set_sampler(self, sampler: Sampler) -> None:
         self.sampler = sampler
 
-    def derive(self) -> dict[str, int]:
-        """The argmax architecture: for every architecture parameter, its best original index."""
-        return {self.arch_names[k]: int(torch.argmax(p.detach())) for k, p in self.arch.named_parameters()}
+    def derive(self) -> Architecture:
+        """The architecture the current architecture parameters pick, candidates named, the DARTS
+        way: every parameter its heaviest candidate, except that each input group keeps only its
+        ``n_chosen`` strongest edges and drops the others to 'none' (``derive_architecture``)."""
+        weights = {self.arch_names[k]: torch.softmax(p.detach().float(), -1).tolist()
+                   for k, p in self.arch.named_parameters()}
+        return derive_architecture(self.arch_space, weights)
 
     def sliced_state_dict(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """This module's state taken from ``state``, the state of a supernet or sampled lowering of the
@@ -141,12 +144,14 @@ class NasirModule(fx.GraphModule):
         return name
 
 
-def lower(graph: Graph, mode: str = "supernet", arch: Mapping[str, int | str] | None = None,
+def lower(graph: Graph, mode: str = "supernet", arch: ArchSource | None = None,
           sampler: Sampler | None = None, seed: int | None = None) -> NasirModule:
     """Lower ``graph`` to a ``torch.fx`` module.
 
-    ``arch`` (fixed mode) maps each architecture parameter to a candidate index or name;
-    ``sampler`` (sampled mode) defaults to uniform sampling. ``seed`` makes weight init repeatable.
+    ``arch`` (fixed mode): an ``Architecture``, a mapping of parameters to candidate names or
+    indices, or a path to an architecture file (JSON, DARTS genotype or NB201 string), see
+    ``nasir.ir.arch.load_architecture``. ``sampler`` (sampled mode) defaults to uniform sampling.
+    ``seed`` makes weight init repeatable.
     """
     if mode not in MODES:
         raise NasirError(f"unknown lowering mode {mode!r}", hint=f"choose one of {', '.join(MODES)}")
@@ -176,6 +181,8 @@ def lower(graph: Graph, mode: str = "supernet", arch: Mapping[str, int | str] | 
             params[key] = nn.Parameter(1e-3 * torch.randn(graph.arch[name].size))
         module.arch = params
         module.arch_names = {key: name for name, key in lowerer.arch_keys.items()}
+        #: what ``derive`` names and groups by: the graph's parameter table, without its body
+        module.arch_space = Graph(name=graph.name, arch=graph.arch, input_groups=graph.input_groups)
     if mode == "sampled":
         module.sampler = sampler or UniformSampler()
     module.ir_mode = mode
@@ -196,6 +203,8 @@ class _Lowerer:
         self.arch_keys = _arch_keys(list(used_arch(graph.body))) if mode != "fixed" else {}
         #: IR path -> module path of every node (``nasir.module_names``).
         self.paths = module_paths(graph)
+        #: Fixed mode: values known to be zero (a picked 'none'), left out of sums and then erased.
+        self.zeros: set[fx.Node] = set()
 
     # -- entry --------------------------------------------------------------------------------
     def top(self, root: nn.Module) -> fx.Graph:
@@ -212,6 +221,9 @@ class _Lowerer:
                 vectors[name] = g.create_node("call_module", "sampler", (alpha, name), name=f"h_{key}")
         outs = self.region(g, root, self.graph.body, "", "", env, vectors)
         g.output(outs[0] if len(outs) == 1 else tuple(outs))
+        for node in reversed(list(g.nodes)):
+            if node in self.zeros and not node.users:
+                g.erase_node(node)
         # get_attr targets must exist on the root while building the GraphModule
         root.arch = nn.ParameterDict({key: nn.Parameter(torch.zeros(self.graph.arch[name].size))
                                       for name, key in self.arch_keys.items()})
@@ -250,6 +262,7 @@ class _Lowerer:
                 else:
                     env[node.name] = self.sliced(g, root, node, region, target, name, args[0], use, vectors)
             elif isinstance(node, SumNode):
+                args = [a for a in args if a not in self.zeros] or args[:1]  # fixed mode: dropped edges add nothing
                 acc = args[0]
                 for k, a in enumerate(args[1:]):
                     last = k == len(args) - 2
@@ -315,9 +328,14 @@ class _Lowerer:
             for cand, cover in zip(node.candidates, node.covers):
                 if pick in cover:
                     inner = {i.name: a for i, a in zip(cand.body.inputs, args)}
-                    return self.region(g, root, cand.body, f"{ir_path}.{cand.name}.", root_path, inner, vectors)[0]
+                    out = self.region(g, root, cand.body, f"{ir_path}.{cand.name}.", root_path, inner, vectors)[0]
+                    if _is_zero(cand.body):
+                        self.zeros.add(out)
+                    return out
             # the chosen original candidate was dropped from this choice (it computes zero)
-            return _fn(g, torch.mul, (args[0], 0.0), name=name)
+            out = _fn(g, torch.mul, (args[0], 0.0), name=name)
+            self.zeros.add(out)
+            return out
         if self.mode == "supernet":
             return self.mixed(g, root, node, ir_path, root_path, name, args, vectors)
         path = self.paths[ir_path]

@@ -1,11 +1,12 @@
 """fix-arch: replace every choice by the candidate a given architecture picks (exact for that path).
 
-``fix-arch{arch=arch.json}`` reads ``{"arch": {parameter: candidate name or index}}`` (the file
-``nasir search --arch-out`` writes) and inlines the chosen candidate of every choice, keeping the
-candidate's path as a name prefix so that weights keep their supernet names; every width choice
-becomes a plain width (its weights are the first channels of the supernet's, as in fixed lowering).
-The result is a plain network: lowering it in any mode equals lowering the supernet in ``fixed`` mode
-with that architecture. Follow it with ``canonicalize,dead-code`` to drop edges that became zero.
+``fix-arch{arch=arch.json}`` reads an architecture file (``nasir.ir.arch``: what ``nasir search
+--arch-out`` and ``nasir dna search -o`` write, a legacy form, a DARTS genotype or an NB201 string)
+and inlines the chosen candidate of every choice, keeping the candidate's path as a name prefix so
+that weights keep their supernet names; every width choice becomes a plain width (its weights are
+the first channels of the supernet's, as in fixed lowering). The result is a plain network:
+lowering it in any mode equals lowering the supernet in ``fixed`` mode with that architecture.
+Follow it with ``canonicalize,dead-code`` to drop edges that became zero.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nasir.diagnostics import NasirError
-from nasir.ir.arch import read_arch, resolve_arch
+from nasir.ir.arch import resolve_arch
 from nasir.ir.graph import Graph
 from nasir.ir.nodes import ChoiceNode, MergedConvNode, Region, sub_regions
 from nasir.ir.rewrite import inline_region
@@ -35,7 +36,7 @@ class FixArch(Pass):
     def run(self, graph: Graph) -> PassResult:
         if not self.arch:
             raise NasirError("fix-arch needs an architecture file: fix-arch{arch=path/to/arch.json}")
-        picks = resolve_arch(graph, read_arch(self.arch))
+        picks = resolve_arch(graph, self.arch)
         result = PassResult()
         _fix_region(graph.body, picks, result)
         widths = fix_widths(graph, picks)

@@ -1,10 +1,12 @@
-"""Regenerate ``nasir/schema/ir.schema.json`` from the pydantic models."""
+"""Regenerate the committed JSON Schemas (``ir.schema.json``, ``arch.schema.json``) from the pydantic models."""
 
 import json
 from pathlib import Path
 
+from nasir.ir.arch import Architecture
 from nasir.ir.graph import Graph
 
-path = Path(__file__).with_name("ir.schema.json")
-path.write_text(json.dumps(Graph.json_schema(), indent=1, sort_keys=True) + "\n")
-print(f"wrote {path}")
+for name, model in (("ir", Graph), ("arch", Architecture)):
+    path = Path(__file__).with_name(f"{name}.schema.json")
+    path.write_text(json.dumps(model.json_schema(), indent=1, sort_keys=True) + "\n")
+    print(f"wrote {path}")

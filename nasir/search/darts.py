@@ -183,26 +183,3 @@ class SupernetSearch:
         self.log.step = meta.step
         self.log.losses = list(meta.losses)
 
-
-def derive_darts_genotype(model: NasirModule, graph) -> dict[str, str]:
-    """DARTS derivation: per node keep the top-k incoming edges (by best non-'none' weight), each
-    with its best non-'none' candidate. Returns ``{arch param: candidate name}`` for kept edges."""
-    probs = {model.arch_names[k]: torch.softmax(p.detach(), -1) for k, p in model.arch.named_parameters()}
-    chosen: dict[str, str] = {}
-    grouped: set[str] = set()
-    for group in graph.input_groups:
-        scored = []
-        for m in group.members:
-            cands = graph.arch[m].candidates
-            best = max((i for i, c in enumerate(cands) if c not in group.exclude), key=lambda i: probs[m][i])
-            scored.append((float(probs[m][best]), m, cands[best]))
-        for _, m, c in sorted(scored, reverse=True)[: group.n_chosen]:
-            chosen[m] = c
-        dropped = next((c for c in group.exclude if c in graph.arch[group.members[0]].candidates), None)
-        for _, m, c in sorted(scored, reverse=True)[group.n_chosen:]:
-            chosen[m] = dropped if dropped is not None else c  # a dropped edge computes zero
-        grouped.update(group.members)
-    for name, p in probs.items():
-        if name not in grouped:
-            chosen[name] = graph.arch[name].candidates[int(torch.argmax(p))]
-    return chosen

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from nasir.cli import main
+from nasir.ir.genotype import DARTS_V2
 from nasir.ir.graph import Graph
 
 BAD = "network n(C = 4) {\n  input x: [3, 8, 8]\n  y = conv(C, 3 -> relu)(x)\n  output y\n}\n"
@@ -176,3 +177,35 @@ def test_bad_output_locations_fail_before_any_work(capsys, tmp_path, monkeypatch
     code, _, err = run(capsys, *[a.format(**fill) for a in argv])
     assert code == 2 and message.format(**fill) in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_search_writes_a_named_architecture_that_compile_reads(capsys, tmp_path, single_thread):
+    arch = tmp_path / "arch.json"
+    code, _, _ = run(capsys, "search", *SMALL_DARTS, "--steps", "1", "--batch-size", "8", "--arch-out", str(arch))
+    doc = json.loads(arch.read_text())
+    assert code == 0 and (doc["format"], doc["version"], doc["network"], doc["method"]) == ("nasir-arch", 1, "darts", "darts")
+    assert doc["options"]["steps"] == 1 and "loss" in doc["metrics"]
+    # two reduction cells of 2 nodes: node 0 keeps both its edges, node 1 two of its three; the third is 'none'
+    assert sorted(doc["arch"]) == ["reduce.n0_0", "reduce.n0_1", "reduce.n1_0", "reduce.n1_1", "reduce.n1_2"]
+    assert [doc["arch"][f"reduce.n1_{j}"] == "none" for j in range(3)].count(True) == 1
+    code, out, _ = run(capsys, "compile", *SMALL_DARTS, "--emit", "code", "--mode", "fixed", "--arch", str(arch))
+    assert code == 0 and "softmax" not in out
+    code, _, err = run(capsys, "compile", "std/nb201.nas", "-D", "N=1", "--emit", "code", "--mode", "fixed",
+                       "--arch", str(arch))
+    assert code == 2 and "the architecture is for network 'darts', not 'nb201'" in err
+
+
+@pytest.mark.parametrize("space, text, op", [
+    (["std/darts.nas", "-D", "C=4", "-D", "layers=3"], DARTS_V2, "dil_conv_3x3"),
+    (["std/nb201.nas", "-D", "N=1"], "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|none~1|none~2|",
+     "avg_pool_3x3"),
+])
+def test_compile_reads_genotype_and_nb201_text(capsys, tmp_path, space, text, op):
+    code, out, _ = run(capsys, "compile", *space, "--emit", "code", "--mode", "fixed", "--arch", text)
+    assert code == 0 and op in out and "none" not in out
+    path = tmp_path / "arch.txt"
+    path.write_text(text + "\n")
+    assert run(capsys, "compile", *space, "--emit", "code", "--mode", "fixed", "--arch", str(path))[1] == out
+    other = ["std/nb201.nas", "-D", "N=1"] if "darts" in space[0] else ["std/darts.nas", "-D", "layers=3"]
+    code, _, err = run(capsys, "compile", *other, "--emit", "code", "--mode", "fixed", "--arch", text)
+    assert code == 2 and "-like space" in err and "Traceback" not in err

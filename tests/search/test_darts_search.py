@@ -8,7 +8,7 @@ import torch
 from nasir.datasets import load_tiny
 from nasir.frontends.elaborate import parse_file, std_path
 from nasir.lowering import lower
-from nasir.search.darts import SearchConfig, SupernetSearch, derive_darts_genotype
+from nasir.search.darts import SearchConfig, SupernetSearch
 
 
 def _data(n=64):
@@ -49,7 +49,7 @@ def test_sampled_methods_train(method):
 def test_darts_derivation_keeps_top2_edges():
     g = _space()
     model, _ = _run(1)
-    arch = derive_darts_genotype(model, g)
+    arch = model.derive().arch
     assert set(arch) == set(g.arch)
     for group in g.input_groups:
         kept = [m for m in group.members if arch[m] != "none"]
