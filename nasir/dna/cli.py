@@ -178,12 +178,14 @@ def cmd_rate(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
+    from nasir.dna.blocks import path_names
     from nasir.dna.distill import block_checkpoint, load_trained_block
     from nasir.dna.rating import rate_block, save_ratings
     from nasir.dna.teacher import load_features
 
     workdir = Path(args.workdir)
     graph, _ = _partitioned(args)
+    block_names = path_names(graph)
     feats, _ = load_features(workdir / "features.safetensors")
     torch.manual_seed(0)
     space, names = _space_for(graph, workdir)
@@ -197,11 +199,11 @@ def cmd_rate(args: argparse.Namespace) -> int:
         with tqdm(total=n, desc=f"rate {names[k]}", leave=False) as bar:
             r = rate_block(block, feats[k][-n:], feats[k + 1][-n:], feature_sharing=not args.no_sharing,
                            device=args.device, name=names[k], progress=bar.update, head=head)
+        r.names = block_names[k]
         ratings.append(r)
         print(f"{names[k]}: {len(r.scores)} paths; best:")
         for i in r.ranked()[:args.top]:
-            print(f"    cell {r.paths[i][0] + 1} ops {list(r.paths[i][1])}  score {r.scores[i]:.4f}  "
-                  f"params {r.params[i]:,}  FLOPs {r.flops[i]:,}")
+            print(f"    {r.label(i)}  score {r.scores[i]:.4f}  params {r.params[i]:,}  FLOPs {r.flops[i]:,}")
     save_ratings(workdir / "ratings.json", ratings)
     print(f"rated {sum(len(r.scores) for r in ratings)} paths in {time.perf_counter() - start:.1f} s -> "
           f"{workdir / 'ratings.json'}")
@@ -211,7 +213,7 @@ def cmd_rate(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     from nasir.dna.rating import load_ratings
     from nasir.dna.search import constrained_search, pareto_front
-    from nasir.dna.space import path_to_json
+    from nasir.ir.arch import Alternative, Architecture
 
     ratings = load_ratings(args.ratings)
     if not ratings:
@@ -219,6 +221,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     costs = [getattr(r, args.cost) for r in ratings]
     if any(len(c) != len(r.scores) for c, r in zip(costs, ratings)):
         raise DNAError(f"{args.ratings}: the table has no {args.cost} for every path")
+    networks = {r.names.network for r in ratings if r.names is not None}
+    if args.output and (len(networks) != 1 or any(r.names is None for r in ratings)):
+        raise DNAError(f"{args.ratings}: the ratings do not name the architecture parameters of one network "
+                       "(written by an older nasir?)", hint="rerun `nasir dna rate` to write an architecture file")
     scores = [r.scores for r in ratings]
     size = 1
     for s in scores:
@@ -226,24 +232,26 @@ def cmd_search(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     best = constrained_search(scores, costs, args.limit)
     seconds = time.perf_counter() - start
-    arch = [path_to_json(r.paths[i]) for r, i in zip(ratings, best.indices)]
     print(f"searched {size:.3g} architectures in {seconds * 1000:.1f} ms: score {best.score:.4f}, "
           f"{args.cost} {best.cost:,}" + (f" (limit {args.limit:,.0f})" if args.limit is not None else ""))
-    for r, a in zip(ratings, arch):
-        print(f"    {r.name}: cell {a['cell'] + 1} ops {a['ops']}")
-    doc = {"score": best.score, "cost": best.cost, "cost_kind": args.cost, "limit": args.limit,
-           "arch": [{"block": r.name, **a} for r, a in zip(ratings, arch)]}
-    if args.pareto:
-        front = pareto_front(scores, costs)
+    for r, i in zip(ratings, best.indices):
+        print(f"    {r.name}: {r.label(i)}")
+    front = pareto_front(scores, costs) if args.pareto else []
+    if front:
         print(f"Pareto front ({len(front)} points): cost -> score")
         for p in front:
             print(f"    {p.cost:>14,}  {p.score:.4f}")
-        doc["pareto"] = [{"cost": p.cost, "score": p.score,
-                          "arch": [path_to_json(r.paths[i]) for r, i in zip(ratings, p.indices)]} for p in front]
     if args.output:
-        from nasir.io import atomic_write_text
+        def picks(indices: list[int]) -> dict[str, str]:
+            return {k: v for r, i in zip(ratings, indices) for k, v in r.names.picks(r.paths[i]).items()}
 
-        atomic_write_text(args.output, json.dumps(doc, indent=1) + "\n")
+        Architecture(network=networks.pop(), method="dna", arch=picks(best.indices),
+                     metrics={"score": best.score, args.cost: best.cost},
+                     options={"cost": args.cost, "limit": args.limit},
+                     alternatives=[Alternative(arch=picks(p.indices), metrics={"score": p.score, args.cost: p.cost})
+                                   for p in front] or None).save(args.output)
+        print(f"architecture written to {args.output}; next: nasir compile SPACE --mode fixed --arch {args.output} "
+              "(with the -D values of the ratings)")
     return 0
 
 

@@ -18,7 +18,7 @@ import copy
 
 from torch import nn
 
-from nasir.dna.blocks import cell_choice
+from nasir.dna.blocks import cell_choice, chain_layers, ordered_picks
 from nasir.dna.errors import DNAError
 from nasir.dna.space import Block, Cell, ChainSpace
 from nasir.ir.graph import Graph
@@ -66,26 +66,20 @@ def _candidate(graph: Graph, choice: ChoiceNode, cand_index: int, name: str) -> 
 
 
 def _chain_layers(graph: Graph, nodes: list[Node], src: str, src_shape, name: str) -> list[list[nn.Module]]:
-    """Split a chain into layers: each choice a layer of candidates, fixed stretches one layer."""
+    """Split a chain into layers (``chain_layers``): each choice a layer of candidates, fixed stretches one layer."""
+    if any(isinstance(n, MergedConvNode) for n in nodes):
+        raise DNAError(f"{name}: merged convolutions (reparam) cannot be split into DNA paths; partition before reparam")
     layers: list[list[nn.Module]] = []
-    fixed: list[Node] = []
     cur, cur_shape = src, src_shape
-    for n in nodes:
-        if isinstance(n, MergedConvNode):
-            raise DNAError(f"{name}: merged convolutions (reparam) cannot be split into DNA paths; partition before reparam")
-        if isinstance(n, ChoiceNode):
-            if fixed:
-                layers.append([_lower_nodes(graph, fixed, cur, cur_shape, f"{name}.{fixed[0].name}")])
-            if n.inputs != [fixed[-1].name if fixed else cur]:
-                raise DNAError(f"{name}: choice {n.name!r} does not read the previous layer's output; not a chain")
-            fixed = []
-            covered = sorted((min(c), i) for i, c in enumerate(n.covers))
-            layers.append([_candidate(graph, n, i, f"{name}.{n.name}") for _, i in covered])
-            cur, cur_shape = n.name, n.shape
+    for layer in chain_layers(nodes):
+        if isinstance(layer, ChoiceNode):
+            if layer.inputs != [cur]:
+                raise DNAError(f"{name}: choice {layer.name!r} does not read the previous layer's output; not a chain")
+            layers.append([_candidate(graph, layer, j, f"{name}.{layer.name}") for j, _ in ordered_picks(graph, layer)])
+            cur, cur_shape = layer.name, layer.shape
         else:
-            fixed.append(n)
-    if fixed:
-        layers.append([_lower_nodes(graph, fixed, cur, cur_shape, f"{name}.{fixed[0].name}")])
+            layers.append([_lower_nodes(graph, layer, cur, cur_shape, f"{name}.{layer[0].name}")])
+            cur, cur_shape = layer[-1].name, layer[-1].shape
     return layers
 
 
@@ -116,8 +110,7 @@ def space_from_graph(graph: Graph) -> tuple[ChainSpace, nn.Module, list[str]]:
             before, after = body[:i], body[i + 1:]
             pre = _chain_layers(graph, before, src.name, src.shape, b.name) if before else []
             cells = []
-            covered = sorted((min(c), j) for j, c in enumerate(choice.covers))
-            for _, j in covered:
+            for j, _ in ordered_picks(graph, choice):
                 cand = choice.candidates[j]
                 cbody = [n for n in cand.body.nodes if n.kind not in ("input", "output")]
                 cin = cand.body.inputs[0]

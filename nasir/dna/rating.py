@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 
 import torch
+from pydantic import ValidationError
 
+from nasir.dna.blocks import PathNames
 from nasir.dna.errors import DNAError
 from nasir.dna.space import Block, Cell, Path, path_from_json, path_to_json
 from nasir.io import atomic_write_text, read_json
@@ -36,17 +38,26 @@ FORMAT = "nasir-dna-rating-1"
 
 @dataclass
 class BlockRating:
-    """Scores and costs of every path of one block, in ``Block.paths()`` order."""
+    """Scores and costs of every path of one block, in ``Block.paths()`` order; ``names`` (a block
+    of an IR space) says which architecture parameters each path picks."""
 
     name: str
     paths: list[Path]
     scores: list[float]
     params: list[int] = field(default_factory=list)
     flops: list[int] = field(default_factory=list)
+    names: PathNames | None = None
 
     def ranked(self) -> list[int]:
         """Path positions from best (lowest score) to worst; ties keep enumeration order."""
         return sorted(range(len(self.scores)), key=lambda i: (self.scores[i], i))
+
+    def label(self, i: int) -> str:
+        """Path ``i`` as text: candidate names when known, else its cell and op indices as in the JSON."""
+        if self.names is not None:
+            return self.names.label(self.paths[i])
+        cell, ops = self.paths[i]
+        return f"cell {cell} ops {list(ops)}"
 
     def to_json(self) -> dict:
         rows = []
@@ -57,7 +68,10 @@ class BlockRating:
             if self.flops:
                 row["flops"] = self.flops[i]
             rows.append(row)
-        return {"block": self.name, "paths": rows}
+        doc = {"block": self.name, "paths": rows}
+        if self.names is not None:
+            doc["names"] = self.names.model_dump()
+        return doc
 
     @classmethod
     def from_json(cls, data: object) -> BlockRating:
@@ -75,7 +89,15 @@ class BlockRating:
             raise DNAError(f"rating of block {data.get('block')!r}: path indices are not 0..{len(rows) - 1}")
         if any(not math.isfinite(s) for s in scores):
             raise DNAError(f"rating of block {data.get('block')!r} holds non-finite scores")
-        return cls(str(data.get("block", "")), paths, scores, params, flops)
+        names = None
+        if data.get("names") is not None:
+            try:
+                names = PathNames.model_validate(data["names"])
+            except ValidationError as e:
+                first = e.errors()[0]
+                raise DNAError(f"rating of block {data.get('block')!r}: invalid names at "
+                               f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        return cls(str(data.get("block", "")), paths, scores, params, flops, names)
 
 
 def save_ratings(path: str | FsPath, ratings: Sequence[BlockRating]) -> None:

@@ -23,12 +23,24 @@ def test_partition_train_rate_search(tmp_path, capsys):
     ratings = json.loads((work / "ratings.json").read_text())
     assert [len(b["paths"]) for b in ratings["blocks"]] == [6, 2]
     out = tmp_path / "arch.json"
+    capsys.readouterr()
     assert main(["dna", "search", str(work / "ratings.json"), "--pareto", "-o", str(out)]) == 0
     doc = json.loads(out.read_text())
-    assert len(doc["arch"]) == 2 and doc["pareto"][-1]["score"] == doc["score"]
-    cheapest = doc["pareto"][0]["cost"]
+    assert doc["format"] == "nasir-arch" and doc["network"] == "tiny_dna" and doc["method"] == "dna"
+    # names of the IR space's parameters: a cell per block, and a kernel/expansion per layer of that cell
+    assert doc["arch"]["blocks0"] in ("cell1", "cell2") and doc["arch"]["blocks1"] == "cell1"
+    assert all(v in ("k3_e1", "k3_e2") for k, v in doc["arch"].items() if k not in ("blocks0", "blocks1"))
+    assert len(doc["arch"]) == 2 + (1 if doc["arch"]["blocks0"] == "cell1" else 2) + 1
+    # the printed architecture is the written one
+    printed = capsys.readouterr().out
+    assert f"block1: {doc['arch']['blocks0']}: " in printed and "cell 2" not in printed
+    assert doc["alternatives"][-1]["metrics"]["score"] == doc["metrics"]["score"]
+    cheapest = doc["alternatives"][0]["metrics"]["params"]
     assert main(["dna", "search", str(work / "ratings.json"), "--limit", str(cheapest), "-o", str(out)]) == 0
-    assert json.loads(out.read_text())["cost"] == cheapest
+    assert json.loads(out.read_text())["metrics"]["params"] == cheapest
+    # the architecture compiles to a fixed network of the space it came from
+    assert main(["compile", SPACE, "--mode", "fixed", "--arch", str(out), "--emit", "code"]) == 0
+    assert "blocks0" in capsys.readouterr().out
 
 
 def test_bad_input_exits_2(tmp_path, capsys):
@@ -98,3 +110,23 @@ def test_plus_resumes_from_saved_teachers(tmp_path, capsys):
     space.write_text("{\"cells\": 3}")
     assert main(argv) == 2
     assert "not a valid space spec" in capsys.readouterr().err
+
+
+# std/mbconv.nas itself, shrunk by -D to two blocks of one-layer cells (6 + 12 paths)
+TINY_MBCONV = ["std/mbconv.nas", "-D", "resolution=32", "-D", "stem=4", "-D", "widths=[8,8]", "-D", "strides=[2,2]",
+               "-D", "cells=[[[1,4],[1,8]],[[1,4]]]"]
+
+
+def test_std_mbconv_dna_architecture_compiles_fixed(tmp_path, capsys):
+    """`dna train/rate/search -o arch.json` then `nasir compile std/mbconv.nas --mode fixed --arch arch.json`."""
+    work, arch = tmp_path / "w", tmp_path / "arch.json"
+    assert main(["dna", "train", *TINY_MBCONV, "--workdir", str(work), "--teacher-steps", "1", "--steps", "1",
+                 "--batch-size", "8", "--images", "16"]) == 0
+    assert main(["dna", "rate", *TINY_MBCONV, "--workdir", str(work), "--samples", "8"]) == 0
+    assert main(["dna", "search", str(work / "ratings.json"), "-o", str(arch)]) == 0
+    doc = json.loads(arch.read_text())
+    assert doc["network"] == "mbconv_space" and doc["arch"]["blocks0"] in ("cell1", "cell2")
+    capsys.readouterr()
+    assert main(["compile", *TINY_MBCONV, "--mode", "fixed", "--arch", str(arch), "--emit", "code"]) == 0
+    code = capsys.readouterr().out
+    assert f"blocks0.{doc['arch']['blocks0']}.mb_layer" in code and "blocks1.cell1.mb_layer" in code

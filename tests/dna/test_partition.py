@@ -86,3 +86,25 @@ def test_ir_cost_tables_match_measured_chain(small):
         measured = block.path_costs(x)
         assert [(c.params, c.flops) for c in measured] == tables[k]
         x = block(x, next(block.paths()))
+
+
+def test_path_names_pick_the_paths_of_the_chain_space(small):
+    """Every path of every block, named as IR picks, costs in the IR what the chain space's path costs."""
+    from nasir.dna.blocks import path_names
+    from nasir.ir.arch import resolve_arch
+
+    g = PassManager.parse("dna-partition").run(small)
+    space, _, _ = space_from_graph(g)
+    names, tables = path_names(g), ir_path_costs(g)
+    assert [[len(c.layers) for c in n.cells] for n in names] == [[len(c.layers) for c in b.cells] for b in space.blocks]
+    first = [next(b.paths()) for b in space.blocks]
+
+    def ir_params(paths) -> int:
+        return arch_cost(g, resolve_arch(g, {p: c for n, q in zip(names, paths) for p, c in n.picks(q).items()})).params
+
+    base = [t[0][0] for t in tables]  # params of each block's first path
+    outside = ir_params(first) - sum(base)  # the head after the last block
+    for k, block in enumerate(space.blocks):
+        for i, path in enumerate(block.paths()):
+            assert ir_params(first[:k] + [path] + first[k + 1:]) == outside + sum(base) - base[k] + tables[k][i][0]
+    assert names[0].label(first[0]) == "cell1: k3_e3" and names[0].label((1, (0, 5, 3, 0))) == "cell2: k7_e6 k5_e6"
