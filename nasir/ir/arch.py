@@ -22,6 +22,7 @@ DNA cell that was not chosen) is not asked for.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +38,8 @@ FORMAT = "nasir-arch"
 VERSION = 1
 
 Pick = StrictInt | StrictStr
+#: The start of DARTS genotype text (``Genotype(``) or of an NB201 string (``|``).
+_ARCH_TEXT = re.compile(r"\s*(Genotype\s*\(|\|)")
 #: How pydantic tags the members of the unions above in the locations of its errors.
 _UNION_MEMBERS = ("int", "float", "str", "bool", "none")
 Option = StrictStr | StrictInt | StrictFloat | StrictBool | None
@@ -157,8 +160,7 @@ def read_arch(path: str | Path) -> Architecture | dict[str, int | str]:
 
 def is_arch_text(text: str) -> bool:
     """Whether ``text`` is DARTS genotype text or an NB201 string rather than JSON or a path."""
-    head = text.lstrip()
-    return head.startswith("Genotype") or head.startswith("|")
+    return _ARCH_TEXT.match(text) is not None
 
 
 def load_architecture(source: ArchSource, graph: Graph) -> Architecture:

@@ -73,11 +73,14 @@ def test_nb201_round_trips(nb201):
         assert to_nb201(from_nb201(text, nb201), nb201) == text
 
 
-def test_text_is_read_wherever_an_architecture_is(darts, nb201, tmp_path):
+def test_text_is_read_wherever_an_architecture_is(darts, nb201, tmp_path, monkeypatch):
     path = tmp_path / "v2.txt"
     path.write_text(DARTS_V2 + "\n")
     assert load_architecture(path, darts) == load_architecture(DARTS_V2, darts) == from_genotype(DARTS_V2, darts)
     assert load_architecture(f"  {NB201}\n", nb201) == from_nb201(NB201, nb201)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "Genotype.json").write_text(from_nb201(NB201, nb201).to_json())
+    assert load_architecture("Genotype.json", nb201) == from_nb201(NB201, nb201)  # a path, however it is named
 
 
 @pytest.mark.parametrize("text, message", [
