@@ -27,6 +27,7 @@ import functools
 import importlib
 import operator
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import torch

@@ -17,7 +17,8 @@ form. ``load_architecture`` also reads DARTS genotype text and NAS-Bench-201 str
 (``nasir.ir.genotype``). Every form is validated as data before anything uses it.
 
 Only the parameters that matter need a pick: a choice nested in a candidate that is not picked (a
-DNA cell that was not chosen) is not asked for.
+DNA cell that was not chosen) is not asked for. Width choices always need one (their layers are
+resolved for the whole graph at once).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from nasir.diagnostics import NasirError
 from nasir.io import atomic_write_text, parse_json, read_json, read_text
 from nasir.ir.graph import Graph
 from nasir.ir.nodes import ArchWeighted, ChoiceNode, Region, sub_regions
+from nasir.ir.rewrite import width_ops
 
 FORMAT = "nasir-arch"
 VERSION = 1
@@ -219,7 +221,10 @@ def _named_picks(graph: Graph, picks: Mapping[str, int | str]) -> dict[str, str]
             out[name] = cands[value]
         else:
             raise NasirError(f"{name}: candidate index {value!r} out of range 0..{len(cands) - 1}")
-    missing = sorted(_unpicked(graph.body, {n: graph.arch[n].candidates.index(v) for n, v in out.items()}))
+    # width choices are resolved for the whole graph at once (``nasir.ir.width``), so each needs a pick
+    widths = {op.width.arch for op in width_ops(graph.body)}
+    missing = sorted(_unpicked(graph.body, {n: graph.arch[n].candidates.index(v) for n, v in out.items()})
+                     | (widths - out.keys()))
     if missing:
         raise NasirError(f"architecture does not choose {len(missing)} parameter(s), e.g. {missing[0]!r}")
     return out

@@ -121,3 +121,16 @@ def test_derive_keeps_the_strongest_edges_of_each_group():
     # equal strength: the earlier edge stays (DARTS' stable sort); equal weights: the first candidate
     assert derive_architecture(graph, {first: [0.2, 0.4, 0.4], second: [0.2, 0.4, 0.4]}).arch == \
         {first: "a", second: "none"}
+
+
+def test_width_choices_always_need_a_pick():
+    graph = parse_string("""
+network w() {
+    input x: [3, 8, 8]
+    h = one_of { a: conv(4, 1)  b: conv(one_of [8, 16], 3) -> conv(4, 1) }(x)
+    output h
+}
+""", filename="w.nas")
+    with pytest.raises(NasirError, match=re.escape("does not choose 1 parameter(s), e.g. 'h.b.conv'")):
+        resolve_arch(graph, {"h": "a"})
+    assert load_architecture({"h": "a", "h.b.conv": 1}, graph).arch == {"h": "a", "h.b.conv": "w16"}
