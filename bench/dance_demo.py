@@ -38,7 +38,7 @@ from nasir.api import compile_file  # noqa: E402
 from nasir.dance.baselines import masks_for  # noqa: E402
 from nasir.dance.gated import GatedNetwork, count_parameters  # noqa: E402
 from nasir.dance.train import DanceConfig, DanceTrainer, accuracy, finetune, recalibrate_bn  # noqa: E402
-from nasir.datasets import load_tiny  # noqa: E402
+from nasir.data.tinyshapes import load_tiny  # noqa: E402
 from nasir.ir.stats import graph_stats  # noqa: E402
 from nasir.passmanager import PassManager  # noqa: E402
 

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from nasir.datasets import load_tiny
+from nasir.data.tinyshapes import load_tiny
 from nasir.dna.distill import DistillConfig, train_blocks
 from nasir.dna.mbconv import BlockSpec, ChainNet, NetSpec, SpaceSpec, arch_to_spec, student_space
 from nasir.dna.metrics import rank_report

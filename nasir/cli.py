@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nasir.data import add_data_option, add_loader_options
 from nasir.diagnostics import NasirError
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("passes", help="list the available passes")
     p.set_defaults(func=cmd_passes)
 
-    p = sub.add_parser("search", help="train a supernet (DARTS / GDAS / SPOS) on the bundled dataset")
+    p = sub.add_parser("search", help="train a supernet (DARTS / GDAS / SPOS) on the bundled dataset or --data")
     _common(p)
     p.add_argument("--passes", default="", metavar="PIPELINE")
     p.add_argument("--method", choices=("darts", "gdas", "spos"), default="darts")
@@ -93,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beta", type=float, default=0.0, help="beta-DARTS regularization weight")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    add_data_option(p)
+    add_loader_options(p)
     output_option(p, "--checkpoint", metavar="FILE", help="save progress here (safetensors)")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
     output_option(p, "--arch-out", metavar="FILE", help="write the derived architecture as JSON")
@@ -207,40 +210,44 @@ def cmd_passes(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     import torch
 
-    from nasir.datasets import load_tiny
+    from nasir.data import check_loader_options, load_data
+    from nasir.data.images import split_portion
+    from nasir.data.sources import check_classes, space_resolution
     from nasir.lowering import lower
     from nasir.passmanager import PassManager
     from nasir.search.darts import SearchConfig, SupernetSearch
     from nasir.summary import summary
 
+    check_loader_options(args.cutout, args.train_portion, args.workers)
     start = time.perf_counter()
     graph = PassManager.parse(args.passes, stats=False, copy_input=False).run(_load(args))
+    data = load_data(args.data, space_resolution(graph))
+    check_classes(graph, data)
     print(summary(graph, max_choices=3))
     mode = "supernet" if args.method == "darts" else "sampled"
     model = lower(graph, mode, seed=args.seed)
     print(f"compiled and lowered in {time.perf_counter() - start:.2f} s; "
           f"{sum(p.numel() for p in model.weight_parameters()):,} weights, "
           f"{sum(p.numel() for p in model.arch_parameters()):,} architecture parameters")
-    images, labels = load_tiny("train")
-    half = images.shape[0] // 2
-    train, val = (images[:half], labels[:half]), (images[half:], labels[half:])
+    train, val = split_portion(data.train, args.train_portion)
     config = SearchConfig(method=args.method, steps=args.steps, batch_size=args.batch_size, beta=args.beta,
-                          seed=args.seed)
-    search = SupernetSearch(model, config, device=args.device)
+                          seed=args.seed, data=data.spec, train_portion=args.train_portion, augment=data.crop_flip,
+                          cutout=args.cutout)
+    search = SupernetSearch(model, config, device=args.device, workers=args.workers)
     log = search.run(train, val, checkpoint=args.checkpoint, resume=args.resume)
-    xt, yt = load_tiny("test")
+    xt, yt = data.test.normalized(256)
     model.eval()
     with torch.no_grad():
-        acc = float((model(xt[:256].to(args.device)).argmax(1).cpu() == yt[:256]).float().mean())
+        acc = float((model(xt.to(args.device)).argmax(1).cpu() == yt).float().mean()) if len(yt) else float("nan")
     first, last = log.losses[0] if log.losses else float("nan"), log.losses[-1] if log.losses else float("nan")
     print(f"{log.step} steps in {log.seconds:.1f} s: loss {first:.3f} -> {last:.3f}, "
-          f"supernet test accuracy {acc:.1%} (on 256 images)")
+          f"supernet test accuracy {acc:.1%} (on {len(yt)} {data.spec} images)")
     if model.arch_parameters():
         metrics = {"loss": last, "supernet_accuracy": acc}
         arch = model.derive().model_copy(update={
             "method": args.method, "metrics": {k: v for k, v in metrics.items() if math.isfinite(v)},
             "options": {"steps": log.step, "batch_size": args.batch_size, "beta": args.beta, "seed": args.seed,
-                        "passes": args.passes}})
+                        "passes": args.passes, "data": data.spec}})
         if args.arch_out:
             arch.save(args.arch_out)
             print(f"derived architecture written to {args.arch_out}")

@@ -2,7 +2,7 @@
 
 * ``gates``: compile a space (or IR JSON) with the ``dance-gates`` pass; print the gate groups and
   optionally write the gated IR;
-* ``train``: stages 1 and 2 on the bundled TinyShapes data, with a resumable checkpoint;
+* ``train``: stages 1 and 2 on the bundled TinyShapes data (or ``--data``), with a resumable checkpoint;
 * ``extract``: stage 3 from a training checkpoint: generate the architecture for a budget (one
   call per budget, no retraining), extract the physically smaller network, optionally fine-tune,
   and write its IR, weights (safetensors) and masks. Reload the result with
@@ -24,6 +24,7 @@ from nasir.dance.errors import DanceError
 
 def register(subparsers: Any) -> None:
     from nasir.cli import output_option
+    from nasir.data import add_data_option
 
     p = subparsers.add_parser("dance", help="DANCE select gates: insert, train (3 stages), extract pruned subnets")
     sub = p.add_subparsers(dest="dance_command", required=True, metavar="STEP")
@@ -46,6 +47,7 @@ def register(subparsers: Any) -> None:
     t.add_argument("--tau-end", type=float, default=0.1, help="... annealed exponentially to this at its end")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="cpu")
+    add_data_option(t)
     output_option(t, "--checkpoint", required=True, metavar="FILE", help="safetensors checkpoint (written as it goes)")
     t.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
     t.add_argument("--no-progress", action="store_true")
@@ -57,6 +59,7 @@ def register(subparsers: Any) -> None:
     e.add_argument("--method", choices=("dance", "score", "random", "magnitude"), default="dance")
     e.add_argument("--finetune-steps", type=int, default=0)
     e.add_argument("--device", default="cpu")
+    add_data_option(e, default=None)
     output_option(e, "-o", "--output", metavar="FILE", help="write the extracted IR as JSON")
     output_option(e, "--weights", metavar="FILE", help="write the extracted weights (safetensors)")
     output_option(e, "--masks-out", metavar="FILE", help="write the masks as JSON (input of the dance-extract pass)")
@@ -112,16 +115,19 @@ def _range(text: str | None) -> tuple[float, float] | None:
 def cmd_train(args: argparse.Namespace) -> int:
     from nasir.dance.gated import GatedNetwork
     from nasir.dance.train import DanceConfig, DanceTrainer, accuracy
-    from nasir.datasets import load_tiny
+    from nasir.data import load_data
+    from nasir.data.sources import check_classes, space_resolution
 
     graph = _gated_graph(args, args.budget)
+    data = load_data(args.data, space_resolution(graph))
+    check_classes(graph, data)
     config = DanceConfig(stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps, samples=args.samples,
                          batch_size=args.batch_size, budget_range=_range(args.budget_range), seed=args.seed,
-                         tau_start=args.tau_start, tau_end=args.tau_end)
+                         tau_start=args.tau_start, tau_end=args.tau_end, data=data.spec)
     net = GatedNetwork(graph, tau=args.tau_start, seed=args.seed)
     trainer = DanceTrainer(net, config, device=args.device, progress=not args.no_progress)
-    log = trainer.train(load_tiny("train"), checkpoint=args.checkpoint, resume=args.resume)
-    test = load_tiny("test")
+    log = trainer.train(data.train, checkpoint=args.checkpoint, resume=args.resume)
+    test = data.test
     net.set_mode("off")
     print(f"trained {config.stage1_steps} + {config.stage2_steps} steps in {log.seconds:.1f} s; "
           f"last loss {log.history[-1]['loss'] if log.history else float('nan'):.3f}; "
@@ -137,15 +143,18 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from nasir.dance.baselines import masks_for
     from nasir.dance.gated import count_parameters
     from nasir.dance.train import accuracy, finetune, network_from_checkpoint, recalibrate_bn
-    from nasir.datasets import load_tiny
+    from nasir.data import load_data
+    from nasir.data.sources import space_resolution
     from nasir.io import atomic_write_all, text_writer
 
     net, config, _ = network_from_checkpoint(args.checkpoint)
     net = net.to(args.device)
-    train, test = load_tiny("train"), load_tiny("test")
-    masks = masks_for(args.method, net, args.budget, data=train[0][:512], generator=torch.Generator().manual_seed(0))
+    data = load_data(args.data or config.data, space_resolution(net.graph))
+    train, test = data.train, data.test
+    calibration = train.normalized(1024)[0]  # what generate and recalibrate_bn read
+    masks = masks_for(args.method, net, args.budget, data=calibration[:512], generator=torch.Generator().manual_seed(0))
     graph, module = net.extract(masks)
-    recalibrate_bn(module, train[0], device=args.device)
+    recalibrate_bn(module, calibration, device=args.device)
     full = count_parameters(net.backbone)
     print(f"{args.method} subnet at budget {args.budget}: {count_parameters(module):,} of {full:,} parameters "
           f"({count_parameters(module) / full:.1%}); test accuracy {accuracy(module, test, device=args.device):.1%}")

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -50,10 +49,13 @@ from nasir.checkpoint import (
 from nasir.dance.errors import DanceError
 from nasir.dance.gated import GatedNetwork
 from nasir.dance.losses import LossWeights, dance_loss
+from nasir.data.images import CROP_FLIP, ImageSet
+from nasir.data.loader import index_batches
 from nasir.diagnostics import NasirError
 from nasir.ir.graph import Graph
 
-Data = tuple[torch.Tensor, torch.Tensor]
+#: Training data: an ``ImageSet`` (``nasir.data``), or normalized images and labels.
+Data = ImageSet | tuple[torch.Tensor, torch.Tensor]
 
 
 @dataclass
@@ -71,6 +73,7 @@ class DanceConfig:
     budget: float | None = None  # stage-2 budget for every group; None keeps the graph's gate budgets
     budget_range: tuple[float, float] | None = None  # per-batch random global budget in stage 2
     augment: bool = True  # random crop (pad 4) and horizontal flip of image batches
+    data: str = "tinyshapes"  # the ``--data`` source trained on: recorded, checked on resume, default of extract
     grad_clip: float = 5.0
     tau_start: float | None = 1.0  # anneal the gates' Gumbel temperature over stage 2 (None: keep each gate's tau)
     tau_end: float = 0.1
@@ -148,38 +151,6 @@ class DanceLog:
     seconds: float = 0.0
 
 
-def _batches(n: int, batch_size: int, seed: int, skip: int = 0) -> Iterator[torch.Tensor]:
-    """Endless shuffled index batches, reproducible from ``seed``; ``skip`` fast-forwards (resume)."""
-    g = torch.Generator().manual_seed(seed)
-    per_epoch = max(1, n // batch_size)
-    epochs, rest = divmod(skip, per_epoch)
-    for _ in range(epochs):
-        torch.randperm(n, generator=g)
-    first = True
-    while True:
-        perm = torch.randperm(n, generator=g)
-        start_batch = rest if first else 0
-        first = False
-        for b in range(start_batch, per_epoch):
-            yield perm[b * batch_size:(b + 1) * batch_size]
-
-
-def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random crop with 4 pixels of zero padding and random horizontal flips (image batches only)."""
-    if x.dim() != 4:
-        return x
-    b, _, h, w = x.shape
-    padded = F.pad(x, (4, 4, 4, 4))
-    dy = torch.randint(0, 9, (b,), generator=generator)
-    dx = torch.randint(0, 9, (b,), generator=generator)
-    flip = torch.rand(b, generator=generator) < 0.5
-    out = torch.empty_like(x)
-    for i in range(b):
-        crop = padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
-        out[i] = crop.flip(-1) if flip[i] else crop
-    return out
-
-
 def _autocast(device: torch.device, enabled: bool):
     if enabled and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -192,7 +163,7 @@ def _one_cycle(opt: torch.optim.Optimizer, lr: float, steps: int) -> torch.optim
 
 @torch.no_grad()
 def accuracy(module: nn.Module, data: Data, batch_size: int = 256, device: str | torch.device = "cpu") -> float:
-    images, labels = data
+    images, labels = ImageSet.of(data).normalized()
     was = module.training
     module.eval()
     correct = 0
@@ -260,9 +231,9 @@ class DanceTrainer:
     # -- stages 1 and 2 ------------------------------------------------------------------------------
     def train(self, data: Data, checkpoint: str | Path | None = None, resume: bool = False) -> DanceLog:
         """Stages 1 and 2; resumable. Returns the log (loss history, position, time)."""
-        images, labels = data
-        if images.shape[0] < self.config.batch_size:
-            raise DanceError(f"{images.shape[0]} training samples are fewer than one batch of {self.config.batch_size}")
+        data = ImageSet.of(data)
+        if len(data) < self.config.batch_size:
+            raise DanceError(f"{len(data)} training samples are fewer than one batch of {self.config.batch_size}")
         if resume and checkpoint is not None and Path(checkpoint).is_file():
             self.load(checkpoint)
         start = time.perf_counter() - self.log.seconds
@@ -282,17 +253,13 @@ class DanceTrainer:
         self.net.set_mode("off")
         return self.log
 
-    def _stage(self, data: Data, stage: str, steps: int, step_fn, checkpoint, start: float) -> None:
-        images, labels = data
+    def _stage(self, data: ImageSet, stage: str, steps: int, step_fn, checkpoint, start: float) -> None:
         seed = self.config.seed * 1000 + (1 if stage == "stage1" else 2)
-        batches = _batches(images.shape[0], self.config.batch_size, seed, skip=self.log.step)
+        batches = index_batches(len(data), self.config.batch_size, seed, skip=self.log.step)
         bar = tqdm(total=steps, initial=self.log.step, desc=f"dance {stage}", disable=not self.progress, leave=False)
         self.net.train()
         while self.log.step < steps:
-            idx = next(batches)
-            x, y = images[idx], labels[idx]
-            if self.config.augment:
-                x = augment(x, self.aug_gen)
+            x, y = data.batch(next(batches), CROP_FLIP if self.config.augment else None, self.aug_gen)
             parts = step_fn(x.to(self.device), y.to(self.device))
             self.log.history.append({"stage": 1.0 if stage == "stage1" else 2.0, **parts})
             self.log.step += 1
@@ -484,19 +451,18 @@ def finetune(module: nn.Module, data: Data, steps: int, config: DanceConfig, dev
     module = module.to(device)
     if steps <= 0:
         return module
-    images, labels = data
+    data = ImageSet.of(data)
     opt = torch.optim.AdamW(module.parameters(), lr=config.lr_finetune, weight_decay=config.weight_decay)
     sched = _one_cycle(opt, config.lr_finetune, steps)
     gen = torch.Generator().manual_seed(config.seed + 3)
-    batches = _batches(images.shape[0], config.batch_size, config.seed * 1000 + 3)
+    batches = index_batches(len(data), config.batch_size, config.seed * 1000 + 3)
     module.train()
     for _ in tqdm(range(steps), desc="dance stage3", disable=not progress, leave=False):
-        idx = next(batches)
-        x = augment(images[idx], gen) if config.augment else images[idx]
+        x, y = data.batch(next(batches), CROP_FLIP if config.augment else None, gen)
         opt.zero_grad(set_to_none=True)
         with _autocast(device, config.amp):
             out = module(x.to(device))
-        loss = F.cross_entropy(out.float(), labels[idx].to(device))
+        loss = F.cross_entropy(out.float(), y.to(device))
         loss.backward()
         nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
         opt.step()

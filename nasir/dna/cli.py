@@ -17,6 +17,7 @@ from nasir.dna.errors import DNAError
 
 def register(subparsers) -> None:
     from nasir.cli import output_option
+    from nasir.data import add_data_option
 
     p = subparsers.add_parser("dna", help="DNA block-wise distillation NAS: partition, train, rate, search, plus")
     sub = p.add_subparsers(dest="dna_command", required=True, metavar="STEP")
@@ -45,6 +46,7 @@ def register(subparsers) -> None:
     q.add_argument("--workers", type=int, default=1, help="train blocks in this many processes")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--device", default="cpu")
+    add_data_option(q)
     q.set_defaults(func=cmd_train)
 
     q = sub.add_parser("rate", help="score every path of every block with feature sharing (Alg. 1)")
@@ -54,6 +56,7 @@ def register(subparsers) -> None:
     q.add_argument("--no-sharing", action="store_true", help="evaluate each path separately (reference)")
     q.add_argument("--top", type=int, default=5, help="paths per block to print")
     q.add_argument("--device", default="cpu")
+    add_data_option(q, default=None)
     q.set_defaults(func=cmd_rate)
 
     q = sub.add_parser("search", help="best architecture under a params/FLOPs constraint (Alg. 2, exact)")
@@ -78,6 +81,7 @@ def register(subparsers) -> None:
     q.add_argument("--images", type=int, default=0, help="use the first N training images (0: all 2000)")
     q.add_argument("--teacher-steps", type=int, default=300)
     q.add_argument("--device", default="cpu")
+    add_data_option(q)
     q.set_defaults(func=cmd_plus)
 
 
@@ -105,17 +109,23 @@ def _first_images(images, labels, n: int, batch_size: int):
     return (images[:n], labels[:n]) if n else (images, labels)
 
 
-def _data(graph=None):
-    """The bundled dataset, resized to the space's input resolution when it has one."""
-    from nasir.datasets import load_tiny
-    from nasir.dna.train import resize
+def _data(spec: str, graph=None):
+    """``--data`` as normalized tensors (DNA caches features of fixed inputs: no augmentation), at
+    the space's input resolution when it has one; returns spec, train images, labels, test set."""
+    from nasir.data import load_data
+    from nasir.data.sources import check_classes, space_resolution
 
-    images, labels = load_tiny("train")
-    test_x, test_y = load_tiny("test")
-    shape = graph.body.inputs[0].shape if graph is not None else None
-    if shape and len(shape) == 3:
-        images, test_x = resize(images, shape[-1]), resize(test_x, shape[-1])
-    return images, labels, (test_x, test_y)
+    data = load_data(spec, space_resolution(graph) if graph is not None else None)
+    if graph is not None:
+        check_classes(graph, data)
+    images, labels = data.train.normalized()
+    return data.spec, images, labels, data.test.normalized()
+
+
+def _data_spec(text: str) -> str:
+    from nasir.data import parse_data_spec
+
+    return str(parse_data_spec(text))
 
 
 def _space_for(graph, workdir: Path):
@@ -153,13 +163,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     workdir = Path(args.workdir)
     graph, _ = _partitioned(args)
-    images, labels, test = _data(graph)
+    spec, images, labels, test = _data(args.data, graph)
     images, labels = _first_images(images, labels, args.images, args.batch_size)
     workdir.mkdir(parents=True, exist_ok=True)
     teacher = get_teacher(workdir, graph, images, labels, test, args.teacher_steps, args.device,
                           batch_size=min(64, images.shape[0]))
     tb = TeacherBlocks(teacher, teacher.boundaries)
-    feats = cached_features(tb, images, workdir / "features.safetensors", device=args.device)
+    feats = cached_features(tb, images, workdir / "features.safetensors", device=args.device, data=spec)
     torch.manual_seed(args.seed)
     space, names = _space_for(graph, workdir)
     config = DistillConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, loss=args.loss)
@@ -186,7 +196,11 @@ def cmd_rate(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir)
     graph, _ = _partitioned(args)
     block_names = path_names(graph)
-    feats, _ = load_features(workdir / "features.safetensors")
+    feats, meta = load_features(workdir / "features.safetensors")
+    made_on = meta.get("data", "tinyshapes")
+    if args.data is not None and _data_spec(args.data) != made_on:
+        raise DNAError(f"{workdir}: its blocks were trained on {made_on}, not {_data_spec(args.data)}",
+                       hint=f"rate with --data {made_on}, or train a new --workdir on the other data")
     torch.manual_seed(0)
     space, names = _space_for(graph, workdir)
     if len(feats) != len(space.blocks) + 1:
@@ -278,7 +292,7 @@ def cmd_plus(args: argparse.Namespace) -> int:
                              stem=int(data.get("stem", 16)))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise DNAError(f"{args.space}: not a valid space spec ({type(e).__name__}: {e})") from None
-    images, labels, test = _data()
+    _, images, labels, test = _data(args.data)
     images, labels = _first_images(images, labels, args.images, DistillConfig().batch_size)
     widths = [max(ch for _, ch in cells) * 2 for cells in spec.cells]
     first = NetSpec([BlockSpec([(3, 6)] * 2, w, w, s) for w, s in zip(widths, spec.strides)], stem=spec.stem,

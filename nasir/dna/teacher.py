@@ -244,9 +244,11 @@ def load_features(path: str | Path, expect: dict | None = None) -> tuple[list[to
 
 
 def cached_features(teacher: TeacherBlocks, images: torch.Tensor, path: str | Path | None, batch_size: int = 256,
-                    device: str | torch.device = "cpu", progress: Callable[[int], None] | None = None
-                    ) -> list[torch.Tensor]:
-    """Load the cache at ``path`` if it was made by this teacher on these images; else build it."""
+                    device: str | torch.device = "cpu", progress: Callable[[int], None] | None = None,
+                    data: str = "tinyshapes") -> list[torch.Tensor]:
+    """Load the cache at ``path`` if it was made by this teacher on these images; else build it.
+    ``data`` (the ``--data`` the images came from) is recorded for ``nasir dna rate``; the images'
+    own checksum is what identifies them."""
     meta = {"teacher": fingerprint(teacher), "samples": int(images.shape[0]),
             "images": hashlib.sha256(images.contiguous().numpy().tobytes()).hexdigest()[:16]}
     if path is not None and Path(path).is_file():
@@ -254,5 +256,5 @@ def cached_features(teacher: TeacherBlocks, images: torch.Tensor, path: str | Pa
         return feats
     feats = compute_features(teacher, images, batch_size, device, progress)
     if path is not None:
-        save_features(path, feats, meta)
+        save_features(path, feats, {**meta, "data": data})
     return feats

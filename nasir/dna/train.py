@@ -9,11 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def resize(images: torch.Tensor, resolution: int | None) -> torch.Tensor:
-    if resolution is None or images.shape[-1] == resolution:
-        return images
-    return F.interpolate(images, size=(resolution, resolution), mode="bilinear", align_corners=False)
+from nasir.data.images import resize
 
 
 def train_classifier(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, steps: int = 300,

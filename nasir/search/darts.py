@@ -8,6 +8,11 @@
 * ``beta`` (> 0): beta-DARTS regularization, ``beta * mean(logsumexp(alpha))`` added to the
   architecture loss, which keeps alphas from drifting to one-hot too early.
 
+Data: ``run`` takes the weight and architecture halves of the training set as ``ImageSet``s (or
+pairs of normalized tensors); batches come from ``nasir.data.loader`` streams, augmented as the
+configuration says (``augment``: pad-4 crop and flip; ``cutout``), each batch with its own seeded
+generator, so a resumed run sees the same augmented batches and ``workers`` changes nothing.
+
 Progress is shown with tqdm; ``checkpoint`` saves weights, alphas, optimizer states and the step
 every ``save_every`` steps (safetensors + JSON), and ``resume`` continues from it exactly. A
 checkpoint is checked before anything runs: its metadata as data (``SearchCheckpoint``), its
@@ -28,7 +33,8 @@ from pydantic import Field
 from tqdm.auto import tqdm
 
 from nasir.checkpoint import CheckpointMeta, flatten_state, load_checkpoint_as, restore_optimizer, save_checkpoint
-from nasir.datasets import batches
+from nasir.data.images import ImageSet, augmentation_for
+from nasir.data.loader import stream
 from nasir.diagnostics import NasirError
 from nasir.lowering import NasirModule
 from nasir.runtime import GumbelSampler
@@ -52,6 +58,12 @@ class SearchConfig:
     tau_min: float = 0.1
     seed: int = 0
     save_every: int = 10
+    #: the ``--data`` source and the DARTS split of its training set (recorded, checked on resume)
+    data: str = "tinyshapes"
+    train_portion: float = 0.5
+    #: pad-4 random crop and horizontal flip of training batches; cutout square side (0: none)
+    augment: bool = False
+    cutout: int = 0
 
 
 class SearchCheckpoint(CheckpointMeta):
@@ -75,7 +87,7 @@ class SearchLog:
 class SupernetSearch:
     """Alternating weight/architecture optimisation of a lowered supernet."""
 
-    def __init__(self, model: NasirModule, config: SearchConfig, device: str | torch.device = "cpu"):
+    def __init__(self, model: NasirModule, config: SearchConfig, device: str | torch.device = "cpu", workers: int = 0):
         if config.method not in METHODS:
             raise NasirError(f"unknown search method {config.method!r}", hint=f"choose one of {', '.join(METHODS)}")
         want = "supernet" if config.method == "darts" else "sampled"
@@ -84,6 +96,7 @@ class SupernetSearch:
         self.model = model.to(device)
         self.config = config
         self.device = torch.device(device)
+        self.workers = workers  # DataLoader processes; the batches do not depend on it
         self.w_opt = torch.optim.SGD(model.weight_parameters(), lr=config.lr, momentum=config.momentum,
                                      weight_decay=config.weight_decay)
         self.a_opt = (torch.optim.Adam(model.arch_parameters(), lr=config.arch_lr, betas=(0.5, 0.999),
@@ -101,7 +114,7 @@ class SupernetSearch:
             frac = self.log.step / max(cfg.steps - 1, 1)
             self.model.sampler.tau = cfg.tau_max - (cfg.tau_max - cfg.tau_min) * frac
         if self.a_opt is not None:
-            xv, yv = (t.to(self.device) for t in val_batch)
+            xv, yv = (t.to(self.device, non_blocking=True) for t in val_batch)
             self.a_opt.zero_grad(set_to_none=True)
             loss_a = F.cross_entropy(self.model(xv), yv)
             if cfg.beta > 0:
@@ -109,7 +122,7 @@ class SupernetSearch:
                     [torch.logsumexp(a, -1) for a in self.model.arch_parameters()]).mean()
             loss_a.backward()
             self.a_opt.step()
-        x, y = (t.to(self.device) for t in train_batch)
+        x, y = (t.to(self.device, non_blocking=True) for t in train_batch)
         self.w_opt.zero_grad(set_to_none=True)
         loss = F.cross_entropy(self.model(x), y)
         loss.backward()
@@ -123,19 +136,17 @@ class SupernetSearch:
         return self.log.losses[-1]
 
     # -- the loop -------------------------------------------------------------------------------
-    def run(self, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
+    def run(self, train: ImageSet | tuple[torch.Tensor, torch.Tensor], val: ImageSet | tuple[torch.Tensor, torch.Tensor],
             checkpoint: str | Path | None = None, resume: bool = False, progress: bool = True) -> SearchLog:
         cfg = self.config
         if resume and checkpoint is not None and Path(checkpoint).exists():
             self.load(checkpoint)
-        gen_t = torch.Generator().manual_seed(cfg.seed)
-        gen_v = torch.Generator().manual_seed(cfg.seed + 1)
-        train_it = batches(*train, cfg.batch_size, gen_t)
-        val_it = batches(*val, cfg.batch_size, gen_v)
+        augmentation = augmentation_for(cfg.augment, cfg.cutout)
+        options = dict(augmentation=augmentation, skip=self.log.step, workers=self.workers,
+                       pin_memory=self.device.type == "cuda")
+        train_it = stream(ImageSet.of(train), cfg.batch_size, cfg.seed, **options)
+        val_it = stream(ImageSet.of(val), cfg.batch_size, cfg.seed + 1, **options)
         torch.manual_seed(cfg.seed)
-        for _ in range(self.log.step):  # replay the data order so a resumed run sees the same batches
-            next(train_it)
-            next(val_it)
         start = time.perf_counter()
         with tqdm(total=cfg.steps, initial=self.log.step, desc=f"{cfg.method} search", unit="step",
                   disable=not progress, dynamic_ncols=True) as bar:

@@ -189,7 +189,7 @@ def _retouched(base: Path, tmp: Path, data: st.DataObject) -> Path:
 
 
 def _search_run(checkpoint: Path, resume: bool, steps: int = 3) -> None:
-    from nasir.datasets import load_tiny
+    from nasir.data.tinyshapes import load_tiny
     from nasir.lowering import lower
     from nasir.search.darts import SearchConfig, SupernetSearch
 
@@ -207,7 +207,7 @@ class Killed(Exception):
 def _dance_trainer():
     from nasir.dance.gated import GatedNetwork
     from nasir.dance.train import DanceConfig, DanceTrainer
-    from nasir.datasets import load_tiny
+    from nasir.data.tinyshapes import load_tiny
     from nasir.passmanager import PassManager
 
     src, kw = SPACES["resnet18"]

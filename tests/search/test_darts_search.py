@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nasir.datasets import load_tiny
+from nasir.data.tinyshapes import load_tiny
 from nasir.frontends.elaborate import parse_file, std_path
 from nasir.lowering import lower
 from nasir.search.darts import SearchConfig, SupernetSearch
@@ -36,6 +36,41 @@ def test_resume_gives_the_same_result(tmp_path):
     assert search.log.step == 3
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b, msg=name)
+
+
+#: a two-candidate space: milliseconds per step
+TINY = """network tiny() {
+  input x: [3, 32, 32]
+  y = one_of { a: conv(4, 3, 2)  b: conv(4, 1, 2) }(x)
+  z = (relu -> global_avg_pool -> linear(10))(y)
+  output z
+}
+"""
+
+
+def test_resume_with_augmented_photos_gives_the_same_result(tmp_path, single_thread):
+    """uint8 images with crop, flip and cutout: each batch's augmentation is replayed exactly."""
+    from nasir.data.images import CIFAR10_NORMALIZATION, ImageSet, split_portion
+    from nasir.frontends.elaborate import parse_string
+
+    g = torch.Generator().manual_seed(1)
+    photos = ImageSet(torch.randint(0, 256, (32, 3, 32, 32), dtype=torch.uint8, generator=g),
+                      torch.randint(0, 10, (32,), generator=g), CIFAR10_NORMALIZATION)
+    data = split_portion(photos, 0.5)
+
+    def run(steps, checkpoint=None, resume=False, **options):
+        model = lower(parse_string(TINY), "supernet", seed=0)
+        config = SearchConfig(steps=steps, batch_size=4, save_every=1, **options)
+        SupernetSearch(model, config).run(*data, checkpoint=checkpoint, resume=resume, progress=False)
+        return model
+
+    straight = run(5, augment=True, cutout=8)
+    ck = tmp_path / "ck.safetensors"
+    run(3, checkpoint=ck, augment=True, cutout=8)
+    resumed = run(5, checkpoint=ck, resume=True, augment=True, cutout=8)
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert not torch.equal(run(5).arch_parameters()[0], straight.arch_parameters()[0])  # augmentation did act
 
 
 @pytest.mark.parametrize("method", ["gdas", "spos"])
