@@ -59,6 +59,8 @@ def _module_attrs(mod: nn.Module, in_channels: int | None) -> OpAttrs:
     if isinstance(mod, nn.Linear):
         return Linear(out_features=mod.out_features, bias=mod.bias is not None)
     if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        if not mod.track_running_stats:
+            return BatchNorm(affine=mod.affine, eps=mod.eps, track_running_stats=False)
         return BatchNorm(affine=mod.affine, eps=mod.eps, momentum=mod.momentum if mod.momentum is not None else 0.1)
     if isinstance(mod, nn.ReLU):
         return ReLU()

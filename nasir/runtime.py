@@ -161,7 +161,9 @@ class MergedConv(nn.Module):
     candidates (identity, uniform average pooling) are constants built per call: in dense/grouped mode a
     [C_out, C_in/groups, k, k] kernel on the channel diagonal; in factorized mode (any candidate has a
     pointwise conv) a depthwise kernel plus an identity pointwise matrix, so every candidate has the
-    depthwise->pointwise form the op expects.
+    depthwise->pointwise form the op expects. A candidate conv with a bias keeps it under its name
+    in ``biases``; the biases are added after the merged convolution, weighted like their kernels:
+    sum_i q_i (W_i * x + b_i) = (sum_i q_i W_i) * x + sum_i q_i b_i.
     """
 
     def __init__(self, c_in: int, c_out: int, specs: list[dict], covers: list[list[int]], domain: list[int],
@@ -169,6 +171,7 @@ class MergedConv(nn.Module):
         super().__init__()
         self.kernels = nn.ParameterDict()
         self.pointwise = nn.ParameterDict()
+        self.biases = nn.ParameterDict()
         self._specs = specs
         self._covers = covers
         self._domain = domain
@@ -190,6 +193,9 @@ class MergedConv(nn.Module):
             if s["pointwise"]:
                 self.pointwise[s["name"]] = nn.Parameter(torch.empty(c_out, c_in, 1, 1))
                 nn.init.kaiming_uniform_(self.pointwise[s["name"]], a=5**0.5)
+            if s.get("bias"):  # initialized as nn.Conv2d initializes its bias
+                bound = 1 / (k_in * k * k) ** 0.5
+                self.biases[s["name"]] = nn.Parameter(torch.empty(c_out).uniform_(-bound, bound))
 
     def _fixed_kernel(self, spec: dict, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The constant kernel of an identity (centred delta) or uniform-pool candidate."""
@@ -227,11 +233,15 @@ class MergedConv(nn.Module):
 
         weights = derived_weights(p, self._covers, self._domain)
         kernels, pointwise = self._kernel_list(x)
-        return merged_conv(
+        out = merged_conv(
             x, kernels, [s["dilation"] for s in self._specs], weights, stride=self._stride,
             groups=self._groups, pointwise=pointwise, normalize=self._normalize,
             normalize_mask=[s["source"] == "conv" for s in self._specs],
         )
+        if len(self.biases):
+            bias = sum(weights[j] * self.biases[s["name"]] for j, s in enumerate(self._specs) if s["name"] in self.biases)
+            out = out + bias.to(out.dtype).view(1, -1, 1, 1)
+        return out
 
     def extra_repr(self) -> str:
         names = ", ".join(f"{s['name']}:{s['kernel']}x{s['kernel']}/d{s['dilation']}" for s in self._specs)

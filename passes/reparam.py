@@ -5,10 +5,13 @@ stride and grouping -- are computed as one ``merged_conv``: each keeps its own k
 merged kernel is their weighted sum embedded (zero padded, dilation expanded) in the largest
 footprint. Recognised candidates (after ``topo-simplify`` stripped the shared non-linearities):
 
-* ``conv(k, stride, dilation, groups)`` without bias, centred ("same") padding: dense/grouped class;
+* ``conv(k, stride, dilation, groups)`` with centred ("same") padding: dense/grouped class;
 * ``dwconv(k, stride, dilation)`` alone: the grouped class with groups = channels;
-* ``dwconv(k, stride, dilation) -> conv(C_out, 1)``: the factorized class, merged as the dense
-  kernel W[o, c] = sum_i q_i PW_i[o, c] E(DW_i[c]);
+  a bias of either (NAS-Bench-201's search cells have one) stays the candidate's own and is added
+  after the merged conv with the candidate's weight (``KernelCandidate.bias``), which is exact;
+* ``dwconv(k, stride, dilation) -> conv(C_out, 1)`` without biases: the factorized class, merged
+  as the dense kernel W[o, c] = sum_i q_i PW_i[o, c] E(DW_i[c]) (a depthwise bias would pass
+  through the pointwise conv: such pairs stay unmerged);
 * identity (or an empty candidate): a fixed centred delta, stride 1, C_in = C_out;
 * ``avg_pool(k, stride)`` with ``count_include_pad=true`` and padding k // 2: exactly a fixed uniform
   1/k^2 kernel on each channel. With ``count_include_pad=false`` the divisor shrinks at the border
@@ -90,7 +93,7 @@ def _centred(kernel: int, dilation: int, pad: int) -> bool:
 
 def _plain_conv(op: OpNode) -> bool:
     a = op.attrs
-    return a.op in ("conv", "dwconv") and not a.bias and _centred(a.kernel, a.dilation, a.pad)
+    return a.op in ("conv", "dwconv") and _centred(a.kernel, a.dilation, a.pad)
 
 
 def _recognise(node: ChoiceNode, j: int, cand: Candidate, c_in: int, c_out: int, body_path: str) -> _Member | str | None:
@@ -117,14 +120,16 @@ def _recognise(node: ChoiceNode, j: int, cand: Candidate, c_in: int, c_out: int,
     if not all(_plain_conv(op) for op in ops):
         return None
     if len(ops) == 1 and a.op == "conv":
-        kc = KernelCandidate(name=cand.name, kernel=a.kernel, dilation=a.dilation, weight_names=[body_path + ops[0].name])
+        kc = KernelCandidate(name=cand.name, kernel=a.kernel, dilation=a.dilation, bias=a.bias,
+                             weight_names=[body_path + ops[0].name])
         return _Member(j, [kc], [cover], (False, a.stride, c_in, c_out, a.groups), a.stride)
     if len(ops) == 1 and a.op == "dwconv":
-        kc = KernelCandidate(name=cand.name, kernel=a.kernel, dilation=a.dilation, weight_names=[body_path + ops[0].name])
+        kc = KernelCandidate(name=cand.name, kernel=a.kernel, dilation=a.dilation, bias=a.bias,
+                             weight_names=[body_path + ops[0].name])
         return _Member(j, [kc], [cover], (False, a.stride, c_in, c_out, c_in), a.stride)
-    if len(ops) == 2 and a.op == "dwconv":
+    if len(ops) == 2 and a.op == "dwconv" and not a.bias:
         pw = ops[1].attrs
-        if pw.op == "conv" and pw.kernel == 1 and pw.stride == 1 and pw.groups == 1 and pw.dilation == 1:
+        if pw.op == "conv" and pw.kernel == 1 and pw.stride == 1 and pw.groups == 1 and pw.dilation == 1 and not pw.bias:
             kc = KernelCandidate(name=cand.name, kernel=a.kernel, dilation=a.dilation, pointwise=True,
                                  weight_names=[body_path + ops[0].name, body_path + ops[1].name])
             return _Member(j, [kc], [cover], (True, a.stride, c_in, c_out, 1), a.stride)

@@ -52,6 +52,7 @@ def node_cost(node: Node, region: Region) -> Cost:
                 params += c_in * kc.kernel**2 + node.out_channels * c_in
             else:
                 params += node.out_channels * (c_in // node.groups) * kc.kernel**2
+            params += node.out_channels if kc.bias else 0
         k = max(kc.dilation * (kc.kernel - 1) + 1 for kc in node.kernels)
         o, h, w = node.shape or [0, 0, 0]
         dense_groups = 1 if any(kc.pointwise for kc in node.kernels) else node.groups
@@ -132,7 +133,7 @@ def _arch_region_cost(region: Region, arch: dict[str, int]) -> Cost:
                     total = total + Cost(c_in * kc.kernel**2 + o * c_in, (c_in * kc.kernel**2 + o * c_in) * h * w)
                 else:
                     per = o * (c_in // node.groups) * kc.kernel**2
-                    total = total + Cost(per, per * h * w)
+                    total = total + Cost(per + (o if kc.bias else 0), per * h * w)
         else:
             total = total + node_cost(node, region)
     return total

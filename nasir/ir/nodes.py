@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import networkx as nx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from nasir.diagnostics import SourceLoc
 from nasir.ir.names import FreshNames
@@ -122,8 +122,19 @@ class KernelCandidate(BaseModel):
     source: Literal["conv", "identity", "avg_pool"] = "conv"
     #: True when a learnable pointwise conv follows the depthwise kernel (factorized merge).
     pointwise: bool = False
+    #: The candidate conv has a learned bias (``conv(bias=true)``): the merged conv adds the biases
+    #: weighted like the kernels. Only a learnable kernel without a pointwise conv can have one.
+    bias: bool = False
     #: Weight names of the original candidate modules, so weights can be copied in and out.
     weight_names: list[str] = Field(default_factory=list)
+
+    @field_validator("bias")
+    @classmethod
+    def _bias_on_a_learnable_kernel(cls, bias: bool, info: ValidationInfo) -> bool:
+        if bias and (info.data.get("source") != "conv" or info.data.get("pointwise")):
+            raise ValueError("only a learnable kernel without a pointwise conv (source 'conv', pointwise false) "
+                             "can have a bias")
+        return bias
 
 
 class MergedConvNode(ArchWeighted):

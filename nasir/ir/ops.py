@@ -123,7 +123,10 @@ def _fmt(value: object) -> str:
 
 
 class Conv(OpAttrs):
-    """Dense (or grouped) 2-d convolution; padding defaults to 'same' for odd kernels."""
+    """Dense (or grouped) 2-d convolution; padding defaults to 'same' for odd kernels.
+
+    ``bias=true`` adds a learned per-channel bias (NAS-Bench-201's search cells use one, before a
+    BatchNorm without affine weights); it counts ``out_channels`` parameters but no MACs."""
 
     op: Literal["conv"] = "conv"
     out_channels: Positive
@@ -230,12 +233,29 @@ class Linear(OpAttrs):
 
 
 class BatchNorm(OpAttrs):
+    """Batch normalization; ``affine`` adds a learned scale and shift per channel.
+
+    ``track_running_stats=false`` keeps no running statistics: the layer normalizes with the
+    statistics of the batch it sees, in evaluation too (NAS-Bench-201's search cells, where running
+    statistics gathered over a mixture of candidates would describe none of them). ``momentum``
+    then has nothing to weigh and may not be given."""
+
     op: Literal["bn"] = "bn"
     affine: bool = True
     eps: Annotated[float, Field(gt=0)] = 1e-5
     #: Weight of the batch statistics in the running ones: a fraction.
     momentum: Annotated[float, Field(ge=0, le=1)] = 0.1
+    track_running_stats: bool = True
     channelwise: ClassVar[bool] = True
+
+    @field_validator("track_running_stats")
+    @classmethod
+    def _momentum_needs_running_stats(cls, track: bool, info: ValidationInfo) -> bool:
+        momentum = info.data.get("momentum")  # absent when the momentum itself was invalid
+        if not track and momentum is not None and momentum != cls.model_fields["momentum"].default:
+            raise ValueError(f"false leaves momentum={momentum} nothing to weigh (no running statistics are kept); "
+                             "leave momentum out")
+        return track
 
     def out_shape(self, shape: Shape) -> Shape:
         if len(shape) not in (1, 3):
@@ -247,7 +267,8 @@ class BatchNorm(OpAttrs):
 
     def torch_call(self, shape: Shape) -> TorchCall:
         norm = "torch.nn.BatchNorm2d" if len(shape) == 3 else "torch.nn.BatchNorm1d"
-        return TorchCall(norm, (shape[0],), {"eps": self.eps, "momentum": self.momentum, "affine": self.affine})
+        return TorchCall(norm, (shape[0],), {"eps": self.eps, "momentum": self.momentum, "affine": self.affine,
+                                             "track_running_stats": self.track_running_stats})
 
 
 class _Activation(OpAttrs):

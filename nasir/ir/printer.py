@@ -46,7 +46,8 @@ def _region(region: Region, lines: list[str], ind: str) -> None:
                 _region(c.body, lines, ind + "    ")
             lines.append(f"{ind}}}")
         elif isinstance(n, MergedConvNode):
-            ks = ", ".join(f"{k.name}:{k.kernel}x{k.kernel}d{k.dilation}{'+pw' if k.pointwise else ''}" for k in n.kernels)
+            ks = ", ".join(f"{k.name}:{k.kernel}x{k.kernel}d{k.dilation}{'+pw' if k.pointwise else ''}"
+                           f"{'+bias' if k.bias else ''}" for k in n.kernels)
             lines.append(f"{ind}%{n.name} = merged_conv %{n.arch} covers={n.covers} domain={n.domain} "
                          f"[{ks}] stride={n.stride} normalize={str(n.normalize).lower()}({args}) : {_shape(n.shape)}")
         elif isinstance(n, GateNode):

@@ -19,6 +19,7 @@ from nasir.ir.nodes import (
     ConcatNode,
     GateNode,
     InputNode,
+    KernelCandidate,
     MergedConvNode,
     Node,
     OpNode,
@@ -142,6 +143,8 @@ def _verify_region(graph: Graph, region: Region, top: bool) -> None:
             _verify_attrs(node)
             if node.width is not None:
                 _verify_width(graph, node)
+        if isinstance(node, MergedConvNode):
+            _verify_kernels(node)
         if isinstance(node, ArchWeighted):
             _verify_weighted(graph, node)
         if isinstance(node, ChoiceNode):
@@ -187,6 +190,17 @@ def _verify_width(graph: Graph, node: OpNode) -> None:
     if getattr(attrs, attrs.width_attr) != max(width.widths):
         raise _fail(node, f"{attrs.op}: {attrs.width_attr}={getattr(attrs, attrs.width_attr)} must be the largest "
                           f"width of its width choice, {max(width.widths)}")
+
+
+def _verify_kernels(node: MergedConvNode) -> None:
+    """Re-check every kernel candidate (a bias only on a learnable kernel without a pointwise conv)."""
+    for kc in node.kernels:
+        try:
+            KernelCandidate.model_validate(kc.model_dump())
+        except ValidationError as e:
+            first = e.errors()[0]
+            key = ".".join(str(p) for p in first["loc"])
+            raise _fail(node, f"kernel {kc.name!r}: {key!r}: {first['msg']}") from None
 
 
 def _verify_weighted(graph: Graph, node: ArchWeighted) -> None:

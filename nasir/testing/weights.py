@@ -16,7 +16,8 @@ from three facts the passes guarantee:
   good as another's.
 * ``reparam`` records, for every kernel of a ``merged_conv``, the IR paths of the convs it replaced
   (``KernelCandidate.weight_names``: the depthwise or dense conv, then the pointwise conv); those
-  paths are mapped to the original graph by the same rule.
+  paths are mapped to the original graph by the same rule. A kernel's bias (``biases.<cand>``) is
+  its conv's bias.
 
 Every learnable weight and every buffer (BatchNorm running statistics) of the new module must find
 exactly one origin, else ``carry_weights`` raises: a silently re-initialized weight or statistic
@@ -110,18 +111,18 @@ def _weight_origins(before: nn.Module, after: nn.Module, after_graph: Graph) -> 
                 out[name] = old_names[key]
             continue
         module, leaf = key.rsplit(".", 1)
-        owner = next((m for m in merged if module in (f"{m}.kernels", f"{m}.pointwise")), None)
+        owner = next((m for m in merged if module in (f"{m}.kernels", f"{m}.pointwise", f"{m}.biases")), None)
         if owner is not None:
-            # <merged>.kernels.<cand> / <merged>.pointwise.<cand>
+            # <merged>.kernels.<cand> / <merged>.pointwise.<cand> / <merged>.biases.<cand>
             kind = module[len(owner) + 1:]
             kc = next((k for k in merged[owner].kernels if k.name == leaf), None)
             if kc is None or kc.source != "conv":
                 continue
-            src = kc.weight_names[0] if kind == "kernels" else kc.weight_names[-1]
+            src = kc.weight_names[-1] if kind == "pointwise" else kc.weight_names[0]
             old = _origin_of(src, old_modules)
             if old is None:
                 raise ValueError(f"no original module for kernel {key!r} (was {src!r})")
-            out[name] = old_names[f"{old}.weight"]
+            out[name] = old_names[f"{old}.{'bias' if kind == 'biases' else 'weight'}"]
             continue
         old = _origin_of(module, old_modules)
         if old is None and module in nodes:

@@ -46,8 +46,9 @@ def _randomize_bn(module: nn.Module) -> None:
     g = torch.Generator().manual_seed(1)
     for m in module.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=g) * 2 - 1)
-            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+            if m.track_running_stats:  # (nb201's search cells keep none: batch statistics)
+                m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=g) * 2 - 1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
             if m.affine:
                 m.weight.data.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
                 m.bias.data.copy_(torch.rand(m.bias.shape, generator=g) * 2 - 1)

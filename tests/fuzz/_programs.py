@@ -35,7 +35,7 @@ IMPORTS = {
     "std/mbconv.nas": [("mbconv", "op", 2)],
     "nope.nas": [], "../up.nas": [], "/etc/passwd": [], "/proc/self/environ": [], "std/": [], "": [],
 }
-ATTRIBUTES = ["stride", "padding", "dilation", "groups", "bias", "affine", "kernel", "out_channels", "eps",
+ATTRIBUTES = ["stride", "padding", "dilation", "groups", "bias", "affine", "track_running_stats", "kernel", "out_channels", "eps",
               "count_include_pad", "momentum", "nonsense"]
 
 

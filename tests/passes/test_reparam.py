@@ -43,7 +43,7 @@ def test_border_dependent_pooling_and_nonlinear_candidates_stay_unmerged(topo):
     # count_include_pad=false divides by the number of valid taps at the border: not a convolution
     g = parse_string(_space("""
         avg: avg_pool(3, 1, count_include_pad = false)  c3: conv(4, 3)  c5: conv(4, 5)  r: relu -> conv(4, 3)
-        b: conv(4, 3, bias = true)"""))
+        b: dwconv(3, bias = true) -> conv(4, 1)"""))
     out, _ = _exact(topo, g)
     topo.filecheck(print_graph(out), """
         %e = choice %e covers=[[0], [1, 2], [3], [4]] domain=[0, 1, 2, 3, 4](%h)
@@ -54,8 +54,26 @@ def test_border_dependent_pooling_and_nonlinear_candidates_stay_unmerged(topo):
         ^r:
         %relu = relu(%x)
         ^b:
-        %conv = conv(out_channels=4, kernel=3, bias=true)(%x)
+        %dwconv = dwconv(bias=true)(%x)
     """)
+
+
+def test_biased_convs_merge_with_their_biases_weighted(topo):
+    """sum_i q_i (W_i * x + b_i) = (sum_i q_i W_i) * x + sum_i q_i b_i: exact, the biases stay learnable."""
+    from nasir.ir.cost import graph_cost
+
+    g = parse_string(_space("""
+        none: zero  skip: identity  c3: conv(4, 3, bias = true)  c1: conv(4, 1)  d5: dwconv(5, bias = true)
+        c5: conv(4, 5, bias = true)"""))
+    out, _ = _exact(topo, g)
+    topo.filecheck(print_graph(out), "[skip:1x1d1, c3:3x3d1+bias, c1:1x1d1, c5:5x5d1+bias]")
+    assert graph_cost(out).params == graph_cost(g).params  # every weight and bias is still there, once
+    for alpha in (topo.one_hot_alpha(2), topo.one_hot_alpha(5)):
+        before, after, _, _ = topo.compare(g, "reparam", x_shape=(2, 3, 9, 9), alpha=alpha)
+        torch.testing.assert_close(after, before, rtol=1e-10, atol=1e-10)
+    normalized, _ = topo.run(g, "reparam{kernel_norm=true}")  # kernels are standardized, biases left as they are
+    merged = next(n for _, n, _ in normalized.walk() if isinstance(n, MergedConvNode))
+    assert merged.normalize and [k.bias for k in merged.kernels] == [False, True, False, True]
 
 
 def test_factorized_depthwise_pointwise_pairs_stride_two(topo):
