@@ -7,10 +7,13 @@ kernels, weights) computed:
   compiled the same merged path under torch.compile
   triton   the nasir::merged_conv op (Triton on CUDA), eager
   triton+c the op inside torch.compile
+For depthwise shapes the triton rows are repeated per depthwise layout (``--layouts``), e.g.
+``triton[nhwc]``; ``fwd ms`` is the op's forward alone (eager, no autograd) with its HBM fraction.
 HBM fraction = the fewest activation bytes forward+backward must move (read x, write y; read
 grad_y and x, write grad_x) / time / measured device-to-device copy bandwidth.
+``--channels-last`` gives every path channels-last inputs (the op then needs no layout copies).
 
-Usage: python bench/merged_conv.py [--quick] [--tune] [--shapes darts-dw,...]
+Usage: python bench/merged_conv.py [--tune] [--breakdown] [--shapes darts-dw,...] [--layouts direct,nhwc]
 """
 
 from __future__ import annotations
@@ -36,11 +39,14 @@ SHAPES = {
 }
 
 
-def _make(shape, dtype):
+def _make(shape, dtype, channels_last=False):
     n, ci, co, h, w, specs, stride, groups, pw = SHAPES[shape]
     dev = "cuda"
     groups = ci if groups == "dw" else groups
-    x = torch.randn(n, ci, h, w, device=dev, dtype=dtype, requires_grad=True)
+    x = torch.randn(n, ci, h, w, device=dev, dtype=dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
     if pw:
         ks = [torch.randn(ci, 1, s, s, device=dev, dtype=dtype, requires_grad=True) for s, _ in specs]
         pws = [torch.randn(co, ci, 1, 1, device=dev, dtype=dtype, requires_grad=True) for _ in specs]
@@ -83,36 +89,96 @@ def copy_bandwidth() -> float:
     return 2 * a.numel() / (ms * 1e-3)
 
 
-def run_shape(shape, dtype, bw, rows):
-    x, ks, ds, wt, pws, kw = _make(shape, dtype)
+def _forward_ms(fn):
+    import triton.testing
+
+    with torch.no_grad():
+        return triton.testing.do_bench(fn, warmup=50, rep=300, return_mode="median")
+
+
+def run_shape(shape, dtype, bw, rows, layouts=("direct",), compile_layouts=None, channels_last=False, naive=True):
+    """Time every path on one shape and dtype; rows get (shape, dtype, path, ms, peak, HBM, fwd ms, fwd HBM)."""
+    x, ks, ds, wt, pws, kw = _make(shape, dtype, channels_last)
     leaves = [x, wt, *ks, *(pws or [])]
     ref = lambda: merged_conv_reference(x, ks, ds, wt, **kw)  # noqa: E731
     cref = torch.compile(lambda x, wt, ks, pws: merged_conv_reference(x, ks, ds, wt, **{**kw, "pointwise": pws}))
     op = lambda: merged_conv(x, ks, ds, wt, **kw)  # noqa: E731
-    cop = torch.compile(lambda x, wt, ks, pws: merged_conv(x, ks, ds, wt, **{**kw, "pointwise": pws}))
-    paths = {
-        "naive": lambda: naive_mixed_conv(x, ks, ds, wt, **kw),
-        "merged": ref,
-        "compiled": lambda: cref(x, wt, ks, pws),
-        "triton": op,
-        "triton+c": lambda: cop(x, wt, ks, pws),
-    }
+    paths = {"naive": (lambda: naive_mixed_conv(x, ks, ds, wt, **kw), None)} if naive else {}
+    paths.update({"merged": (ref, None), "compiled": (lambda: cref(x, wt, ks, pws), None)})
+    depthwise = SHAPES[shape][7] == "dw" and not SHAPES[shape][8]
+    compile_layouts = layouts if compile_layouts is None else compile_layouts
+    for layout in layouts if depthwise else ("direct",):
+        tag = f"[{layout}]" if depthwise and len(layouts) > 1 else ""
+        paths[f"triton{tag}"] = (op, layout)
+        if layout in compile_layouts or not depthwise:
+            cop = torch.compile(lambda x, wt, ks, pws: merged_conv(x, ks, ds, wt, **{**kw, "pointwise": pws}))
+            paths[f"triton+c{tag}"] = ((lambda cop=cop: cop(x, wt, ks, pws)), layout)
     y = ref()
     act = x.numel() * x.element_size()
     outb = y.numel() * y.element_size()
     min_bytes = 2 * act + 2 * outb + act  # fwd: x, y; bwd: gy, x, gx
+    name_shape = shape + ("+cl" if channels_last else "")
     res = {}
-    for name, fn in paths.items():
+    for name, (fn, layout) in paths.items():
         try:
-            ms, peak = _bench(fn, leaves)
+            if layout is not None:
+                torch._dynamo.reset()
+                with tc.dw_layout(layout):
+                    ms, peak = _bench(fn, leaves)
+                    fwd = _forward_ms(fn) if "+c" not in name else None
+            else:
+                ms, peak = _bench(fn, leaves)
+                fwd = None
         except Exception as e:  # report, keep going
             print(f"  {shape} {dtype} {name}: FAILED {type(e).__name__}: {str(e)[:300]}", file=sys.stderr)
             continue
         res[name] = ms
-        rows.append((shape, str(dtype).replace("torch.", ""), name, ms, peak, min_bytes / (ms * 1e-3) / bw))
-    if "triton" in res and "compiled" in res:
-        print(f"  {shape} {dtype}: triton {res['triton']:.3f} ms, compiled {res['compiled']:.3f} ms, "
-              f"speedup {res['compiled'] / res['triton']:.1f}x", flush=True)
+        fwd_frac = (act + outb) / (fwd * 1e-3) / bw if fwd else None
+        rows.append((name_shape, str(dtype).replace("torch.", ""), name, ms, peak, min_bytes / (ms * 1e-3) / bw,
+                     fwd, fwd_frac))
+    if "compiled" in res:
+        for name, ms in res.items():
+            if name.startswith("triton"):
+                print(f"  {name_shape} {dtype}: {name} {ms:.3f} ms, compiled {res['compiled']:.3f} ms, "
+                      f"speedup {res['compiled'] / ms:.1f}x", flush=True)
+
+
+def breakdown(shape="darts-dw", dtype=torch.bfloat16):
+    """Time each piece of the channels-last depthwise path: layout copies, forward, backward."""
+    import triton.testing
+
+    x, ks, ds, wt, _, kw = _make(shape, dtype)
+    x, ks, wt = x.detach(), [k.detach() for k in ks], wt.detach()
+    stride = kw["stride"]
+    y = tc.dw_forward_nhwc(x, ks, ds, wt, stride, True, None, 1e-5)
+    gy = torch.randn_like(y)
+    xcl = x.contiguous(memory_format=torch.channels_last)
+    gycl = gy.contiguous(memory_format=torch.channels_last)
+
+    def t(fn):
+        return triton.testing.do_bench(fn, warmup=50, rep=300, return_mode="median")
+
+    parts = {
+        "NCHW -> channels-last copy of x": lambda: x.contiguous(memory_format=torch.channels_last),
+        "merged-kernel prep": lambda: tc.merge(ks, ds, wt, None, True, None, 1e-5),
+        "forward, NCHW in/out": lambda: tc.dw_forward_nhwc(x, ks, ds, wt, stride, True, None, 1e-5),
+        "forward, channels-last in/out": lambda: tc.dw_forward_nhwc(xcl, ks, ds, wt, stride, True, None, 1e-5),
+        "backward, NCHW in/out": lambda: tc.dw_backward_nhwc(gy, x, ks, ds, wt, stride, True, None, 1e-5),
+        "backward, channels-last in/out": lambda: tc.dw_backward_nhwc(gycl, xcl, ks, ds, wt, stride, True, None, 1e-5),
+        "direct forward (NCHW)": lambda: tc.dw_forward(x, ks, ds, wt, stride, True, None, 1e-5),
+        "direct backward (NCHW)": lambda: tc.dw_backward(gy, x, ks, ds, wt, stride, True, None, 1e-5),
+    }
+    print(f"breakdown {shape} {dtype} (ms):")
+    for name, fn in parts.items():
+        print(f"  {name}: {t(fn):.4f}", flush=True)
+
+
+def print_autotune():
+    """The tile/warp configuration the autotuner chose for each shape key of the strided kernel."""
+    kern = tc._kmod().dwn_conv_kernel
+    print("\nautotuned dwn_conv_kernel (key: C, H_src, W_src, H_dst, W_dst, s_c, d_c, STRIDE, TRANSPOSE, dtypes):")
+    for key, cfg in getattr(kern, "cache", {}).items():
+        print(f"  {key}: {cfg}")
 
 
 def tune(dtype=torch.bfloat16):
@@ -143,6 +209,11 @@ def main(argv=None):
     ap.add_argument("--shapes", default=",".join(SHAPES))
     ap.add_argument("--dtypes", default="bf16,fp16,fp32")
     ap.add_argument("--tune", action="store_true")
+    ap.add_argument("--breakdown", action="store_true")
+    ap.add_argument("--layouts", default="direct,nhwc", help="depthwise layouts to time (direct, nhwc)")
+    ap.add_argument("--compile-layouts", default=None, help="layouts also timed under torch.compile (default: all)")
+    ap.add_argument("--channels-last", action="store_true", help="also time every path on channels-last inputs")
+    ap.add_argument("--no-naive", action="store_true", help="skip the naive per-candidate path")
     args = ap.parse_args(argv)
     import triton
 
@@ -152,15 +223,22 @@ def main(argv=None):
     print(f"device-to-device copy: {bw / 1e12:.2f} TB/s (read + write)")
     if args.tune:
         tune()
+    if args.breakdown:
+        breakdown()
     dts = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    layouts = tuple(args.layouts.split(","))
+    clay = tuple(args.compile_layouts.split(",")) if args.compile_layouts else None
     rows = []
-    for shape in args.shapes.split(","):
-        for d in args.dtypes.split(","):
-            run_shape(shape, dts[d], bw, rows)
-    print("\n| shape | dtype | path | fwd+bwd ms | peak MiB | HBM fraction |")
-    print("|---|---|---|---:|---:|---:|")
-    for shape, dt, name, ms, peak, frac in rows:
-        print(f"| {shape} | {dt} | {name} | {ms:.3f} | {peak:.0f} | {frac:.1%} |")
+    for cl in (False, True) if args.channels_last else (False,):
+        for shape in args.shapes.split(","):
+            for d in args.dtypes.split(","):
+                run_shape(shape, dts[d], bw, rows, layouts, clay, channels_last=cl, naive=not args.no_naive)
+    print_autotune()
+    print("\n| shape | dtype | path | fwd+bwd ms | peak MiB | HBM fraction | fwd ms | fwd HBM fraction |")
+    print("|---|---|---|---:|---:|---:|---:|---:|")
+    for shape, dt, name, ms, peak, frac, fwd, ffrac in rows:
+        fw = f"{fwd:.3f} | {ffrac:.1%}" if fwd else " | "
+        print(f"| {shape} | {dt} | {name} | {ms:.3f} | {peak:.0f} | {frac:.1%} | {fw} |")
 
 
 if __name__ == "__main__":

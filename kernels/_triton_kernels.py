@@ -12,10 +12,18 @@ Kept in its own module because ``triton.jit`` decides between compiling and inte
 decorates; :mod:`triton_conv` loads a second copy of this file for ``TRITON_INTERPRET=1``.
 """
 
+import os
+
 import triton
 import triton.language as tl
 
 MAX_CAND = 8
+
+# Tile and warp choices of the strided depthwise kernel, tuned per shape on the GPU; the
+# interpreter (CI, CPU) has nothing to time and takes the first.
+_DWN_CONFIGS = [triton.Config({"BP": bp}, num_warps=nw) for bp in (16, 32, 64) for nw in (2, 4, 8)]
+if os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes"):
+    _DWN_CONFIGS = _DWN_CONFIGS[1:2]
 
 
 @triton.jit
@@ -319,3 +327,117 @@ def prep_kernel(
     if NC > 7:
         acc = _prep_cand(acc, k7, p7, wp, o, ci, ky, kx, CIG, 7, S7, D7, O7, N7, PW, eps)
     tl.store(out + (o * CIG + ci) * (K * K) + t, acc.to(out.dtype.element_ty), mask=(ci < CIG) & (t < K * K))
+
+
+# ---------------------------------------------------------------- strided depthwise kernels
+#
+# The kernels below take the merged kernel ready-made (``prep_kernel``, fp32 [C, 1, K, K]) and
+# explicit (n, c, h, w) strides, so one kernel reads NCHW or channels-last tensors.  A program
+# owns a [pixels x channels] tile; with channels-last storage (channel stride 1) every tap's load
+# is a run of contiguous channels, so bounds masks and addresses are computed once per pixel and
+# shared by a 16-byte vector of channels, unlike the direct kernels above whose per-tap loads along
+# a row are misaligned scalars with a mask per element.
+
+
+@triton.autotune(configs=_DWN_CONFIGS, key=["C", "H_src", "W_src", "H_dst", "W_dst", "s_c", "d_c", "STRIDE", "TRANSPOSE"])
+@triton.jit
+def dwn_conv_kernel(
+    src, dst, wm,
+    C, H_src, W_src, H_dst, W_dst,
+    s_n, s_c, s_h, s_w, d_n, d_c, d_h, d_w,
+    STRIDE: tl.constexpr, PAD: tl.constexpr, K: tl.constexpr, LIVE: tl.constexpr,
+    BC: tl.constexpr, EVEN_C: tl.constexpr, TRANSPOSE: tl.constexpr, BP: tl.constexpr,
+):
+    """Depthwise convolution with a merged kernel ``wm`` (fp32, [C, K*K]) on a [BP pixels, BC channels] tile.
+
+    Forward (TRANSPOSE=0): dst = conv(src, wm, stride, pad); input gradient (TRANSPOSE=1): dst =
+    grad_input from src = grad_output.  Grid: (N * pixel blocks of dst, channel blocks).  Only the
+    taps in the LIVE bit mask are visited; accumulation in fp32.
+    """
+    pn = tl.program_id(0)
+    pc = tl.program_id(1)
+    npix = H_dst * W_dst
+    n_pb = tl.cdiv(npix, BP)
+    n = pn // n_pb
+    p = (pn % n_pb) * BP + tl.arange(0, BP)[:, None]
+    c = pc * BC + tl.arange(0, BC)[None, :]
+    pm = p < npix
+    if EVEN_C:
+        cm = c >= 0
+    else:
+        cm = c < C
+    oy = p // W_dst
+    ox = p % W_dst
+    sbase = src + n.to(tl.int64) * s_n + c * s_c
+    acc = tl.zeros([BP, BC], dtype=tl.float32)
+    for ky in tl.static_range(K):
+        for kx in tl.static_range(K):
+            if (LIVE >> (ky * K + kx)) & 1:
+                w = tl.load(wm + c * (K * K) + (ky * K + kx), mask=cm, other=0.0)
+                if TRANSPOSE:
+                    ty = oy + (PAD - ky)
+                    tx = ox + (PAD - kx)
+                    if STRIDE == 1:
+                        iy = ty
+                        ix = tx
+                        m = (ty >= 0) & (ty < H_src) & (tx >= 0) & (tx < W_src)
+                    else:
+                        iy = ty // STRIDE
+                        ix = tx // STRIDE
+                        my = (ty >= 0) & (ty % STRIDE == 0) & (iy < H_src)
+                        mx = (tx >= 0) & (tx % STRIDE == 0) & (ix < W_src)
+                        m = my & mx
+                else:
+                    iy = oy * STRIDE + (ky - PAD)
+                    ix = ox * STRIDE + (kx - PAD)
+                    m = (iy >= 0) & (iy < H_src) & (ix >= 0) & (ix < W_src)
+                v = tl.load(sbase + iy * s_h + ix * s_w, mask=m & pm & cm, other=0.0)
+                acc += v.to(tl.float32) * w
+    dptr = dst + n.to(tl.int64) * d_n + c * d_c + oy * d_h + ox * d_w
+    tl.store(dptr, acc.to(dst.dtype.element_ty), mask=pm & cm)
+
+
+@triton.jit
+def dwn_wgrad_kernel(
+    x, gy, part, taps,
+    C, H, W, HO, WO, TOTAL, PER, NT,
+    xs_n, xs_c, xs_h, xs_w, gs_n, gs_c, gs_h, gs_w,
+    STRIDE: tl.constexpr, PAD: tl.constexpr, K: tl.constexpr, TB: tl.constexpr, BC: tl.constexpr,
+    EVEN_C: tl.constexpr,
+):
+    """Partial merged-kernel gradient: part[split, c, tap] = sum over the split's output pixels
+    (PER consecutive pixels of the N*HO*WO) of grad_out[c] * shifted x[c], for the NT live taps.
+
+    One output pixel per iteration: a [TB taps, BC channels] tile of x against one grad_out vector,
+    accumulated in registers, so there is no reduction inside the loop.  Grid: (channel blocks, splits).
+    """
+    pc = tl.program_id(0)
+    sp = tl.program_id(1)
+    ti = tl.arange(0, TB)[:, None]
+    tm = ti < NT
+    tap = tl.load(taps + ti, mask=tm, other=0)
+    dy = tap // K - PAD
+    dx = tap % K - PAD
+    c = pc * BC + tl.arange(0, BC)[None, :]
+    if EVEN_C:
+        cm = c >= 0
+    else:
+        cm = c < C
+    xc = x + c * xs_c
+    gc = gy + c * gs_c
+    acc = tl.zeros([TB, BC], dtype=tl.float32)
+    start = sp * PER
+    stop = tl.minimum(start + PER, TOTAL)
+    plane = HO * WO
+    for q in range(start, stop):
+        n = q // plane
+        r = q % plane
+        oy = r // WO
+        ox = r % WO
+        g = tl.load(gc + n.to(tl.int64) * gs_n + oy * gs_h + ox * gs_w, mask=cm, other=0.0).to(tl.float32)
+        iy = oy * STRIDE + dy
+        ix = ox * STRIDE + dx
+        m = tm & (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
+        v = tl.load(xc + n.to(tl.int64) * xs_n + iy * xs_h + ix * xs_w, mask=m & cm, other=0.0)
+        acc += v.to(tl.float32) * g
+    tl.store(part + (sp * C + c) * (K * K) + tap, acc, mask=tm & cm)

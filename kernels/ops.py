@@ -126,8 +126,9 @@ def _backward(ctx, grad):
     x, weights, *rest = ctx.saved_tensors
     kernels, pw = list(rest[: ctx.n]), list(rest[ctx.n :])
     dilations, stride, groups, normalize, mask, eps = ctx.args
+    grad = grad if tc.is_channels_last(grad) else grad.contiguous()
     gx, gks, gps, gw = torch.ops.nasir.merged_conv_backward(
-        grad.contiguous(), x, kernels, dilations, weights, stride, groups, pw, normalize, mask, eps)
+        grad, x, kernels, dilations, weights, stride, groups, pw, normalize, mask, eps)
     # register_autograd wants the inputs' structure back: a list of grads for each tensor list,
     # and [] for an empty list argument (pointwise / normalize_mask standing for None)
     return (gx, list(gks), None, gw, None, None, list(gps), None, [] if ctx.mask_empty else None, None)

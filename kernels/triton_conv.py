@@ -5,8 +5,11 @@ Importing this module does not import Triton; the kernels module is loaded on fi
 same launchers run the kernels in Triton's interpreter on CPU tensors (how CI tests them).
 
 Two paths:
-- depthwise (groups == C_in == C_k, no pointwise): direct Triton kernels for forward, input
-  gradient and kernel gradient; the merged (normalized) kernel is never materialized.
+- depthwise (groups == C_in == C_k, no pointwise): Triton kernels for forward, input gradient and
+  kernel gradient, in one of two layouts (:data:`DW_LAYOUTS`, chosen with :func:`dw_layout`):
+  "direct" works on NCHW planes and rebuilds the merged (normalized) kernel in each program;
+  "nhwc" builds the merged kernel once (the weight-prep kernel), works on channels-last tensors
+  (copying NCHW inputs, returning results in the input's layout) with vector loads over channels.
 - everything else (dense, grouped, factorized depthwise->pointwise): a Triton weight-prep kernel
   builds the merged kernel and cuDNN does the convolution (forward and both gradients); the
   merge backward is the explicit torch formula of :mod:`nasir.kernels.reference`.
@@ -14,10 +17,11 @@ Two paths:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -175,10 +179,118 @@ def _tile(h: int, w: int, bh: int | None, bw: int | None) -> tuple[int, int]:
 
 # ---------------------------------------------------------------- depthwise path
 
+DW_LAYOUTS = ("direct", "nhwc")
+_DW_LAYOUT = "direct"
+
+
+@contextlib.contextmanager
+def dw_layout(name: str) -> Iterator[None]:
+    """Run the depthwise path in layout ``name`` ("direct" or "nhwc") inside the block."""
+    global _DW_LAYOUT
+    if name not in DW_LAYOUTS:
+        raise ValueError(f"unknown depthwise layout {name!r}; known: {', '.join(DW_LAYOUTS)}")
+    old, _DW_LAYOUT = _DW_LAYOUT, name
+    try:
+        yield
+    finally:
+        _DW_LAYOUT = old
+
+
+def current_dw_layout() -> str:
+    return _DW_LAYOUT
+
+
+def is_channels_last(t: Tensor) -> bool:
+    return t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+
+
+def _as_channels_last(t: Tensor) -> Tensor:
+    return t.contiguous(memory_format=torch.channels_last)
+
+
+def _like_input(t: Tensor, x: Tensor) -> Tensor:
+    """``t`` (channels-last) in the memory format of ``x``, as PyTorch's own convolutions return."""
+    return t if is_channels_last(x) else t.contiguous()
+
+
+def _dwn_conv(src: Tensor, dst: Tensor, wm: Tensor, plan: Plan, stride: int, transpose: bool) -> None:
+    """Launch the strided depthwise kernel: dst = conv(src) (or its transpose) with merged kernel wm."""
+    km = _kmod()
+    C = dst.shape[1]
+    bc = min(_pow2(C), 64)
+    npix = dst.shape[2] * dst.shape[3]
+
+    def grid(meta):
+        return (dst.shape[0] * triton_cdiv(npix, meta["BP"]), triton_cdiv(C, bc))
+
+    _launch(km.dwn_conv_kernel)[grid](
+        src, dst, wm, C, src.shape[2], src.shape[3], dst.shape[2], dst.shape[3], *src.stride(), *dst.stride(),
+        STRIDE=stride, PAD=plan.K // 2, K=plan.K, LIVE=plan.live(), BC=bc, EVEN_C=C % bc == 0, TRANSPOSE=transpose)
+
+
+def dw_forward_nhwc(x: Tensor, kernels: Sequence[Tensor], dilations: Sequence[int], weights: Tensor, stride: int,
+                    normalize: bool, normalize_mask, eps: float) -> Tensor:
+    """Depthwise merged convolution in channels-last: weight prep, then one strided-kernel launch."""
+    plan = make_plan(kernels, dilations, normalize, normalize_mask)
+    wm = merge(kernels, dilations, weights, None, normalize, normalize_mask, eps)
+    N, C, H, W = x.shape
+    HO, WO = _out_hw(H, W, plan.K, stride)
+    src = _as_channels_last(x)
+    y = torch.empty((N, C, HO, WO), device=x.device, dtype=x.dtype, memory_format=torch.channels_last)
+    _dwn_conv(src, y, wm, plan, stride, transpose=False)
+    return _like_input(y, x)
+
+
+def dw_backward_nhwc(grad: Tensor, x: Tensor, kernels: Sequence[Tensor], dilations: Sequence[int], weights: Tensor,
+                     stride: int, normalize: bool, normalize_mask, eps: float, *, nsplit: int | None = None,
+                     num_warps: int = 4):
+    """(grad_x, [grad_k_i], grad_weights) in channels-last: input gradient, kernel gradient, chain rule."""
+    km = _kmod()
+    plan = make_plan(kernels, dilations, normalize, normalize_mask)
+    wm = merge(kernels, dilations, weights, None, normalize, normalize_mask, eps)
+    N, C, H, W = x.shape
+    HO, WO = grad.shape[-2:]
+    xs, gs = _as_channels_last(x), _as_channels_last(grad)
+    gx = torch.empty(x.shape, device=x.device, dtype=x.dtype, memory_format=torch.channels_last)
+    _dwn_conv(gs, gx, wm, plan, stride, transpose=True)
+    taps = plan.live_taps()
+    bc = min(_pow2(C), 64)
+    cblocks = triton_cdiv(C, bc)
+    total = N * HO * WO
+    if nsplit is None:
+        nsplit = max(1, min(total, triton_cdiv(4 * _sm_count(x.device), cblocks)))
+    per = triton_cdiv(total, nsplit)
+    nsplit = triton_cdiv(total, per)
+    part = torch.empty((nsplit, C, plan.K * plan.K), device=x.device, dtype=torch.float32)
+    tap_t = torch.tensor(taps, device=x.device, dtype=torch.int32)
+    _launch(km.dwn_wgrad_kernel)[(cblocks, nsplit)](
+        xs, gs, part, tap_t, C, H, W, HO, WO, total, per, len(taps), *xs.stride(), *gs.stride(),
+        STRIDE=stride, PAD=plan.K // 2, K=plan.K, TB=_pow2(len(taps)), BC=bc, EVEN_C=C % bc == 0,
+        num_warps=num_warps)
+    gks, gw = _dw_chain_rule(part.sum(0, keepdim=True), kernels, weights, plan, eps, num_warps)
+    return _like_input(gx, x), gks, gw
+
+
+def _dw_chain_rule(part: Tensor, kernels: Sequence[Tensor], weights: Tensor, plan: Plan, eps: float,
+                   num_warps: int) -> tuple[list[Tensor], Tensor]:
+    """Merged-kernel gradient partials [splits, C, K*K] -> gradients of every candidate kernel and the weights."""
+    km = _kmod()
+    ks = [k.contiguous() for k in kernels]
+    C, nsplit = part.shape[1], part.shape[0]
+    gks = [torch.empty_like(k) for k in ks]
+    gwp = torch.empty((C, MAX_CAND), device=part.device, dtype=torch.float32)
+    _launch(km.dw_bwd_prep_kernel)[(C,)](
+        part, weights.contiguous(), gwp, *_slots(ks), *_slots(gks), C, nsplit, eps,
+        K=plan.K, NC=plan.n, SSB=_pow2(max(plan.sizes) ** 2), NSB=_pow2(nsplit), MAXC=MAX_CAND,
+        **plan.slot_kwargs(with_masks=False), num_warps=num_warps)
+    return gks, gwp[:, : plan.n].sum(0).to(weights.dtype)
+
 
 def dw_forward(x: Tensor, kernels: Sequence[Tensor], dilations: Sequence[int], weights: Tensor, stride: int,
                normalize: bool, normalize_mask, eps: float, *, num_warps: int = 4, block: tuple | None = None) -> Tensor:
     """Depthwise merged convolution: one Triton launch, merged weights rebuilt per program."""
+    if _DW_LAYOUT == "nhwc" and block is None:
+        return dw_forward_nhwc(x, kernels, dilations, weights, stride, normalize, normalize_mask, eps)
     km = _kmod()
     plan = make_plan(kernels, dilations, normalize, normalize_mask)
     N, C, H, W = x.shape
@@ -203,6 +315,9 @@ def dw_backward(grad: Tensor, x: Tensor, kernels: Sequence[Tensor], dilations: S
                 stride: int, normalize: bool, normalize_mask, eps: float, *, num_warps: int = 4,
                 block: tuple | None = None, nsplit: int | None = None, bp: int | None = None):
     """(grad_x, [grad_k_i], grad_weights) of the depthwise merged convolution; three launches."""
+    if _DW_LAYOUT == "nhwc" and block is None and bp is None:
+        return dw_backward_nhwc(grad, x, kernels, dilations, weights, stride, normalize, normalize_mask, eps,
+                                nsplit=nsplit, num_warps=num_warps)
     km = _kmod()
     plan = make_plan(kernels, dilations, normalize, normalize_mask)
     N, C, H, W = x.shape
@@ -231,14 +346,7 @@ def dw_backward(grad: Tensor, x: Tensor, kernels: Sequence[Tensor], dilations: S
         x, grad, part, tap_t, N, C, H, W, HO, WO, nsplit, len(taps),
         STRIDE=stride, PAD=plan.K // 2, K=plan.K, TB=tb, BP=bp, num_warps=num_warps)
     # chain rule through merge and standardization, per channel
-    gks = [torch.empty_like(k) for k in ks]
-    gwp = torch.empty((C, MAX_CAND), device=x.device, dtype=torch.float32)
-    kw = plan.slot_kwargs(with_masks=False)
-    _launch(km.dw_bwd_prep_kernel)[(C,)](
-        part, w, gwp, *_slots(ks), *_slots(gks), C, nsplit, eps,
-        K=plan.K, NC=plan.n, SSB=_pow2(max(plan.sizes) ** 2), NSB=_pow2(nsplit), MAXC=MAX_CAND, **kw,
-        num_warps=num_warps)
-    gw = gwp[:, : plan.n].sum(0).to(weights.dtype)
+    gks, gw = _dw_chain_rule(part, ks, w, plan, eps, num_warps)
     return gx, gks, gw
 
 

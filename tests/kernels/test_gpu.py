@@ -56,6 +56,28 @@ def test_depthwise_kernels(shape, stride, dtype, num_warps):
         assert rel_err(a, b) < (tol if name in ("y", "gx") else 3 * tol), name
 
 
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels-last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=["fp32", "fp16", "bf16"])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("shape", sorted(DW_SHAPES))
+def test_depthwise_nhwc_kernels(shape, stride, dtype, channels_last):
+    """The channels-last kernels (autotuned tiles) against float64, results in the input's layout."""
+    x, ks, ds, w, _ = make_case(**DW_SHAPES[shape], dtype=dtype, device="cuda", seed=stride)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    w = w.float()
+    mask = [i != 1 for i in range(len(ks))]
+    y = tc.dw_forward_nhwc(x, ks, ds, w, stride, True, mask, 1e-5)
+    gy = torch.randn_like(y)
+    gx, gks, gw = tc.dw_backward_nhwc(gy, x, ks, ds, w, stride, True, mask, 1e-5)
+    assert tc.is_channels_last(y) == channels_last and tc.is_channels_last(gx) == channels_last
+    ref = _reference_grads(x, ks, ds, w, gy, stride, True, mask)
+    tol = TOL[dtype]
+    for name, a, b in zip(["y", "gx", "gw"] + [f"gk{i}" for i in range(len(ks))], (y, gx, gw, *gks), ref):
+        assert a.shape == b.shape, name
+        assert rel_err(a, b) < (tol if name in ("y", "gx") else 3 * tol), name
+
+
 @pytest.mark.parametrize("num_warps", [2, 4, 8])
 @pytest.mark.parametrize("cfg", [dict(c_in=16, c_out=24, groups=1, specs=NB201),
                                  dict(c_in=16, c_out=16, groups=2, specs=[(3, 1), (5, 1), (3, 2)]),
@@ -79,8 +101,11 @@ def test_weight_prep_kernel(cfg, num_warps):
                                  dict(c_in=16, c_out=24, groups=1, specs=NB201),
                                  dict(c_in=16, c_out=32, groups=16, specs=DARTS_DW, pointwise=True)],
                          ids=["depthwise", "dense", "factorized"])
-def test_op_on_cuda_eager_and_compiled(cfg, dtype):
+@pytest.mark.parametrize("layout", tc.DW_LAYOUTS)
+def test_op_on_cuda_eager_and_compiled(cfg, dtype, layout):
     """The public op on CUDA (Triton path) matches the torch path, eager and under torch.compile."""
+    if layout != "direct" and (cfg["groups"] != cfg["c_in"] or cfg.get("pointwise")):
+        pytest.skip("the layout choice applies to the depthwise path only")
     x, ks, ds, w, pw = make_case(n=4, h=16, w=16, **cfg, dtype=dtype, device="cuda")
     w = w.float()
     leaves = [t.requires_grad_() for t in (x, w, *ks, *(pw or []))]
@@ -92,11 +117,13 @@ def test_op_on_cuda_eager_and_compiled(cfg, dtype):
     with use_backend("torch"):
         y0 = f(*leaves)
         g0 = torch.autograd.grad(y0.float().square().sum(), leaves)
-    y1 = f(*leaves)
-    g1 = torch.autograd.grad(y1.float().square().sum(), leaves)
-    cf = torch.compile(f, fullgraph=True)
-    y2 = cf(*leaves)
-    g2 = torch.autograd.grad(y2.float().square().sum(), leaves)
+    torch._dynamo.reset()
+    with tc.dw_layout(layout):
+        y1 = f(*leaves)
+        g1 = torch.autograd.grad(y1.float().square().sum(), leaves)
+        cf = torch.compile(f, fullgraph=True)
+        y2 = cf(*leaves)
+        g2 = torch.autograd.grad(y2.float().square().sum(), leaves)
     tol = 5e-3 if dtype == torch.float32 else 5e-2  # cuDNN may use TF32 in the torch path
     for a, b, c in zip((y1, *g1), (y0, *g0), (y2, *g2)):
         assert rel_err(a, b) < tol

@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from nasir.kernels import merged_conv, use_backend
+from nasir.kernels import triton_conv as tc
 
 from ._cases import DARTS_DW, MBCONV_DW, NB201, SINGLE_TAP, make_case, rel_err
 
@@ -36,12 +37,14 @@ def test_interpreter_suite():
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     progress = proc.stdout.split()[0] if proc.stdout.split() else ""
-    assert progress.count(".") == 11, proc.stdout[-2000:]  # every interpreted check ran and passed
+    assert progress.count(".") == 17, proc.stdout[-2000:]  # every interpreted check ran and passed
 
 
-def _both(cfg, stride, normalize, mask=None, n=2):
+def _both(cfg, stride, normalize, mask=None, n=2, channels_last=False):
     """Forward and all gradients through the op, once per backend."""
     x, ks, ds, w, pw = make_case(n=n, dtype=torch.float32, **cfg)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     leaves = [t.requires_grad_() for t in (x, w, *ks, *(pw or []))]
     kw = dict(stride=stride, groups=cfg["groups"], pointwise=pw, normalize=normalize, normalize_mask=mask)
     out = {}
@@ -88,3 +91,36 @@ def test_weight_prep_paths(cfg):
     out = _both(cfg, 2, True)
     for a, b in zip(out["triton"], out["torch"]):
         assert rel_err(a, b) < 1e-5
+
+
+@child_only
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels-last"])
+def test_depthwise_nhwc_layout(stride, channels_last):
+    """The channels-last kernels: odd channel count (masked channel block), odd sizes, both input layouts;
+    the result keeps the input's memory format like PyTorch's convolutions."""
+    with tc.dw_layout("nhwc"):
+        out = _both(dict(c_in=5, groups=5, specs=DARTS_DW, h=9, w=7), stride, True, channels_last=channels_last)
+    y, gx = out["triton"][0], out["triton"][1]
+    assert tc.is_channels_last(y) == channels_last
+    assert tc.is_channels_last(gx) == channels_last
+    for a, b in zip(out["triton"], out["torch"]):
+        assert a.shape == b.shape
+        assert rel_err(a, b) < 1e-5
+
+
+@child_only
+def test_depthwise_nhwc_wide_exempt_single_tap():
+    """More channels than one channel block (64), a single-tap candidate and an exempt one, batch 1."""
+    with tc.dw_layout("nhwc"):
+        out = _both(dict(c_in=70, groups=70, specs=[(1, 1), (3, 1), (5, 2)], h=5, w=6), 1, True,
+                    mask=[True, False, True], n=1)
+    for a, b in zip(out["triton"], out["torch"]):
+        assert rel_err(a, b) < 1e-5
+
+
+@child_only
+def test_depthwise_layout_unknown():
+    with pytest.raises(ValueError, match="unknown depthwise layout"):
+        with tc.dw_layout("nchw4"):
+            pass
