@@ -161,6 +161,8 @@ class Elaborator:
         self.ev.emitter = ModuleEmitter(graph, graph.body, limits=self.ev.limits, run_cell=self._run_cell)
         with self.ev.in_file(tpl.filename), recursion_headroom():
             env = bind(self.ev, tpl, [], dict(overrides or {}), tpl.loc)
+            for name, value in (overrides or {}).items():
+                check_override_type(self.ev, tpl, env, name, value)
             graph.params = {k: v for k, v in env.vars.items() if isinstance(v, (int, float, bool, str))}
             self._run_body(tpl, env, [], network=True)
             verify(graph)
@@ -305,6 +307,32 @@ class Elaborator:
         else:
             raise self.ev.err(target, f"cannot assign {name}[{idx}]: {name!r} is {describe(current)}"
                               + (f" of length {len(current)}" if isinstance(current, list) else ""))
+
+
+def check_override_type(ev: Evaluator, tpl: Template, env: Env, name: str, value: Any) -> None:
+    """An override (``-D NAME=VALUE``) has the type of its parameter's default (an integer where the
+    default is one, ...), so that a wrong one is reported against the flag that gave it rather than
+    where the space first computes with it. Defaults that are not plain values are not compared."""
+    default = dict(tpl.params).get(name)
+    if default is None:
+        return
+    try:
+        expected = ev.eval(default, env)
+    except NasirError:
+        return
+    if isinstance(expected, (bool, str, list)):
+        fits = type(value) is type(expected)
+    elif isinstance(expected, int):
+        fits = type(value) is int
+    elif isinstance(expected, float):
+        fits = type(value) in (int, float)
+    else:
+        return
+    if not fits:
+        shown = value if isinstance(value, str) else json.dumps(value)
+        default_text = "" if isinstance(expected, list) else f" (default {json.dumps(expected)})"
+        raise NasirError(f"-D {name}={str(shown)[:60]}: {tpl.kind} '{tpl.name}' takes {describe(expected)} for "
+                         f"{name!r}{default_text}, not {describe(value)}")
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:

@@ -10,11 +10,21 @@ import argparse
 import importlib
 import json
 import math
+import shlex
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nasir.cli_options import (
+    checkpoint_options,
+    device_option,
+    integer,
+    next_step,
+    number,
+    require_checkpoint_for_resume,
+    space_arguments,
+)
 from nasir.data import add_data_option, add_loader_options
 from nasir.diagnostics import NasirError
 
@@ -89,15 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--passes", default="", metavar="PIPELINE")
     p.add_argument("--method", choices=("darts", "gdas", "spos"), default="darts")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--beta", type=float, default=0.0, help="beta-DARTS regularization weight")
+    p.add_argument("--steps", type=integer(1), default=20)
+    p.add_argument("--batch-size", type=integer(1), default=32)
+    p.add_argument("--beta", type=number(0), default=0.0, help="beta-DARTS regularization weight")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    device_option(p)
     add_data_option(p)
     add_loader_options(p)
     output_option(p, "--checkpoint", metavar="FILE", help="save progress here (safetensors)")
-    p.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
+    checkpoint_options(p, every_steps=10)
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint (if it exists yet)")
     output_option(p, "--arch-out", metavar="FILE", help="write the derived architecture as JSON")
     p.set_defaults(func=cmd_search)
 
@@ -218,6 +229,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from nasir.search.darts import SearchConfig, SupernetSearch
     from nasir.summary import summary
 
+    require_checkpoint_for_resume(args)
     check_loader_options(args.cutout, args.train_portion, args.workers)
     start = time.perf_counter()
     graph = PassManager.parse(args.passes, stats=False, copy_input=False).run(_load(args))
@@ -232,9 +244,14 @@ def cmd_search(args: argparse.Namespace) -> int:
     train, val = split_portion(data.train, args.train_portion)
     config = SearchConfig(method=args.method, steps=args.steps, batch_size=args.batch_size, beta=args.beta,
                           seed=args.seed, data=data.spec, train_portion=args.train_portion, augment=data.crop_flip,
-                          cutout=args.cutout)
+                          cutout=args.cutout, save_every=args.checkpoint_every, save_minutes=args.checkpoint_minutes)
     search = SupernetSearch(model, config, device=args.device, workers=args.workers)
+    if args.resume and not Path(args.checkpoint).exists():
+        sys.stderr.write(f"note: no checkpoint at {args.checkpoint} yet: starting at step 0\n")
+    args.interrupted_hint = _search_resume_hint(args)
     log = search.run(train, val, checkpoint=args.checkpoint, resume=args.resume)
+    if log.resumed_from:
+        print(f"resumed from {args.checkpoint} at step {log.resumed_from} of {args.steps}")
     xt, yt = data.test.normalized(256)
     model.eval()
     with torch.no_grad():
@@ -251,9 +268,41 @@ def cmd_search(args: argparse.Namespace) -> int:
         if args.arch_out:
             arch.save(args.arch_out)
             print(f"derived architecture written to {args.arch_out}")
+            passes = ["--passes", args.passes] if args.passes else []  # the architecture names the transformed space
+            next_step(["compile", *_space_words(args), *passes, "--mode", "fixed", "--arch", args.arch_out,
+                       "--emit", "code"],
+                      note="the searched network as plain PyTorch")
         else:
             print("derived architecture (first 6 parameters):", json.dumps(dict(list(arch.arch.items())[:6])))
+            if args.checkpoint:  # a finished checkpoint derives again without training
+                next_step([*_search_command(args), "--resume", "--arch-out", "arch.json"],
+                          note="writes the whole architecture")
     return 0
+
+
+def _space_words(args: argparse.Namespace) -> list[str]:
+    """The space arguments as ``args`` gave them (file, -D, --entry, -I, --allow-any-import)."""
+    words = space_arguments(args)
+    for folder in args.import_path:
+        words += ["-I", folder]
+    return words + (["--allow-any-import"] if args.allow_any_import else [])
+
+
+def _search_command(args: argparse.Namespace) -> list[str]:
+    """The ``nasir search`` arguments of this run, every option explicit."""
+    words = ["search", *_space_words(args)]
+    if args.passes:
+        words += ["--passes", args.passes]
+    words += ["--method", args.method, "--steps", str(args.steps), "--batch-size", str(args.batch_size),
+              "--beta", repr(args.beta), "--seed", str(args.seed), "--device", args.device, "--data", args.data,
+              "--cutout", str(args.cutout), "--train-portion", repr(args.train_portion), "--workers", str(args.workers)]
+    return words + (["--checkpoint", args.checkpoint] if args.checkpoint else [])
+
+
+def _search_resume_hint(args: argparse.Namespace) -> str:
+    if not args.checkpoint:
+        return "note: nothing was saved; give --checkpoint FILE to make a search resumable"
+    return f"next: nasir {shlex.join([*_search_command(args), '--resume'])}  # continues from the last checkpoint"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -267,9 +316,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
+        if getattr(args, "interrupted_hint", None):  # set by the resumable drivers once they run
+            sys.stderr.write(args.interrupted_hint + "\n")
         return 130
     except BrokenPipeError:
-        return 0
+        return output_closed()
+
+
+def output_closed() -> int:
+    """The reader of our output went away (``nasir ... | head``): stop as a tool killed by SIGPIPE
+    does, with status 141 rather than 0, since a training cut short must not look finished."""
+    import os
+
+    try:  # the rest of the output has nowhere to go; Python would complain when flushing it at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.stderr.write("nasir: stopped: its output was closed (broken pipe)\n")
+    except (OSError, ValueError):  # stdout without a file descriptor, or stderr closed too
+        pass
+    return 141
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -32,15 +32,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import metadata, resources
-from typing import Any, ClassVar, Literal, TextIO
-
-from lark import Lark, UnexpectedInput
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TextIO
 
 from nasir.diagnostics import NasirError
 from nasir.ir.graph import Graph
 from nasir.ir.stats import GraphStats, graph_stats
 from nasir.ir.verify import verify
 from nasir.passes import BUILTIN
+
+if TYPE_CHECKING:
+    from lark import Lark
 
 #: What a pass promises about the function the lowered graph computes.
 Exactness = Literal["exact", "approximate"]
@@ -164,6 +165,8 @@ def load_passes() -> dict[str, type[Pass]]:
 # -- pipeline text -------------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def _pipeline_parser() -> Lark:
+    from lark import Lark  # imported by the first pipeline, so that `nasir passes` and `show` start fast
+
     text = resources.files("nasir.grammar").joinpath("pipeline.lark").read_text(encoding="utf-8")
     return Lark(text, parser="lalr", strict=True, propagate_positions=True)
 
@@ -173,6 +176,8 @@ def parse_pipeline(text: str) -> list[Pass]:
     text = text.strip()
     if not text:
         return []
+    from lark import UnexpectedInput
+
     try:
         tree = _pipeline_parser().parse(text)
     except UnexpectedInput as e:

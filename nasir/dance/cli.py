@@ -24,6 +24,7 @@ from nasir.dance.errors import DanceError
 
 def register(subparsers: Any) -> None:
     from nasir.cli import output_option
+    from nasir.cli_options import budget, checkpoint_options, device_option, integer, number
     from nasir.data import add_data_option
 
     p = subparsers.add_parser("dance", help="DANCE select gates: insert, train (3 stages), extract pruned subnets")
@@ -31,34 +32,37 @@ def register(subparsers: Any) -> None:
 
     g = sub.add_parser("gates", help="insert select gates (dance-gates pass) and list the channel groups")
     _source(g)
-    g.add_argument("--budget", type=float, default=0.5, help="default C_l: fraction in (0, 1] or channel count")
+    g.add_argument("--budget", type=budget, default=0.5, help="default C_l: fraction in (0, 1] or channel count")
     output_option(g, "-o", "--output", metavar="FILE", help="write the gated IR as JSON")
     g.set_defaults(func=cmd_gates)
 
     t = sub.add_parser("train", help="stages 1-2: pre-train the backbone, then gates and weights jointly")
     _source(t)
-    t.add_argument("--budget", type=float, default=0.5, help="default C_l of the gates")
+    t.add_argument("--budget", type=budget, default=0.5, help="default C_l of the gates")
     t.add_argument("--budget-range", metavar="LO,HI", help="train a random global budget per batch from this range")
-    t.add_argument("--stage1-steps", type=int, default=200)
-    t.add_argument("--stage2-steps", type=int, default=200)
-    t.add_argument("--samples", type=int, default=2, help="T architectures sampled per batch")
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--tau-start", type=float, default=1.0, help="Gumbel-softmax temperature at the start of stage 2")
-    t.add_argument("--tau-end", type=float, default=0.1, help="... annealed exponentially to this at its end")
+    t.add_argument("--stage1-steps", type=integer(0), default=200)
+    t.add_argument("--stage2-steps", type=integer(0), default=200)
+    t.add_argument("--samples", type=integer(1), default=2, help="T architectures sampled per batch")
+    t.add_argument("--batch-size", type=integer(2), default=64)
+    t.add_argument("--tau-start", type=number(above=0), default=1.0,
+                   help="Gumbel-softmax temperature at the start of stage 2")
+    t.add_argument("--tau-end", type=number(above=0), default=0.1, help="... annealed exponentially to this at its end")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="cpu")
+    device_option(t)
     add_data_option(t)
     output_option(t, "--checkpoint", required=True, metavar="FILE", help="safetensors checkpoint (written as it goes)")
-    t.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
+    checkpoint_options(t, every_steps=50)
+    t.add_argument("--resume", action="store_true",
+                   help="continue from --checkpoint (if it exists yet) where it stopped, mid-stage included")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("extract", help="stage 3: generate the subnet for a budget, extract it, fine-tune")
     e.add_argument("checkpoint", help="a checkpoint written by `nasir dance train`")
-    e.add_argument("--budget", type=float, required=True, help="fraction in (0, 1] or channel count per group")
+    e.add_argument("--budget", type=budget, required=True, help="fraction in (0, 1] or channel count per group")
     e.add_argument("--method", choices=("dance", "score", "random", "magnitude"), default="dance")
-    e.add_argument("--finetune-steps", type=int, default=0)
-    e.add_argument("--device", default="cpu")
+    e.add_argument("--finetune-steps", type=integer(0), default=0)
+    device_option(e)
     add_data_option(e, default=None)
     output_option(e, "-o", "--output", metavar="FILE", help="write the extracted IR as JSON")
     output_option(e, "--weights", metavar="FILE", help="write the extracted weights (safetensors)")
@@ -87,6 +91,7 @@ def _gated_graph(args: argparse.Namespace, budget: float):
 
 
 def cmd_gates(args: argparse.Namespace) -> int:
+    from nasir.cli_options import next_step, space_arguments
     from nasir.dance.insert import gate_groups
     from nasir.io import atomic_write_text
 
@@ -99,7 +104,26 @@ def cmd_gates(args: argparse.Namespace) -> int:
     if args.output:
         atomic_write_text(args.output, graph.to_json() + "\n")
         print(f"gated IR written to {args.output}")
+        next_step(["dance", "train", args.output, "--checkpoint", "dance.safetensors"])
+    else:
+        next_step(["dance", "train", *space_arguments(args), "--budget", f"{args.budget:g}",
+                   "--checkpoint", "dance.safetensors"])
     return 0
+
+
+def _train_command(args: argparse.Namespace) -> list[str]:
+    """The ``nasir dance train`` arguments of this run with every option explicit, ``--resume`` last:
+    the command that continues it."""
+    from nasir.cli_options import space_arguments
+
+    words = ["dance", "train", *space_arguments(args), "--budget", f"{args.budget:g}"]
+    if args.budget_range:
+        words += ["--budget-range", args.budget_range]
+    words += ["--stage1-steps", str(args.stage1_steps), "--stage2-steps", str(args.stage2_steps),
+              "--samples", str(args.samples), "--batch-size", str(args.batch_size), "--tau-start", f"{args.tau_start!r}",
+              "--tau-end", f"{args.tau_end!r}", "--seed", str(args.seed), "--device", args.device,
+              "--data", args.data, "--checkpoint", args.checkpoint]
+    return words + ["--resume"]
 
 
 def _range(text: str | None) -> tuple[float, float] | None:
@@ -113,6 +137,10 @@ def _range(text: str | None) -> tuple[float, float] | None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import shlex
+    from pathlib import Path
+
+    from nasir.cli_options import next_step
     from nasir.dance.gated import GatedNetwork
     from nasir.dance.train import DanceConfig, DanceTrainer, accuracy
     from nasir.data import load_data
@@ -123,16 +151,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_classes(graph, data)
     config = DanceConfig(stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps, samples=args.samples,
                          batch_size=args.batch_size, budget_range=_range(args.budget_range), seed=args.seed,
-                         tau_start=args.tau_start, tau_end=args.tau_end, data=data.spec)
+                         tau_start=args.tau_start, tau_end=args.tau_end, save_every=args.checkpoint_every,
+                         save_minutes=args.checkpoint_minutes, data=data.spec)
     net = GatedNetwork(graph, tau=args.tau_start, seed=args.seed)
-    trainer = DanceTrainer(net, config, device=args.device, progress=not args.no_progress)
+    resume_command = "nasir " + shlex.join(_train_command(args))
+    trainer = DanceTrainer(net, config, device=args.device, progress=not args.no_progress,
+                           resume_command=resume_command)
+    if args.resume and not Path(args.checkpoint).is_file():
+        sys.stderr.write(f"note: no checkpoint at {args.checkpoint} yet: starting at stage 1, step 0\n")
+    args.interrupted_hint = f"next: {resume_command}  # continues from the last checkpoint"
     log = trainer.train(data.train, checkpoint=args.checkpoint, resume=args.resume)
+    if log.resumed_from is not None:
+        stage, step = log.resumed_from
+        print(f"resumed from {args.checkpoint}: " + ("both stages had finished" if stage == "done" else
+                                                     f"stage {stage[-1]} at step {step}"))
     test = data.test
     net.set_mode("off")
     print(f"trained {config.stage1_steps} + {config.stage2_steps} steps in {log.seconds:.1f} s; "
           f"last loss {log.history[-1]['loss'] if log.history else float('nan'):.3f}; "
           f"full network test accuracy {accuracy(net, test, device=args.device):.1%}")
     print(f"checkpoint: {args.checkpoint}")
+    next_step(["dance", "extract", args.checkpoint, "--budget", f"{args.budget:g}", "-o", "subnet.json",
+               "--weights", "subnet.safetensors"])
     return 0
 
 
@@ -142,12 +182,17 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from nasir.checkpoint import checkpoint_writer
     from nasir.dance.baselines import masks_for
     from nasir.dance.gated import count_parameters
-    from nasir.dance.train import accuracy, finetune, network_from_checkpoint, recalibrate_bn
+    from nasir.dance.train import accuracy, finetune, network_from_checkpoint, recalibrate_bn, unfinished
     from nasir.data import load_data
     from nasir.data.sources import space_resolution
     from nasir.io import atomic_write_all, text_writer
 
-    net, config, _ = network_from_checkpoint(args.checkpoint)
+    net, config, trained = network_from_checkpoint(args.checkpoint)
+    stopped = unfinished(trained)
+    if stopped is not None:
+        how = trained.get("resume_command") or "nasir dance train SPACE --checkpoint CHECKPOINT --resume (same options)"
+        sys.stderr.write(f"warning: {args.checkpoint}: the training is unfinished ({stopped}); the gates "
+                         f"are not fully trained.\n  continue it with: {how}\n")
     net = net.to(args.device)
     data = load_data(args.data or config.data, space_resolution(net.graph))
     train, test = data.train, data.test
@@ -173,6 +218,10 @@ def cmd_extract(args: argparse.Namespace) -> int:
     atomic_write_all([(path, writer) for path, writer, _ in outputs])
     for path, _, what in outputs:
         print(f"{what} written to {path}")
+    if args.output:
+        from nasir.cli_options import next_step
+
+        next_step(["show", args.output], note="the extracted network's layers, parameters and FLOPs")
     return 0
 
 

@@ -17,10 +17,13 @@
 Training is counted in steps (mini-batches) rather than epochs so that short demo runs and tests
 are easy to size. AMP (bfloat16 autocast, which needs no loss scaling) is used on CUDA. Progress
 shows in tqdm bars. ``checkpoint`` saves the network, the optimizer and scheduler states, the RNG
-and the position (stage, step) every ``save_every`` steps as safetensors + JSON (never pickle);
-``resume`` continues from there with the same batches as an uninterrupted run. A checkpoint is
-validated as data first (``DanceCheckpoint``): its configuration must be this run's, its position
-must lie within the run, and its optimizer and scheduler states must fit before anything is loaded.
+and the position (stage, step) every ``save_every`` steps or ``save_minutes`` minutes, whichever
+comes first, and at the end of each stage, as safetensors + JSON (never pickle); ``resume``
+continues the stage where it stopped, with the same batches, temperatures and random draws as an
+uninterrupted run, which it equals bit for bit on the CPU. A checkpoint is validated as data first
+(``DanceCheckpoint``): its configuration must be this run's (the save intervals may differ), its
+position must lie within the run, and its optimizer and scheduler states must fit before anything
+is loaded.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from nasir.data.images import CROP_FLIP, ImageSet
 from nasir.data.loader import index_batches
 from nasir.diagnostics import NasirError
 from nasir.ir.graph import Graph
+from nasir.save_schedule import CHECKPOINT_MINUTES, SaveSchedule
 
 #: Training data: an ``ImageSet`` (``nasir.data``), or normalized images and labels.
 Data = ImageSet | tuple[torch.Tensor, torch.Tensor]
@@ -79,11 +83,16 @@ class DanceConfig:
     tau_end: float = 0.1
     seed: int = 0
     save_every: int = 50
+    save_minutes: float = CHECKPOINT_MINUTES
     amp: bool = True
     losses: LossWeights = field(default_factory=LossWeights)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    def run_key(self) -> dict[str, Any]:
+        """What a resumed run must share with the checkpoint (as JSON): all but the save intervals."""
+        return {k: v for k, v in json.loads(json.dumps(self.to_json())).items() if k not in ("save_every", "save_minutes")}
 
     def validate(self) -> None:
         for name in ("stage1_steps", "stage2_steps", "stage3_steps"):
@@ -129,6 +138,8 @@ class DanceCheckpoint(CheckpointMeta):
     optim: dict[str, Any]
     sched1: dict[str, Any]
     sched2: dict[str, dict[str, Any]]
+    #: the command line that continues this run, for messages about an unfinished one
+    resume_command: str | None = None
 
     def positions(self) -> tuple[int, int]:
         """Steps taken in stage 1 and in stage 2; a ``ValueError`` when the position is impossible
@@ -149,6 +160,8 @@ class DanceLog:
     step: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+    #: (stage, step) the run continued from; None when it started afresh
+    resumed_from: tuple[str, int] | None = None
 
 
 def _autocast(device: torch.device, enabled: bool):
@@ -207,12 +220,13 @@ class DanceTrainer:
     """Runs stages 1 and 2 on a ``GatedNetwork`` and stage 3 on the networks it extracts."""
 
     def __init__(self, net: GatedNetwork, config: DanceConfig, device: str | torch.device = "cpu",
-                 progress: bool = True):
+                 progress: bool = True, resume_command: str | None = None):
         config.validate()
         self.net = net.to(device)
         self.config = config
         self.device = torch.device(device)
         self.progress = progress
+        self.resume_command = resume_command
         self.log = DanceLog()
         c = config
         self.opt1 = torch.optim.AdamW(net.backbone_parameters(), lr=c.lr_backbone, weight_decay=c.weight_decay)
@@ -236,6 +250,7 @@ class DanceTrainer:
             raise DanceError(f"{len(data)} training samples are fewer than one batch of {self.config.batch_size}")
         if resume and checkpoint is not None and Path(checkpoint).is_file():
             self.load(checkpoint)
+            self.log.resumed_from = (self.log.stage, self.log.step)
         start = time.perf_counter() - self.log.seconds
         if self.log.stage == "stage1":
             self._stage(data, "stage1", self.config.stage1_steps, self._step1, checkpoint, start)
@@ -257,6 +272,7 @@ class DanceTrainer:
         seed = self.config.seed * 1000 + (1 if stage == "stage1" else 2)
         batches = index_batches(len(data), self.config.batch_size, seed, skip=self.log.step)
         bar = tqdm(total=steps, initial=self.log.step, desc=f"dance {stage}", disable=not self.progress, leave=False)
+        schedule = SaveSchedule(self.config.save_every, self.config.save_minutes, last_step=self.log.step)
         self.net.train()
         while self.log.step < steps:
             x, y = data.batch(next(batches), CROP_FLIP if self.config.augment else None, self.aug_gen)
@@ -265,8 +281,9 @@ class DanceTrainer:
             self.log.step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{parts['loss']:.3f}")
-            if checkpoint is not None and self.log.step % self.config.save_every == 0 and self.log.step < steps:
+            if checkpoint is not None and schedule.due(self.log.step) and self.log.step < steps:
                 self.save(checkpoint, start)
+                schedule.saved(self.log.step)
         bar.close()
 
     def _step1(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
@@ -344,6 +361,7 @@ class DanceTrainer:
             "optim": opt_meta,
             "sched1": self.sched1.state_dict(),
             "sched2": {k: s.state_dict() for k, s in self.scheds2.items()},
+            "resume_command": self.resume_command,
         }
         save_checkpoint(path, tensors, json.loads(json.dumps(meta, default=_jsonable)))
 
@@ -352,8 +370,8 @@ class DanceTrainer:
         tensors, meta = read_train_checkpoint(path)
         if set(meta.budgets) != set(self.net.groups):
             raise DanceError(f"{path}: checkpoint was made for other gate groups than this network's")
-        ours, theirs = self.config.to_json(), json.loads(json.dumps(meta.config.to_json()))
-        differ = [k for k in ours if json.loads(json.dumps(ours[k])) != theirs[k]]
+        ours, theirs = self.config.run_key(), meta.config.run_key()
+        differ = [k for k in ours if ours[k] != theirs[k]]
         if differ:
             raise DanceError(f"{path}: checkpoint was made with {differ[0]}={theirs[differ[0]]!r}, this run has "
                              f"{ours[differ[0]]!r}", hint="resume with the same options, or start afresh")
@@ -442,6 +460,15 @@ def _load_net(net: GatedNetwork, tensors: dict[str, torch.Tensor], meta: DanceCh
         net.gate(g).keep = keep
     for g, tau in meta.taus.items():
         net.gate(g).tau = tau
+
+
+def unfinished(meta: dict[str, Any]) -> str | None:
+    """Where an unfinished training stopped (``network_from_checkpoint``'s metadata), e.g. 'stage 2
+    stopped at step 40 of 200'; None when both stages finished."""
+    if meta["stage"] == "done":
+        return None
+    total = meta["config"]["stage1_steps" if meta["stage"] == "stage1" else "stage2_steps"]
+    return f"stage {meta['stage'][-1]} stopped at step {meta['step']} of {total}"
 
 
 def finetune(module: nn.Module, data: Data, steps: int, config: DanceConfig, device: str | torch.device = "cpu",

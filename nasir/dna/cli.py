@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from nasir.dna.errors import DNAError
 
 def register(subparsers) -> None:
     from nasir.cli import output_option
+    from nasir.cli_options import checkpoint_options, device_option, integer, number
     from nasir.data import add_data_option
 
     p = subparsers.add_parser("dna", help="DNA block-wise distillation NAS: partition, train, rate, search, plus")
@@ -27,7 +29,7 @@ def register(subparsers) -> None:
         q.add_argument("-D", "--define", action="append", metavar="NAME=VALUE", default=[])
         q.add_argument("--entry")
         q.add_argument("--auto", action="store_true", help="partition at stage boundaries, ignoring annotations")
-        q.add_argument("--blocks", type=int, default=0, help="number of blocks (align with an N-block teacher)")
+        q.add_argument("--blocks", type=integer(0), default=0, help="number of blocks (align with an N-block teacher)")
 
     q = sub.add_parser("partition", help="split a space into DNA blocks and report each block's space")
     space_args(q)
@@ -37,32 +39,33 @@ def register(subparsers) -> None:
     q = sub.add_parser("train", help="train a teacher (if none), cache its features, distill every block")
     space_args(q)
     output_option(q, "--workdir", directory=True, required=True, help="teacher, features and block checkpoints live here")
-    q.add_argument("--teacher-steps", type=int, default=300)
-    q.add_argument("--images", type=int, default=0, help="use the first N training images (0: all 2000)")
-    q.add_argument("--steps", type=int, default=200, help="training steps per block")
-    q.add_argument("--batch-size", type=int, default=32)
-    q.add_argument("--lr", type=float, default=2e-3)
+    q.add_argument("--teacher-steps", type=integer(0), default=300)
+    q.add_argument("--images", type=integer(0), default=0, help="use the first N training images (0: all 2000)")
+    q.add_argument("--steps", type=integer(0), default=200, help="training steps per block")
+    q.add_argument("--batch-size", type=integer(2), default=32)
+    q.add_argument("--lr", type=number(above=0), default=2e-3)
     q.add_argument("--loss", choices=("mse", "ssl"), default="mse", help="mse: DNA (Eq. 6); ssl: DNA++ (Eq. 10-11)")
-    q.add_argument("--workers", type=int, default=1, help="train blocks in this many processes")
+    q.add_argument("--workers", type=integer(1), default=1, help="train blocks in this many processes")
     q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--device", default="cpu")
+    device_option(q)
+    checkpoint_options(q, every_steps=50)
     add_data_option(q)
     q.set_defaults(func=cmd_train)
 
     q = sub.add_parser("rate", help="score every path of every block with feature sharing (Alg. 1)")
     space_args(q)
     output_option(q, "--workdir", directory=True, required=True)
-    q.add_argument("--samples", type=int, default=256, help="held-out images to rate on")
+    q.add_argument("--samples", type=integer(1), default=256, help="held-out images to rate on")
     q.add_argument("--no-sharing", action="store_true", help="evaluate each path separately (reference)")
-    q.add_argument("--top", type=int, default=5, help="paths per block to print")
-    q.add_argument("--device", default="cpu")
+    q.add_argument("--top", type=integer(0), default=5, help="paths per block to print")
+    device_option(q)
     add_data_option(q, default=None)
     q.set_defaults(func=cmd_rate)
 
     q = sub.add_parser("search", help="best architecture under a params/FLOPs constraint (Alg. 2, exact)")
     q.add_argument("ratings", help="ratings.json from `nasir dna rate`")
     q.add_argument("--cost", choices=("params", "flops"), default="params")
-    q.add_argument("--limit", type=float, help="maximum summed cost of the blocks (none: unconstrained)")
+    q.add_argument("--limit", type=number(above=0), help="maximum summed cost of the blocks (none: unconstrained)")
     q.add_argument("--pareto", action="store_true", help="print the Pareto front of score vs cost")
     output_option(q, "-o", "--output", metavar="FILE", help="write the architecture (and front) as JSON")
     q.set_defaults(func=cmd_search)
@@ -70,17 +73,18 @@ def register(subparsers) -> None:
     q = sub.add_parser("plus", help="DNA+ generations on the bundled dataset (MBConv student space)")
     output_option(q, "--workdir", directory=True, required=True)
     q.add_argument("--space", metavar="JSON", help="student SpaceSpec as JSON (default: a small 3-block space)")
-    q.add_argument("--generations", type=int, default=2)
-    q.add_argument("--depth", type=float, default=1.2)
-    q.add_argument("--width", type=float, default=1.1)
-    q.add_argument("--resolution", type=float, default=1.0)
+    q.add_argument("--generations", type=integer(1), default=2)
+    q.add_argument("--depth", type=number(above=0), default=1.2)
+    q.add_argument("--width", type=number(above=0), default=1.1)
+    q.add_argument("--resolution", type=number(above=0), default=1.0)
     q.add_argument("--cost", choices=("params", "flops"), default="params")
-    q.add_argument("--limit", type=float)
-    q.add_argument("--steps", type=int, default=100, help="distillation steps per block")
+    q.add_argument("--limit", type=number(above=0))
+    q.add_argument("--steps", type=integer(0), default=100, help="distillation steps per block")
     q.add_argument("--loss", choices=("mse", "ssl"), default="mse", help="block loss: mse (DNA) or ssl (DNA++)")
-    q.add_argument("--images", type=int, default=0, help="use the first N training images (0: all 2000)")
-    q.add_argument("--teacher-steps", type=int, default=300)
-    q.add_argument("--device", default="cpu")
+    q.add_argument("--images", type=integer(0), default=0, help="use the first N training images (0: all 2000)")
+    q.add_argument("--teacher-steps", type=integer(0), default=300)
+    device_option(q)
+    checkpoint_options(q, every_steps=50)
     add_data_option(q)
     q.set_defaults(func=cmd_plus)
 
@@ -100,6 +104,23 @@ def _partitioned(args: argparse.Namespace):
     pipeline = "dna-partition" + ("{" + ",".join(opts) + "}" if opts else "")
     pm = PassManager.parse(pipeline)
     return pm.run(graph), pm
+
+
+def _space_words(args: argparse.Namespace) -> list[str]:
+    """The space arguments as ``args`` gave them, for the "next:" commands."""
+    from nasir.cli_options import space_arguments
+
+    return space_arguments(args) + (["--auto"] if args.auto else []) + (["--blocks", str(args.blocks)] if args.blocks else [])
+
+
+def _train_command(args: argparse.Namespace, config, data: str, images: int, *extra: str) -> list[str]:
+    """``nasir dna train`` in ``args.workdir`` with the distillation options of ``config`` (a
+    ``DistillConfig``) on the first ``images`` images (0: all) of ``data``: the command that trains,
+    or finishes training, those blocks."""
+    words = ["dna", "train", *_space_words(args), "--workdir", args.workdir, "--data", data]
+    words += ["--images", str(images)] if images else []
+    return words + ["--steps", str(config.steps), "--batch-size", str(config.batch_size), "--lr", repr(config.lr),
+                    "--loss", config.loss, "--seed", str(config.seed), *extra]
 
 
 def _first_images(images, labels, n: int, batch_size: int):
@@ -150,12 +171,17 @@ def cmd_partition(args: argparse.Namespace) -> int:
 
         doc = {"network": graph.name, "size": str(graph.search_space_size()), "blocks": [i.to_json() for i in infos]}
         atomic_write_text(args.json, json.dumps(doc, indent=1) + "\n")
+    from nasir.cli_options import next_step
+
+    next_step(["dna", "train", *_space_words(args), "--workdir", "dna-work"],
+              note="add --teacher-steps 20 --steps 20 --images 256 for a quick first run")
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
+    from nasir.cli_options import next_step
     from nasir.dna.distill import DistillConfig, train_blocks
     from nasir.dna.pipeline import get_teacher
     from nasir.dna.teacher import TeacherBlocks, cached_features
@@ -167,12 +193,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     images, labels = _first_images(images, labels, args.images, args.batch_size)
     workdir.mkdir(parents=True, exist_ok=True)
     teacher = get_teacher(workdir, graph, images, labels, test, args.teacher_steps, args.device,
-                          batch_size=min(64, images.shape[0]))
+                          batch_size=min(64, images.shape[0]), checkpoint_every=args.checkpoint_every,
+                          checkpoint_minutes=args.checkpoint_minutes)
     tb = TeacherBlocks(teacher, teacher.boundaries)
     feats = cached_features(tb, images, workdir / "features.safetensors", device=args.device, data=spec)
     torch.manual_seed(args.seed)
     space, names = _space_for(graph, workdir)
-    config = DistillConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, loss=args.loss)
+    config = DistillConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, loss=args.loss,
+                           checkpoint_every=args.checkpoint_every, checkpoint_minutes=args.checkpoint_minutes)
+    rerun = _train_command(args, config, args.data, args.images, "--teacher-steps", str(args.teacher_steps),
+                           "--workers", str(args.workers), "--device", args.device)
+    args.interrupted_hint = (f"next: nasir {shlex.join(rerun)}  # the same command: finished blocks are kept, "
+                             "unfinished ones continue from their last checkpoint")
     logs = train_blocks(list(space.blocks), feats, config, workdir / "blocks", workers=args.workers,
                         device=args.device, progress=True)
     for log in logs:
@@ -181,6 +213,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"{names[log.block]}: {space.blocks[log.block].size} paths, final loss {last}"
               + (" (already trained)" if done_before else f", resumed at step {log.resumed_from}" if log.resumed_from else ""))
     print(f"trained {len(logs)} blocks in {time.perf_counter() - start:.1f} s; checkpoints in {workdir / 'blocks'}")
+    next_step(["dna", "rate", *_space_words(args), "--workdir", args.workdir])
     return 0
 
 
@@ -188,6 +221,7 @@ def cmd_rate(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
+    from nasir.cli_options import next_step
     from nasir.dna.blocks import path_names
     from nasir.dna.distill import block_checkpoint, load_trained_block
     from nasir.dna.rating import rate_block, save_ratings
@@ -196,6 +230,10 @@ def cmd_rate(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir)
     graph, _ = _partitioned(args)
     block_names = path_names(graph)
+    train_first = "nasir " + shlex.join(["dna", "train", *_space_words(args), "--workdir", args.workdir,
+                                         *(["--data", args.data] if args.data else [])])
+    if not (workdir / "features.safetensors").is_file():
+        raise DNAError(f"{workdir} holds no teacher features: its blocks are not trained", hint=f"run {train_first}")
     feats, meta = load_features(workdir / "features.safetensors")
     made_on = meta.get("data", "tinyshapes")
     if args.data is not None and _data_spec(args.data) != made_on:
@@ -205,6 +243,8 @@ def cmd_rate(args: argparse.Namespace) -> int:
     space, names = _space_for(graph, workdir)
     if len(feats) != len(space.blocks) + 1:
         raise DNAError(f"the feature cache has {len(feats) - 1} blocks, the space {len(space.blocks)}")
+    _warn_unfinished(args, [block_checkpoint(workdir / "blocks", k) for k in range(len(space.blocks))], names,
+                     train_first, made_on)
     n = min(args.samples, feats[0].shape[0])
     ratings = []
     start = time.perf_counter()
@@ -218,10 +258,32 @@ def cmd_rate(args: argparse.Namespace) -> int:
         print(f"{names[k]}: {len(r.scores)} paths; best:")
         for i in r.ranked()[:args.top]:
             print(f"    {r.label(i)}  score {r.scores[i]:.4f}  params {r.params[i]:,}  FLOPs {r.flops[i]:,}")
-    save_ratings(workdir / "ratings.json", ratings)
+    save_ratings(workdir / "ratings.json", ratings, space=_space_words(args))
     print(f"rated {sum(len(r.scores) for r in ratings)} paths in {time.perf_counter() - start:.1f} s -> "
           f"{workdir / 'ratings.json'}")
+    next_step(["dna", "search", str(workdir / "ratings.json"), "--pareto", "-o", str(workdir / "arch.json")],
+              note="add --limit N for a params budget")
     return 0
+
+
+def _warn_unfinished(args: argparse.Namespace, checkpoints: list[Path], names: list[str], train_first: str,
+                     data: str) -> None:
+    """Refuse blocks that were never trained; warn (stderr) about blocks whose training stopped early,
+    with the command that finishes them."""
+    from nasir.dna.distill import read_block_checkpoint
+
+    stopped = []
+    for path, name in zip(checkpoints, names):
+        if not path.is_file():
+            raise DNAError(f"{name} is not trained: no checkpoint {path}", hint=f"run {train_first}")
+        _, meta = read_block_checkpoint(path)
+        if meta.step < meta.config.steps:
+            stopped.append((name, meta))
+    if stopped:
+        which = ", ".join(f"{name} at step {meta.step} of {meta.config.steps}" for name, meta in stopped)
+        finish = _train_command(args, stopped[0][1].config, data, stopped[0][1].samples)
+        sys.stderr.write(f"warning: {len(stopped)} of {len(names)} blocks stopped training early ({which}); their "
+                         f"ratings are less reliable.\n  finish them with: nasir {shlex.join(finish)}\n")
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -264,9 +326,20 @@ def cmd_search(args: argparse.Namespace) -> int:
                      options={"cost": args.cost, "limit": args.limit},
                      alternatives=[Alternative(arch=picks(p.indices), metrics={"score": p.score, args.cost: p.cost})
                                    for p in front] or None).save(args.output)
-        print(f"architecture written to {args.output}; next: nasir compile SPACE --mode fixed --arch {args.output} "
-              "(with the -D values of the ratings)")
+        print(f"architecture written to {args.output}")
+        _next_after_search(args)
     return 0
+
+
+def _next_after_search(args: argparse.Namespace) -> None:
+    """The searched network as plain PyTorch, from the space the ratings were made on."""
+    from nasir.cli_options import next_step
+    from nasir.dna.rating import rated_space
+
+    space = rated_space(args.ratings) or ["SPACE.nas"]
+    next_step(["compile", *space, "--mode", "fixed", "--arch", args.output, "--emit", "code"],
+              note="the searched network as plain PyTorch" + ("" if space[0] != "SPACE.nas" else
+                                                                 "; SPACE.nas: the space you rated"))
 
 
 def default_space():
@@ -297,8 +370,10 @@ def cmd_plus(args: argparse.Namespace) -> int:
     widths = [max(ch for _, ch in cells) * 2 for cells in spec.cells]
     first = NetSpec([BlockSpec([(3, 6)] * 2, w, w, s) for w, s in zip(widths, spec.strides)], stem=spec.stem,
                     classes=int(labels.max()) + 1)
+    distill = DistillConfig(steps=args.steps, loss=args.loss, checkpoint_every=args.checkpoint_every,
+                            checkpoint_minutes=args.checkpoint_minutes)
     config = PlusConfig(generations=args.generations, depth=args.depth, width=args.width, resolution=args.resolution,
-                        cost=args.cost, limit=args.limit, distill=DistillConfig(steps=args.steps, loss=args.loss),
+                        cost=args.cost, limit=args.limit, distill=distill,
                         teacher_steps=args.teacher_steps, batch_size=min(64, images.shape[0]))
     # saved as gen1/teacher.safetensors: a rerun reuses it
     teacher, _ = next_teacher(first, images, labels, config, 0, Path(args.workdir) / "gen1", args.device, None, test,

@@ -31,8 +31,11 @@ from nasir.checkpoint import CheckpointMeta, flatten_state, load_checkpoint_as, 
 from nasir.dna.errors import DNAError
 from nasir.dna.losses import SelfSupervisedBlockLoss, block_mse
 from nasir.dna.space import Block
+from nasir.save_schedule import CHECKPOINT_MINUTES, SaveSchedule
 
 _MIX = 1_000_003
+#: ``DistillConfig`` entries a resumed run may change (not stored in checkpoints)
+_SAVE_INTERVALS = ("checkpoint_every", "checkpoint_minutes")
 
 
 @dataclass
@@ -44,15 +47,17 @@ class DistillConfig:
     seed: int = 0
     #: "mse" (DNA, Eq. 6) or "ssl" (DNA++, Eq. 10 + 11: teacher and student widths may differ)
     loss: str = "mse"
-    #: save a checkpoint every this many steps (and at the end)
+    #: save a checkpoint every this many steps or minutes, whichever comes first (and at the end)
     checkpoint_every: int = 50
+    checkpoint_minutes: float = CHECKPOINT_MINUTES
     ssl_dim: int = 64
 
     def check(self) -> None:
         if self.loss not in ("mse", "ssl"):
             raise DNAError(f"unknown block loss {self.loss!r}; use 'mse' (DNA) or 'ssl' (DNA++)")
-        if self.steps < 0 or self.batch_size < 2 or self.checkpoint_every < 1 or not self.lr > 0:
-            raise DNAError("need steps >= 0, batch_size >= 2, checkpoint_every >= 1 and lr > 0")
+        if self.steps < 0 or self.batch_size < 2 or self.checkpoint_every < 1 or not self.lr > 0 \
+                or not self.checkpoint_minutes >= 0:
+            raise DNAError("need steps >= 0, batch_size >= 2, checkpoint_every >= 1, checkpoint_minutes >= 0 and lr > 0")
 
 
 class BlockCheckpoint(CheckpointMeta):
@@ -70,7 +75,7 @@ class BlockCheckpoint(CheckpointMeta):
 
     def run_key(self) -> dict[str, Any]:
         """What must equal between a checkpoint and the run that resumes it."""
-        config = {k: v for k, v in asdict(self.config).items() if k != "checkpoint_every"}
+        config = {k: v for k, v in asdict(self.config).items() if k not in _SAVE_INTERVALS}
         return {"block": self.block, "paths": self.paths, "samples": self.samples, "config": config}
 
 
@@ -123,7 +128,7 @@ def make_loss(config: DistillConfig, teacher_channels: int, student_channels: in
 
 def _meta(config: DistillConfig, block: Block, index: int, n: int) -> dict:
     return {"kind": "dna-block", "block": index, "paths": block.size, "samples": n,
-            "config": {k: v for k, v in asdict(config).items() if k != "checkpoint_every"}}
+            "config": {k: v for k, v in asdict(config).items() if k not in _SAVE_INTERVALS}}
 
 
 def read_block_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], BlockCheckpoint]:
@@ -214,6 +219,7 @@ def train_block(block: Block, inputs: torch.Tensor, targets: torch.Tensor, confi
 
         bar = tqdm(total=config.steps, initial=log.step, desc=f"block {index + 1}", position=index, leave=True,
                    dynamic_ncols=True)
+    schedule = SaveSchedule(config.checkpoint_every, config.checkpoint_minutes, last_step=log.step)
     try:
         while log.step < config.steps:
             t = log.step
@@ -233,8 +239,9 @@ def train_block(block: Block, inputs: torch.Tensor, targets: torch.Tensor, confi
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{log.losses[-1]:.4f}")
-            if checkpoint is not None and (log.step % config.checkpoint_every == 0 or log.step == config.steps):
+            if checkpoint is not None and (schedule.due(log.step) or log.step == config.steps):
                 save_block(checkpoint, block, opt, loss_mod, {**meta, "step": log.step, "losses": log.losses})
+                schedule.saved(log.step)
             if stop_after is not None and log.step >= stop_after and log.step < config.steps:
                 raise Interrupted(f"stopped after step {log.step}")
     finally:

@@ -2,6 +2,7 @@
 block training, rating and search, each step's output a file in one work directory:
 
     workdir/teacher.safetensors    teacher weights + its NetSpec (trained on the bundled data)
+    workdir/teacher.partial.safetensors   the teacher's training while it runs (resumable)
     workdir/features.safetensors   teacher block features of the training images
     workdir/blocks/blockK.safetensors   student block checkpoints (resumable)
     workdir/ratings.json           ranked table of every path of every block
@@ -19,6 +20,7 @@ from nasir.dna.blocks import block_infos
 from nasir.dna.errors import DNAError
 from nasir.dna.mbconv import BlockSpec, ChainNet, NetSpec
 from nasir.ir.graph import Graph
+from nasir.save_schedule import CHECKPOINT_MINUTES
 
 
 def teacher_spec_for(graph: Graph, classes: int = 10) -> NetSpec:
@@ -78,8 +80,10 @@ def load_teacher(path: str | Path) -> tuple[ChainNet, dict]:
 
 
 def get_teacher(workdir: Path, graph: Graph, images: torch.Tensor, labels: torch.Tensor, test, steps: int,
-                device: str, log=print, batch_size: int = 64) -> ChainNet:
-    """The teacher in ``workdir`` (checked against the space), or a new one trained on the data."""
+                device: str, log=print, batch_size: int = 64, checkpoint_every: int = 50,
+                checkpoint_minutes: float = CHECKPOINT_MINUTES) -> ChainNet:
+    """The teacher in ``workdir`` (checked against the space), or a new one trained on the data;
+    its training saves progress to ``teacher.partial.safetensors`` and continues from there."""
     from nasir.dna.train import accuracy, train_classifier
 
     path = workdir / "teacher.safetensors"
@@ -93,10 +97,13 @@ def get_teacher(workdir: Path, graph: Graph, images: torch.Tensor, labels: torch
         return net
     torch.manual_seed(0)
     net = ChainNet(spec)
+    partial = workdir / "teacher.partial.safetensors"
     train_classifier(net, images, labels, steps=steps, batch_size=batch_size, device=device, progress=True,
-                     desc="teacher")
+                     desc="teacher", checkpoint=partial, checkpoint_every=checkpoint_every,
+                     checkpoint_minutes=checkpoint_minutes, identity=spec.to_json())
     acc = accuracy(net, *test, device=device)
     net.cpu()
     save_teacher(path, net, acc)
+    partial.unlink(missing_ok=True)
     log(f"teacher: trained {steps} steps, {sum(p.numel() for p in net.parameters()):,} params, test accuracy {acc:.1%}")
     return net

@@ -6,7 +6,8 @@ multiplier for the input), retrains it from scratch on labels, and uses it as th
 The final student is the last generation's searched architecture, which the caller retrains
 without scaling.
 
-Every step resumes: block checkpoints of each generation resume, and a retrained teacher is
+Every step resumes: block checkpoints of each generation resume, a teacher's training saves its
+progress to ``genN/teacher.partial.safetensors`` and continues from it, and a retrained teacher is
 saved as ``genN/teacher.safetensors`` and reused when the loop runs again.
 
 Only the teacher changes between generations; the student space keeps its depths and widths,
@@ -132,11 +133,15 @@ def next_teacher(spec: NetSpec, images: torch.Tensor, labels: torch.Tensor, conf
         return net, acc
     torch.manual_seed(gen)
     net = ChainNet(spec)
-    train_classifier(net, images, labels, config.teacher_steps, config.batch_size, config.teacher_lr, seed=gen,
-                     device=device, resolution=resolution, progress=progress, desc=f"teacher {gen + 1}")
-    acc = accuracy(net, *test, device=device, resolution=resolution) if test is not None else None
     gdir.mkdir(parents=True, exist_ok=True)
+    partial = gdir / "teacher.partial.safetensors"
+    train_classifier(net, images, labels, config.teacher_steps, config.batch_size, config.teacher_lr, seed=gen,
+                     device=device, resolution=resolution, progress=progress, desc=f"teacher {gen + 1}",
+                     checkpoint=partial, checkpoint_every=config.distill.checkpoint_every,
+                     checkpoint_minutes=config.distill.checkpoint_minutes, identity=spec.to_json())
+    acc = accuracy(net, *test, device=device, resolution=resolution) if test is not None else None
     save_teacher(path, net.cpu(), acc)
+    partial.unlink(missing_ok=True)
     log(f"teacher of generation {gen + 1}: {sum(p.numel() for p in net.parameters()):,} params"
         + (f", test accuracy {acc:.1%}" if acc is not None else ""))
     return net, acc

@@ -100,9 +100,20 @@ class BlockRating:
         return cls(str(data.get("block", "")), paths, scores, params, flops, names)
 
 
-def save_ratings(path: str | FsPath, ratings: Sequence[BlockRating]) -> None:
-    doc = {"format": FORMAT, "blocks": [r.to_json() for r in ratings]}
+def save_ratings(path: str | FsPath, ratings: Sequence[BlockRating], space: Sequence[str] = ()) -> None:
+    """Write the table; ``space`` (the command-line arguments naming the rated space, e.g. ``[file,
+    "-D", "C=4"]``) lets later steps print the exact command that builds the searched network."""
+    doc: dict = {"format": FORMAT, "blocks": [r.to_json() for r in ratings]}
+    if space:
+        doc["space"] = list(space)
     atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
+
+
+def rated_space(path: str | FsPath) -> list[str]:
+    """The space arguments ``save_ratings`` recorded ([] when none, or not a list of strings)."""
+    doc = read_json(path, "ratings", DNAError)
+    space = doc.get("space") if isinstance(doc, dict) else None
+    return space if isinstance(space, list) and space and all(isinstance(w, str) for w in space) else []
 
 
 def load_ratings(path: str | FsPath) -> list[BlockRating]:

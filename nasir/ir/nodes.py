@@ -14,14 +14,16 @@ exactly the derived weights P_S and q_i = p_i / P_S of TopoNAS without new learn
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-import networkx as nx
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from nasir.diagnostics import SourceLoc
 from nasir.ir.names import FreshNames
 from nasir.ir.ops import OpAttrsUnion
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 class NodeBase(BaseModel):
@@ -245,6 +247,8 @@ class Region(BaseModel):
     # -- analyses --------------------------------------------------------------------------
     def digraph(self) -> nx.DiGraph:
         """The region as a networkx DiGraph (node attribute ``node`` holds the payload)."""
+        import networkx as nx  # a tenth of a second to import: only the analyses that need it pay
+
         g = nx.DiGraph()
         for n in self.nodes:
             g.add_node(n.name, node=n)
@@ -255,6 +259,8 @@ class Region(BaseModel):
 
     def sort(self) -> None:
         """Restore topological order after a rewrite (stable for already ordered nodes)."""
+        import networkx as nx
+
         g = self.digraph()
         pos = {n.name: i for i, n in enumerate(self.nodes)}
         order = list(nx.lexicographical_topological_sort(g, key=lambda name: pos[name]))

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 
-import networkx as nx
-
 from nasir.ir.names import FreshNames, fresh_name
 from nasir.ir.nodes import ArchWeighted, Node, NodeBase, OpNode, Region, sub_regions
 
@@ -85,6 +83,8 @@ def used_arch(root: Region | NodeBase) -> set[str]:
 
 def live_nodes(region: Region) -> set[str]:
     """Names of nodes some output depends on (inputs are always kept)."""
+    import networkx as nx  # lazily, as in Region.digraph
+
     g = region.digraph()
     live: set[str] = {n.name for n in region.nodes if n.kind in ("input", "output")}
     for out in region.outputs:

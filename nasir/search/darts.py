@@ -14,10 +14,11 @@ configuration says (``augment``: pad-4 crop and flip; ``cutout``), each batch wi
 generator, so a resumed run sees the same augmented batches and ``workers`` changes nothing.
 
 Progress is shown with tqdm; ``checkpoint`` saves weights, alphas, optimizer states and the step
-every ``save_every`` steps (safetensors + JSON), and ``resume`` continues from it exactly. A
-checkpoint is checked before anything runs: its metadata as data (``SearchCheckpoint``), its
-configuration against this run's (only ``steps`` and ``save_every`` may differ) and its step
-against this run's length.
+every ``save_every`` steps or ``save_minutes`` minutes, whichever comes first, and at the end
+(safetensors + JSON), and ``resume`` continues from it exactly: the data order, the per-step
+sampling noise and the Gumbel temperature are functions of the step. A checkpoint is checked before
+anything runs: its metadata as data (``SearchCheckpoint``), its configuration against this run's
+(only ``steps`` and the save intervals may differ) and its step against this run's length.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from nasir.data.loader import stream
 from nasir.diagnostics import NasirError
 from nasir.lowering import NasirModule
 from nasir.runtime import GumbelSampler
+from nasir.save_schedule import CHECKPOINT_MINUTES, SaveSchedule
 
 METHODS = ("darts", "gdas", "spos")
 
@@ -58,12 +60,16 @@ class SearchConfig:
     tau_min: float = 0.1
     seed: int = 0
     save_every: int = 10
+    save_minutes: float = CHECKPOINT_MINUTES
     #: the ``--data`` source and the DARTS split of its training set (recorded, checked on resume)
     data: str = "tinyshapes"
     train_portion: float = 0.5
     #: pad-4 random crop and horizontal flip of training batches; cutout square side (0: none)
     augment: bool = False
     cutout: int = 0
+
+#: Configuration entries a resumed run may change.
+_NOT_COMPARED = ("steps", "save_every", "save_minutes")
 
 
 class SearchCheckpoint(CheckpointMeta):
@@ -82,6 +88,8 @@ class SearchLog:
     step: int = 0
     losses: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    #: the step the run continued from (0: it started afresh)
+    resumed_from: int = 0
 
 
 class SupernetSearch:
@@ -141,6 +149,7 @@ class SupernetSearch:
         cfg = self.config
         if resume and checkpoint is not None and Path(checkpoint).exists():
             self.load(checkpoint)
+            self.log.resumed_from = self.log.step
         augmentation = augmentation_for(cfg.augment, cfg.cutout)
         options = dict(augmentation=augmentation, skip=self.log.step, workers=self.workers,
                        pin_memory=self.device.type == "cuda")
@@ -148,6 +157,7 @@ class SupernetSearch:
         val_it = stream(ImageSet.of(val), cfg.batch_size, cfg.seed + 1, **options)
         torch.manual_seed(cfg.seed)
         start = time.perf_counter()
+        schedule = SaveSchedule(cfg.save_every, cfg.save_minutes, last_step=self.log.step)
         with tqdm(total=cfg.steps, initial=self.log.step, desc=f"{cfg.method} search", unit="step",
                   disable=not progress, dynamic_ncols=True) as bar:
             while self.log.step < cfg.steps:
@@ -155,8 +165,9 @@ class SupernetSearch:
                 loss = self.step(next(train_it), next(val_it))
                 bar.set_postfix(loss=f"{loss:.3f}")
                 bar.update(1)
-                if checkpoint is not None and (self.log.step % cfg.save_every == 0 or self.log.step == cfg.steps):
+                if checkpoint is not None and (schedule.due(self.log.step) or self.log.step == cfg.steps):
                     self.save(checkpoint)
+                    schedule.saved(self.log.step)
         self.log.seconds += time.perf_counter() - start
         return self.log
 
@@ -174,7 +185,7 @@ class SupernetSearch:
         """Restore a checkpoint of this run; everything is checked before anything is changed."""
         tensors, meta = load_checkpoint_as(path, SearchCheckpoint, "supernet search")
         ours, theirs = asdict(self.config), asdict(meta.config)
-        differ = [k for k in ours if k not in ("steps", "save_every") and ours[k] != theirs[k]]
+        differ = [k for k in ours if k not in _NOT_COMPARED and ours[k] != theirs[k]]
         if differ:
             raise NasirError(f"{path}: checkpoint was made with {differ[0]}={theirs[differ[0]]!r}, "
                              f"this run has {ours[differ[0]]!r}", hint="resume with the same options, or start afresh")

@@ -51,3 +51,49 @@ def test_extract_writes_all_outputs_or_none(tmp_path, capsys):
     assert main(["dance", "train", "std/resnet18.nas", "-D", "width=4", "--stage1-steps", "1", "--stage2-steps", "1",
                  "--batch-size", "8", "--checkpoint", str(ckpt), "--resume", "--no-progress"]) == 2
     assert "invalid metadata at budgets" in capsys.readouterr().err
+
+
+def test_train_killed_in_stage_2_resumes_where_it_stopped_bit_for_bit(tmp_path, capsys, monkeypatch):
+    """`nasir dance train --resume` continues stage 2 at the step of its last checkpoint (not at 0),
+    with the temperature, random state and optimizers of that step: the result equals an
+    uninterrupted run's exactly. `extract` on the unfinished checkpoint warns and says how to go on."""
+    import shlex
+
+    import torch
+
+    from nasir.checkpoint import load_checkpoint
+    from nasir.dance.train import DanceTrainer
+
+    argv = ["dance", "train", "std/resnet18.nas", "-D", "width=4", "--stage1-steps", "1", "--stage2-steps", "4",
+            "--batch-size", "8", "--no-progress", "--checkpoint-every", "2", "--checkpoint-minutes", "0"]
+    whole, part = tmp_path / "whole.safetensors", tmp_path / "part.safetensors"
+    assert main([*argv, "--checkpoint", str(whole)]) == 0
+    assert f"next: nasir dance extract {whole} --budget 0.5" in capsys.readouterr().out
+
+    real_step2 = DanceTrainer._step2
+
+    def killed_at_step_4(self, x, y):
+        if self.log.step == 3:
+            raise KeyboardInterrupt
+        return real_step2(self, x, y)
+
+    monkeypatch.setattr(DanceTrainer, "_step2", killed_at_step_4)
+    assert main([*argv, "--checkpoint", str(part)]) == 130
+    hint = capsys.readouterr().err.splitlines()[-1]
+    assert hint.startswith("next: nasir dance train") and hint.split("  #")[0].endswith("--resume")
+    monkeypatch.undo()
+
+    assert main(["dance", "extract", str(part), "--budget", "0.5", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "warning:" in err and "unfinished (stage 2 stopped at step 2 of 4)" in err
+    resume = shlex.split(err.split("continue it with: ")[1].splitlines()[0])
+    assert resume[:3] == ["nasir", "dance", "train"] and resume[-1] == "--resume"
+
+    torch.manual_seed(99)  # nothing but the checkpoint carries over
+    assert main([*resume[1:], "--no-progress"]) == 0
+    assert f"resumed from {part}: stage 2 at step 2" in capsys.readouterr().out
+    (expected, done), (got, resumed) = load_checkpoint(whole), load_checkpoint(part)
+    assert resumed["stage"] == "done" and [h["loss"] for h in resumed["history"]] == [h["loss"] for h in done["history"]]
+    assert expected.keys() == got.keys()
+    for key, value in expected.items():
+        assert torch.equal(value, got[key]), key

@@ -105,6 +105,9 @@ def test_plus_resumes_from_saved_teachers(tmp_path, capsys):
     first = capsys.readouterr().out
     assert "reused" not in first and (work / "gen1" / "teacher.safetensors").is_file()
     assert (work / "gen2" / "teacher.safetensors").is_file()
+    assert "generation 1:" in first and "generation 2:" in first and "final student (generation 2" in first
+    assert [g["generation"] for g in json.loads((work / "generations.json").read_text())] == [1, 2]
+    assert not list(work.glob("gen*/teacher.partial.safetensors"))  # removed once the teacher is saved
     assert main(argv) == 0
     assert capsys.readouterr().out.count("reused") == 2
     space.write_text("{\"cells\": 3}")
@@ -130,3 +133,53 @@ def test_std_mbconv_dna_architecture_compiles_fixed(tmp_path, capsys):
     assert main(["compile", *TINY_MBCONV, "--mode", "fixed", "--arch", str(arch), "--emit", "code"]) == 0
     code = capsys.readouterr().out
     assert f"blocks0.{doc['arch']['blocks0']}.mb_layer" in code and "blocks1.cell1.mb_layer" in code
+
+
+def test_each_step_says_what_comes_next_and_rate_warns_about_unfinished_blocks(tmp_path, capsys, monkeypatch):
+    """partition -> train (killed in block 2) -> rate warns and prints the command that finishes the
+    blocks -> that command resumes block 2 -> rate -> search, each printing the next command."""
+    import shlex
+
+    from nasir.dna import distill
+
+    work = tmp_path / "w"
+    assert main(["dna", "partition", SPACE]) == 0
+    assert f"next: nasir dna train {SPACE} --workdir dna-work" in capsys.readouterr().out
+    real_step_paths = distill.step_paths
+
+    def killed_in_block_2(block, step, seed, index):
+        if index == 1 and step == 2:
+            raise KeyboardInterrupt
+        return real_step_paths(block, step, seed, index)
+
+    monkeypatch.setattr(distill, "step_paths", killed_in_block_2)
+    argv = ["dna", "train", SPACE, "--workdir", str(work), "--teacher-steps", "2", "--steps", "4", "--batch-size", "8",
+            "--images", "48", "--checkpoint-every", "2", "--checkpoint-minutes", "0"]
+    assert main(argv) == 130
+    assert "next: nasir dna train" in capsys.readouterr().err
+    monkeypatch.undo()
+
+    assert main(["dna", "rate", SPACE, "--workdir", str(work), "--samples", "16"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: 1 of 2 blocks stopped training early (" in err and " at step 2 of 4)" in err
+    finish = shlex.split(err.split("finish them with: ")[1].splitlines()[0])
+    assert finish[:3] == ["nasir", "dna", "train"]
+    assert main(finish[1:]) == 0
+    out = capsys.readouterr().out
+    assert "resumed at step 2" in out and f"next: nasir dna rate {SPACE} --workdir {work}" in out
+
+    assert main(["dna", "rate", SPACE, "--workdir", str(work), "--samples", "16"]) == 0
+    captured = capsys.readouterr()
+    assert "warning" not in captured.err
+    assert f"next: nasir dna search {work / 'ratings.json'} --pareto -o {work / 'arch.json'}" in captured.out
+    assert main(["dna", "search", str(work / "ratings.json"), "-o", str(work / "arch.json")]) == 0
+    compile_line = f"next: nasir compile {SPACE} --mode fixed --arch {work / 'arch.json'} --emit code"
+    assert compile_line in capsys.readouterr().out
+    assert main(shlex.split(compile_line.removeprefix("next: nasir "))) == 0  # the printed command works
+    assert "def forward(self, x)" in capsys.readouterr().out
+
+
+def test_rate_before_train_says_to_train_first(tmp_path, capsys):
+    assert main(["dna", "rate", SPACE, "--workdir", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err
+    assert "holds no teacher features" in err and f"nasir dna train {SPACE} --workdir {tmp_path / 'w'}" in err

@@ -8,6 +8,11 @@ from nasir.frontends import parser as P
 from nasir.frontends.elaborate import std_dir
 
 
+def test_the_grammar_has_no_conflicts_or_colliding_terminals():
+    """What Lark's strict mode checks; the parser the commands use skips it to start faster."""
+    assert P.parser(strict=True).options.strict
+
+
 @pytest.mark.parametrize("path", sorted(std_dir().glob("*.nas")), ids=lambda p: p.name)
 def test_std_files_parse(path):
     tree = P.parse(path.read_text(), str(path))

@@ -125,3 +125,40 @@ def test_resume_needs_the_same_options(tmp_path):
         _run(3, checkpoint=ck, resume=True, method="spos")
     with pytest.raises(NasirError, match="beyond|this run has 1 steps"):
         _run(1, checkpoint=ck, resume=True)
+
+
+@pytest.mark.parametrize("method", ["darts", "gdas"])
+def test_a_run_killed_mid_way_and_resumed_equals_an_uninterrupted_one_bit_for_bit(tmp_path, monkeypatch, method):
+    """Same data order, sampling noise, Gumbel temperature and optimizer state after the resume."""
+    straight, _ = _run(4, method=method)
+    ck = tmp_path / "ck.safetensors"
+    real_step = SupernetSearch.step
+
+    def killed_at_step_3(self, train, val):
+        if self.log.step == 2:
+            raise KeyboardInterrupt
+        return real_step(self, train, val)
+
+    monkeypatch.setattr(SupernetSearch, "step", killed_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        _run(4, checkpoint=ck, method=method)
+    monkeypatch.undo()
+    torch.manual_seed(1234)  # nothing but the checkpoint carries over
+    resumed, search = _run(4, checkpoint=ck, resume=True, method=method)
+    assert search.log.resumed_from == 2 and search.log.step == 4 and len(search.log.losses) == 4
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_checkpoints_come_on_time_as_well_as_on_steps(tmp_path, monkeypatch):
+    """With a step interval longer than the run, a slow run still saves every few minutes."""
+    from nasir import save_schedule
+
+    clock = iter(range(0, 10**6, 50))  # every reading of the clock is 50 s later
+    monkeypatch.setattr(save_schedule, "_now", lambda: next(clock))
+    saved = []
+    monkeypatch.setattr(SupernetSearch, "save", lambda self, path: saved.append(self.log.step))
+    model = lower(_space(), "supernet", seed=0)
+    config = SearchConfig(steps=4, batch_size=8, save_every=100, save_minutes=1.5)
+    SupernetSearch(model, config).run(*_data(), checkpoint=tmp_path / "ck.safetensors", progress=False)
+    assert saved == [2, 4]  # 100 s after the start, then the end of the run

@@ -1,0 +1,123 @@
+"""Options shared by the ``nasir`` commands, checked when the command line is parsed.
+
+A bad number or device is an ``argparse`` error naming the flag (``argument --batch-size: must be
+>= 1, got 0``, exit status 2) before anything is compiled or trained, instead of a traceback from
+deep inside torch minutes later. The checkpoint options of the resumable drivers and the "next:"
+line that tells a user which command comes after this one live here too. Nothing here imports
+torch unless a device other than the CPU is asked for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import shlex
+from collections.abc import Callable, Sequence
+
+from nasir.diagnostics import NasirError
+from nasir.save_schedule import CHECKPOINT_MINUTES
+
+_DEVICE = re.compile(r"(cuda|mps)(?::(\d{1,4}))?")
+
+
+def integer(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+def number(minimum: float = -math.inf, *, above: float | None = None, maximum: float = math.inf
+           ) -> Callable[[str], float]:
+    """An argparse type: a finite number >= ``minimum`` (or > ``above``) and <= ``maximum``."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        if above is not None and value <= above:
+            raise argparse.ArgumentTypeError(f"must be > {above:g}, got {value:g}")
+        if value < minimum or value > maximum:
+            bounds = f">= {minimum:g}" if maximum == math.inf else f"in [{minimum:g}, {maximum:g}]"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {value:g}")
+        return value
+    return parse
+
+
+def budget(text: str) -> float:
+    """An argparse type for DANCE budgets: a fraction of the channels in (0, 1] or a whole channel
+    count >= 1 (``1.5`` is neither)."""
+    value = number(above=0)(text)
+    if value > 1 and not value.is_integer():
+        raise argparse.ArgumentTypeError(f"is a fraction in (0, 1] or a whole channel count, got {value:g}")
+    return value
+
+
+def device(text: str) -> str:
+    """An argparse type: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``, present on this machine."""
+    if text == "cpu":
+        return text
+    match = _DEVICE.fullmatch(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}; use cpu, cuda, cuda:N or mps")
+    import torch
+
+    kind, index = match.group(1), match.group(2)
+    if kind == "mps":
+        if not torch.backends.mps.is_available() or index not in (None, "0"):
+            raise argparse.ArgumentTypeError(f"{text}: no such Apple GPU (MPS) on this machine; use --device cpu")
+        return text
+    if not torch.cuda.is_available():
+        why = "this torch was built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+        raise argparse.ArgumentTypeError(f"{text}: CUDA is not available ({why}); use --device cpu")
+    count = torch.cuda.device_count()
+    if index is not None and int(index) >= count:
+        names = "cuda:0" + (f" .. cuda:{count - 1}" if count > 1 else "")
+        raise argparse.ArgumentTypeError(f"{text}: this machine has {count} CUDA device{'s' * (count != 1)} ({names})")
+    return text
+
+
+def device_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", type=device, default="cpu", help="cpu (default), cuda, cuda:N or mps")
+
+
+def checkpoint_options(p: argparse.ArgumentParser, every_steps: int) -> None:
+    """``--checkpoint-every STEPS`` and ``--checkpoint-minutes M``: a checkpoint is written after
+    whichever interval ends first (``nasir.save_schedule``)."""
+    p.add_argument("--checkpoint-every", type=integer(1), default=every_steps, metavar="STEPS",
+                   help=f"save a checkpoint after this many steps (default {every_steps}) ...")
+    p.add_argument("--checkpoint-minutes", type=number(0), default=CHECKPOINT_MINUTES, metavar="M",
+                   help=f"... or this many minutes, whichever comes first (default {CHECKPOINT_MINUTES:g}; 0: steps only)")
+
+
+def require_checkpoint_for_resume(args: argparse.Namespace, flag: str = "--checkpoint") -> None:
+    """``--resume`` continues a checkpoint, so it needs to be told which one."""
+    if getattr(args, "resume", False) and not getattr(args, flag.lstrip("-").replace("-", "_"), None):
+        raise NasirError(f"--resume needs {flag} FILE: the checkpoint to continue",
+                         hint=f"e.g. {flag} run.safetensors --resume (the same file the first run wrote)")
+
+
+def space_arguments(args: argparse.Namespace) -> list[str]:
+    """The arguments that name the space a command was given (file, ``-D``, ``--entry``), for the
+    commands that ``next_step`` prints."""
+    words = [args.file]
+    for item in getattr(args, "define", None) or []:
+        words += ["-D", item]
+    if getattr(args, "entry", None):
+        words += ["--entry", args.entry]
+    return words
+
+
+def next_step(*commands: Sequence[str], note: str = "") -> None:
+    """Print the command(s) that come next, exactly as they can be pasted into a shell."""
+    for command in commands:
+        print(f"next: {shlex.join(['nasir', *command])}" + (f"  # {note}" if note else ""))
