@@ -2,12 +2,15 @@
 
 ``nasir compile``/``count``/``show`` on missing files, folders, devices, FIFOs, binary and non-UTF-8
 files, with bad ``-D`` overrides, ``-I`` folders and pipelines: in process (many combinations) and as
-real processes under a time limit and an address-space limit (a few, for the exit status).
+real processes under a time limit and an address-space limit (a few, for the exit status). The
+numeric options and ``--device`` of the training commands: any text either parses into a value in
+range or is refused at parse time with exit 2 and a message naming the flag.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import os
 import resource
 import subprocess
@@ -19,7 +22,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nasir.cli import main
+from nasir.cli import build_parser, main
 
 from ._harness import bounded, examples
 
@@ -94,3 +97,62 @@ def test_cli_process_exits_2_without_traceback(case, bad_files):
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and "error:" in proc.stderr
     assert "do-not-print-me" not in proc.stderr + proc.stdout
+
+
+SEARCH = ["search", "std/darts.nas"]
+DANCE_TRAIN = ["dance", "train", "std/resnet18.nas", "--checkpoint", "c.safetensors"]
+DNA_TRAIN = ["dna", "train", "std/mbconv.nas", "--workdir", "w"]
+#: (command, flag, type, smallest value, largest value, smallest excluded)
+NUMERIC_FLAGS = [
+    (SEARCH, "--steps", int, 1, math.inf, False), (SEARCH, "--batch-size", int, 1, math.inf, False),
+    (SEARCH, "--beta", float, 0, math.inf, False), (SEARCH, "--checkpoint-every", int, 1, math.inf, False),
+    (SEARCH, "--checkpoint-minutes", float, 0, math.inf, False),
+    (DANCE_TRAIN, "--budget", float, 0, math.inf, True), (DANCE_TRAIN, "--stage1-steps", int, 0, math.inf, False),
+    (DANCE_TRAIN, "--samples", int, 1, math.inf, False), (DANCE_TRAIN, "--batch-size", int, 2, math.inf, False),
+    (DANCE_TRAIN, "--tau-start", float, 0, math.inf, True),
+    (["dance", "extract", "c.safetensors", "--budget", "0.5"], "--finetune-steps", int, 0, math.inf, False),
+    (DNA_TRAIN, "--images", int, 0, math.inf, False), (DNA_TRAIN, "--lr", float, 0, math.inf, True),
+    (DNA_TRAIN, "--workers", int, 1, math.inf, False), (["dna", "search", "r.json"], "--limit", float, 0, math.inf, True),
+    (["dna", "plus", "--workdir", "w"], "--generations", int, 1, math.inf, False),
+]
+NUMBER_TEXTS = st.one_of(st.integers(-10**9, 10**9).map(str), st.floats().map(repr), st.text(max_size=12),
+                         st.sampled_from(["0", "-0", "1", "1.0", "0.5", "1.5", "2", "1e999", "-1e-9", "nan", "inf",
+                                          " 3", "0x10", "1_000", "", "--", "-1"]))
+
+
+def _parse(argv: list[str]) -> tuple[object, str]:
+    """(parsed namespace or the exit status, stderr) of parsing ``argv``."""
+    err = io.StringIO()
+    with redirect_stderr(err), redirect_stdout(io.StringIO()):
+        try:
+            return build_parser().parse_args(argv), err.getvalue()
+        except SystemExit as e:
+            return e.code, err.getvalue()
+
+
+@examples(ci=60, long=5_000)
+@given(case=st.sampled_from(NUMERIC_FLAGS), text=NUMBER_TEXTS)
+def test_numeric_options_parse_in_range_or_are_refused_naming_the_flag(case, text):
+    command, flag, kind, low, high, low_excluded = case
+    parsed, err = _parse([*command, f"{flag}={text}"])
+    if not hasattr(parsed, "func"):
+        assert parsed == 2 and f"argument {flag}:" in err and "Traceback" not in err, (flag, text, err)
+        return
+    value = getattr(parsed, flag.lstrip("-").replace("-", "_"))
+    assert type(value) is kind and math.isfinite(value) and low <= value <= high, (flag, text, value)
+    assert not (low_excluded and value == low), (flag, text)
+    if flag == "--budget":
+        assert value <= 1 or value.is_integer()
+
+
+@examples(ci=30, long=2_000)
+@given(text=st.one_of(st.text(max_size=12), st.sampled_from(["cpu", "cuda", "cuda:0", "cuda:7", "mps", "cpu:0",
+                                                            "CUDA", "cuda:", "cuda:-1", "meta", "tpu"])))
+def test_devices_are_checked_when_parsed(text):
+    import torch
+
+    parsed, err = _parse([*SEARCH, f"--device={text}"])
+    if not hasattr(parsed, "func"):
+        assert parsed == 2 and "argument --device:" in err and "Traceback" not in err, (text, err)
+        return
+    assert parsed.device == "cpu" or (parsed.device.startswith("cuda") and torch.cuda.is_available()), text
