@@ -342,6 +342,17 @@ def _next_after_search(args: argparse.Namespace) -> None:
                                                                  "; SPACE.nas: the space you rated"))
 
 
+def _plus_command(args: argparse.Namespace) -> list[str]:
+    """This ``nasir dna plus`` command, every option explicit."""
+    words = ["dna", "plus", "--workdir", args.workdir] + (["--space", args.space] if args.space else [])
+    for flag in ("generations", "depth", "width", "resolution", "cost", "limit", "steps", "loss", "images",
+                 "teacher_steps", "device"):
+        value = getattr(args, flag)
+        if value is not None:
+            words += ["--" + flag.replace("_", "-"), str(value)]
+    return words
+
+
 def default_space():
     from nasir.dna.mbconv import SpaceSpec
 
@@ -375,6 +386,8 @@ def cmd_plus(args: argparse.Namespace) -> int:
     config = PlusConfig(generations=args.generations, depth=args.depth, width=args.width, resolution=args.resolution,
                         cost=args.cost, limit=args.limit, distill=distill,
                         teacher_steps=args.teacher_steps, batch_size=min(64, images.shape[0]))
+    args.interrupted_hint = (f"next: nasir {shlex.join(_plus_command(args))}  # the same command: saved teachers "
+                             "and blocks are reused, unfinished ones continue")
     # saved as gen1/teacher.safetensors: a rerun reuses it
     teacher, _ = next_teacher(first, images, labels, config, 0, Path(args.workdir) / "gen1", args.device, None, test,
                               True, print)

@@ -183,3 +183,15 @@ def test_rate_before_train_says_to_train_first(tmp_path, capsys):
     assert main(["dna", "rate", SPACE, "--workdir", str(tmp_path / "w")]) == 2
     err = capsys.readouterr().err
     assert "holds no teacher features" in err and f"nasir dna train {SPACE} --workdir {tmp_path / 'w'}" in err
+
+
+def test_the_command_printed_to_continue_plus_is_the_same_run():
+    from nasir.cli import build_parser
+    from nasir.dna.cli import _plus_command
+
+    argv = ["dna", "plus", "--workdir", "w", "--space", "s.json", "--generations", "3", "--limit", "5e5", "--loss", "ssl",
+            "--images", "96", "--checkpoint-minutes", "1"]
+    first = vars(build_parser().parse_args(argv))
+    again = vars(build_parser().parse_args(_plus_command(build_parser().parse_args(argv))))
+    differ = {k for k in first if first[k] != again[k]}
+    assert differ == {"checkpoint_minutes"}  # the save intervals may change between a run and its continuation
