@@ -346,7 +346,7 @@ def _plus_command(args: argparse.Namespace) -> list[str]:
     """This ``nasir dna plus`` command, every option explicit."""
     words = ["dna", "plus", "--workdir", args.workdir] + (["--space", args.space] if args.space else [])
     for flag in ("generations", "depth", "width", "resolution", "cost", "limit", "steps", "loss", "images",
-                 "teacher_steps", "device"):
+                 "teacher_steps", "device", "data"):
         value = getattr(args, flag)
         if value is not None:
             words += ["--" + flag.replace("_", "-"), str(value)]

@@ -84,7 +84,7 @@ def test_a_define_of_the_wrong_type_names_the_flag(capsys, define, message):
 
 def test_a_batch_larger_than_the_data(capsys):
     assert main([*SEARCH, "--steps", "1", "--batch-size", "5000"]) == 2
-    assert "--batch-size 5000 is larger than the 1000 images" in capsys.readouterr().err
+    assert "1000 samples are fewer than one batch of 5000" in capsys.readouterr().err
 
 
 def test_a_closed_output_is_not_a_success():
