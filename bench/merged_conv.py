@@ -173,12 +173,40 @@ def breakdown(shape="darts-dw", dtype=torch.bfloat16):
         print(f"  {name}: {t(fn):.4f}", flush=True)
 
 
+def igemm_compare(shapes, dtypes):
+    """Forward of a dense merged kernel: prep + cuDNN against prep + the Triton implicit GEMM."""
+    import triton.testing
+
+    print("\nimplicit GEMM vs cuDNN, forward with the merged kernel (ms, median):")
+    print("| shape | dtype | input | cuDNN | Triton implicit GEMM | cuDNN / Triton |")
+    print("|---|---|---|---:|---:|---:|")
+    for shape in shapes:
+        if SHAPES[shape][7] == "dw" and not SHAPES[shape][8]:
+            continue  # depthwise: not a GEMM
+        for dtype in dtypes:
+            x, ks, ds, wt, pws, kw = _make(shape, dtype)
+            x, ks, wt = x.detach(), [k.detach() for k in ks], wt.detach()
+            pws = [p.detach() for p in pws] if pws else None
+            W = tc.merge(ks, ds, wt, pws, True, None, 1e-5, dtype=dtype)
+            s, p = kw["stride"], W.shape[-1] // 2
+            for name, xi in (("NCHW", x), ("channels-last", x.contiguous(memory_format=torch.channels_last))):
+                ref = torch.nn.functional.conv2d(xi, W, stride=s, padding=p)
+                err = (tc.igemm_conv(xi, W, s).float() - ref.float()).norm() / ref.float().norm()
+                a = triton.testing.do_bench(
+                    lambda xi=xi, W=W, s=s, p=p: torch.nn.functional.conv2d(xi, W, stride=s, padding=p),
+                    return_mode="median")
+                b = triton.testing.do_bench(lambda xi=xi, W=W, s=s: tc.igemm_conv(xi, W, s), return_mode="median")
+                print(f"| {shape} | {str(dtype).replace('torch.', '')} | {name} | {a:.4f} | {b:.4f} | {a / b:.2f} |"
+                      f" (rel. err {err:.1e})", flush=True)
+
+
 def print_autotune():
     """The tile/warp configuration the autotuner chose for each shape key of the strided kernel."""
-    kern = tc._kmod().dwn_conv_kernel
-    print("\nautotuned dwn_conv_kernel (key: C, H_src, W_src, H_dst, W_dst, s_c, d_c, STRIDE, TRANSPOSE, dtypes):")
-    for key, cfg in getattr(kern, "cache", {}).items():
-        print(f"  {key}: {cfg}")
+    for name in ("dwn_conv_kernel", "igemm_conv_kernel"):
+        kern = getattr(tc._kmod(), name)
+        print(f"\nautotuned {name} (key: {', '.join(getattr(kern, 'keys', []))}, then argument dtypes):")
+        for key, cfg in getattr(kern, "cache", {}).items():
+            print(f"  {key}: {cfg}")
 
 
 def tune(dtype=torch.bfloat16):
@@ -214,6 +242,7 @@ def main(argv=None):
     ap.add_argument("--compile-layouts", default=None, help="layouts also timed under torch.compile (default: all)")
     ap.add_argument("--channels-last", action="store_true", help="also time every path on channels-last inputs")
     ap.add_argument("--no-naive", action="store_true", help="skip the naive per-candidate path")
+    ap.add_argument("--igemm", action="store_true", help="also compare the implicit-GEMM forward with cuDNN")
     args = ap.parse_args(argv)
     import triton
 
@@ -233,6 +262,8 @@ def main(argv=None):
         for shape in args.shapes.split(","):
             for d in args.dtypes.split(","):
                 run_shape(shape, dts[d], bw, rows, layouts, clay, channels_last=cl, naive=not args.no_naive)
+    if args.igemm:
+        igemm_compare(args.shapes.split(","), [dts[d] for d in args.dtypes.split(",")])
     print_autotune()
     print("\n| shape | dtype | path | fwd+bwd ms | peak MiB | HBM fraction | fwd ms | fwd HBM fraction |")
     print("|---|---|---|---:|---:|---:|---:|---:|")

@@ -441,3 +441,243 @@ def dwn_wgrad_kernel(
         v = tl.load(xc + n.to(tl.int64) * xs_n + iy * xs_h + ix * xs_w, mask=m & cm, other=0.0)
         acc += v.to(tl.float32) * g
     tl.store(part + (sp * C + c) * (K * K) + tap, acc, mask=tm & cm)
+
+
+# ---------------------------------------------------------------- merge backward (dense, grouped, factorized)
+#
+# Given the gradient gW of the merged kernel (fp32 [C_out, C_in/g, K, K], from cuDNN), push it
+# through the merge and the standardizations to every candidate: the same formulas as
+# ``reference.merge_kernels_backward_reference``, in two launches instead of dozens of small ones.
+
+
+@triton.jit
+def _std_bwd_tile(g, u, on, cnt, rr, sigma):
+    """d standardize over a whole 2-D tile: rr (g - mean g) - rr^2 mean(g u) / sigma * u; 0 off ``on``."""
+    gm = tl.sum(tl.sum(g, axis=1), axis=0) / cnt
+    gu = tl.sum(tl.sum(g * u, axis=1), axis=0) / cnt
+    coef = tl.where(sigma > 0, rr * rr * gu / tl.where(sigma > 0, sigma, 1.0), 0.0)
+    return tl.where(on, rr * (g - gm) - coef * u, 0.0)
+
+
+@triton.jit
+def _mbwd_row_cand(gt, kp, pp, gkp, gpp, wp, gwp, o, ci, c1, ky, kx, CIG, I: tl.constexpr, S: tl.constexpr,
+                   D: tl.constexpr, O: tl.constexpr, NORM: tl.constexpr, PW: tl.constexpr, MAXC: tl.constexpr, eps):
+    """Row o of candidate I: dense -> grad of k_I[o]; factorized -> grad of pw_I[o, :]; and gwp[o, I].
+    ``ci`` is the channel index as a column [CB, 1], ``c1`` the same as a vector [CB]."""
+    ry = ky - O
+    rx = kx - O
+    on = (ry >= 0) & (rx >= 0) & (ry % D == 0) & (rx % D == 0) & (ry < D * S) & (rx < D * S) & (ci < CIG)
+    src = (ry // D) * S + rx // D
+    w = tl.load(wp + I).to(tl.float32)
+    g = tl.where(on, gt, 0.0)
+    if PW:
+        v = tl.load(kp + ci * (S * S) + src, mask=on, other=0.0).to(tl.float32)
+        if NORM:
+            if S > 1:
+                mean = tl.sum(v, axis=1) / (S * S)
+                u = tl.where(on, v - mean[:, None], 0.0)
+                std = tl.sqrt(tl.sum(u * u, axis=1) / (S * S))
+                v = u / (std + eps)[:, None]
+        t = tl.sum(g * v, axis=1)  # [CB]: d W[o] / d (w_I P_I[o, c]) summed over taps
+        cm = c1 < CIG
+        p = tl.load(pp + o * CIG + c1, mask=cm, other=0.0).to(tl.float32)
+        gp = w * t
+        if NORM:
+            pmean = tl.sum(p, axis=0) / CIG
+            pu = tl.where(cm, p - pmean, 0.0)
+            psig = tl.sqrt(tl.sum(pu * pu, axis=0) / CIG)
+            prr = 1.0 / (psig + eps)
+            gm = tl.sum(gp, axis=0) / CIG
+            gu = tl.sum(gp * pu, axis=0) / CIG
+            coef = tl.where(psig > 0, prr * prr * gu / tl.where(psig > 0, psig, 1.0), 0.0)
+            p = tl.where(CIG > 1, pu * prr, p)  # one input channel: not standardized
+            gp = tl.where(CIG > 1, tl.where(cm, prr * (gp - gm) - coef * pu, 0.0), gp)
+        tl.store(gwp + o * MAXC + I, tl.sum(t * p, axis=0))
+        tl.store(gpp + o * CIG + c1, gp.to(gpp.dtype.element_ty), mask=cm)
+    else:
+        v = tl.load(kp + (o * CIG + ci) * (S * S) + src, mask=on, other=0.0).to(tl.float32)
+        gz = w * g
+        if NORM:
+            cnt = CIG * S * S
+            mean = tl.sum(tl.sum(v, axis=1), axis=0) / cnt
+            u = tl.where(on, v - mean, 0.0)
+            sigma = tl.sqrt(tl.sum(tl.sum(u * u, axis=1), axis=0) / cnt)
+            rr = 1.0 / (sigma + eps)
+            v = tl.where(cnt > 1, u * rr, v)  # a one-number filter is not standardized
+            gz = tl.where(cnt > 1, _std_bwd_tile(gz, u, on, cnt, rr, sigma), gz)
+        tl.store(gwp + o * MAXC + I, tl.sum(tl.sum(g * v, axis=1), axis=0))
+        tl.store(gkp + (o * CIG + ci) * (S * S) + src, gz.to(gkp.dtype.element_ty), mask=on)
+
+
+@triton.jit
+def merge_bwd_rows_kernel(
+    gW, wp, gwp,
+    k0, k1, k2, k3, k4, k5, k6, k7,
+    p0, p1, p2, p3, p4, p5, p6, p7,
+    gk0, gk1, gk2, gk3, gk4, gk5, gk6, gk7,
+    gp0, gp1, gp2, gp3, gp4, gp5, gp6, gp7,
+    CIG, eps,
+    K: tl.constexpr, NC: tl.constexpr, PW: tl.constexpr, CB: tl.constexpr, KKB: tl.constexpr, MAXC: tl.constexpr,
+    S0: tl.constexpr, S1: tl.constexpr, S2: tl.constexpr, S3: tl.constexpr,
+    S4: tl.constexpr, S5: tl.constexpr, S6: tl.constexpr, S7: tl.constexpr,
+    D0: tl.constexpr, D1: tl.constexpr, D2: tl.constexpr, D3: tl.constexpr,
+    D4: tl.constexpr, D5: tl.constexpr, D6: tl.constexpr, D7: tl.constexpr,
+    O0: tl.constexpr, O1: tl.constexpr, O2: tl.constexpr, O3: tl.constexpr,
+    O4: tl.constexpr, O5: tl.constexpr, O6: tl.constexpr, O7: tl.constexpr,
+    N0: tl.constexpr, N1: tl.constexpr, N2: tl.constexpr, N3: tl.constexpr,
+    N4: tl.constexpr, N5: tl.constexpr, N6: tl.constexpr, N7: tl.constexpr,
+):
+    """One program per output filter o, its whole gW[o] in one [CB, KKB] tile (as ``prep_kernel``):
+    dense/grouped candidates get their kernel gradient, factorized ones their pointwise gradient
+    (the depthwise half needs a sum over o: ``merge_bwd_cols_kernel``); gwp[o, i] per candidate."""
+    o = tl.program_id(0)
+    c1 = tl.arange(0, CB)
+    ci = c1[:, None]
+    t = tl.arange(0, KKB)[None, :]
+    ky = t // K
+    kx = t % K
+    gt = tl.load(gW + (o * CIG + ci) * (K * K) + t, mask=(ci < CIG) & (t < K * K), other=0.0)
+    _mbwd_row_cand(gt, k0, p0, gk0, gp0, wp, gwp, o, ci, c1, ky, kx, CIG, 0, S0, D0, O0, N0, PW, MAXC, eps)
+    if NC > 1:
+        _mbwd_row_cand(gt, k1, p1, gk1, gp1, wp, gwp, o, ci, c1, ky, kx, CIG, 1, S1, D1, O1, N1, PW, MAXC, eps)
+    if NC > 2:
+        _mbwd_row_cand(gt, k2, p2, gk2, gp2, wp, gwp, o, ci, c1, ky, kx, CIG, 2, S2, D2, O2, N2, PW, MAXC, eps)
+    if NC > 3:
+        _mbwd_row_cand(gt, k3, p3, gk3, gp3, wp, gwp, o, ci, c1, ky, kx, CIG, 3, S3, D3, O3, N3, PW, MAXC, eps)
+    if NC > 4:
+        _mbwd_row_cand(gt, k4, p4, gk4, gp4, wp, gwp, o, ci, c1, ky, kx, CIG, 4, S4, D4, O4, N4, PW, MAXC, eps)
+    if NC > 5:
+        _mbwd_row_cand(gt, k5, p5, gk5, gp5, wp, gwp, o, ci, c1, ky, kx, CIG, 5, S5, D5, O5, N5, PW, MAXC, eps)
+    if NC > 6:
+        _mbwd_row_cand(gt, k6, p6, gk6, gp6, wp, gwp, o, ci, c1, ky, kx, CIG, 6, S6, D6, O6, N6, PW, MAXC, eps)
+    if NC > 7:
+        _mbwd_row_cand(gt, k7, p7, gk7, gp7, wp, gwp, o, ci, c1, ky, kx, CIG, 7, S7, D7, O7, N7, PW, MAXC, eps)
+
+
+@triton.jit
+def _mbwd_col_cand(gW, kp, pp, gkp, wp, c, CO, CIG, I: tl.constexpr, K: tl.constexpr, S: tl.constexpr,
+                   D: tl.constexpr, O: tl.constexpr, NORM: tl.constexpr, SSB: tl.constexpr, OB: tl.constexpr,
+                   CB: tl.constexpr, eps):
+    """Depthwise half of factorized candidate I at channel c: sum_o gW[o, c, taps] N(pw)[o, c], then
+    the depthwise standardization's backward over its S x S taps."""
+    s = tl.arange(0, SSB)
+    sm = s < S * S
+    tap = (O + (s // S) * D) * K + O + (s % S) * D
+    cc = tl.arange(0, CB)[None, :]
+    acc = tl.zeros([SSB], dtype=tl.float32)
+    for o0 in range(0, CO, OB):
+        o = o0 + tl.arange(0, OB)[:, None]
+        om = o < CO
+        prow = tl.load(pp + o * CIG + cc, mask=om & (cc < CIG), other=0.0).to(tl.float32)
+        pc = tl.load(pp + o * CIG + c, mask=om, other=0.0).to(tl.float32)  # [OB, 1]
+        if NORM:
+            pmean = tl.sum(prow, axis=1)[:, None] / CIG
+            pu = tl.where(cc < CIG, prow - pmean, 0.0)
+            psig = tl.sqrt(tl.sum(pu * pu, axis=1)[:, None] / CIG)
+            pc = tl.where(CIG > 1, (pc - pmean) / (psig + eps), pc)  # one input channel: not standardized
+        g = tl.load(gW + (o * CIG + c) * (K * K) + tap[None, :], mask=om & sm[None, :], other=0.0)
+        acc += tl.sum(g * pc, axis=0)
+    w = tl.load(wp + I).to(tl.float32)
+    gz = w * acc
+    if NORM:
+        if S > 1:
+            k = tl.load(kp + c * (S * S) + s, mask=sm, other=0.0).to(tl.float32)
+            mean = tl.sum(k, axis=0) / (S * S)
+            u = tl.where(sm, k - mean, 0.0)
+            sigma = tl.sqrt(tl.sum(u * u, axis=0) / (S * S))
+            rr = 1.0 / (sigma + eps)
+            gm = tl.sum(gz, axis=0) / (S * S)
+            gu = tl.sum(gz * u, axis=0) / (S * S)
+            coef = tl.where(sigma > 0, rr * rr * gu / tl.where(sigma > 0, sigma, 1.0), 0.0)
+            gz = rr * (gz - gm) - coef * u
+    tl.store(gkp + c * (S * S) + s, gz.to(gkp.dtype.element_ty), mask=sm)
+
+
+@triton.jit
+def merge_bwd_cols_kernel(
+    gW, wp,
+    k0, k1, k2, k3, k4, k5, k6, k7,
+    p0, p1, p2, p3, p4, p5, p6, p7,
+    gk0, gk1, gk2, gk3, gk4, gk5, gk6, gk7,
+    CO, CIG, eps,
+    K: tl.constexpr, NC: tl.constexpr, SSB: tl.constexpr, OB: tl.constexpr, CB: tl.constexpr,
+    S0: tl.constexpr, S1: tl.constexpr, S2: tl.constexpr, S3: tl.constexpr,
+    S4: tl.constexpr, S5: tl.constexpr, S6: tl.constexpr, S7: tl.constexpr,
+    D0: tl.constexpr, D1: tl.constexpr, D2: tl.constexpr, D3: tl.constexpr,
+    D4: tl.constexpr, D5: tl.constexpr, D6: tl.constexpr, D7: tl.constexpr,
+    O0: tl.constexpr, O1: tl.constexpr, O2: tl.constexpr, O3: tl.constexpr,
+    O4: tl.constexpr, O5: tl.constexpr, O6: tl.constexpr, O7: tl.constexpr,
+    N0: tl.constexpr, N1: tl.constexpr, N2: tl.constexpr, N3: tl.constexpr,
+    N4: tl.constexpr, N5: tl.constexpr, N6: tl.constexpr, N7: tl.constexpr,
+):
+    """Factorized candidates: the depthwise kernels' gradients, one program per input channel."""
+    c = tl.program_id(0)
+    _mbwd_col_cand(gW, k0, p0, gk0, wp, c, CO, CIG, 0, K, S0, D0, O0, N0, SSB, OB, CB, eps)
+    if NC > 1:
+        _mbwd_col_cand(gW, k1, p1, gk1, wp, c, CO, CIG, 1, K, S1, D1, O1, N1, SSB, OB, CB, eps)
+    if NC > 2:
+        _mbwd_col_cand(gW, k2, p2, gk2, wp, c, CO, CIG, 2, K, S2, D2, O2, N2, SSB, OB, CB, eps)
+    if NC > 3:
+        _mbwd_col_cand(gW, k3, p3, gk3, wp, c, CO, CIG, 3, K, S3, D3, O3, N3, SSB, OB, CB, eps)
+    if NC > 4:
+        _mbwd_col_cand(gW, k4, p4, gk4, wp, c, CO, CIG, 4, K, S4, D4, O4, N4, SSB, OB, CB, eps)
+    if NC > 5:
+        _mbwd_col_cand(gW, k5, p5, gk5, wp, c, CO, CIG, 5, K, S5, D5, O5, N5, SSB, OB, CB, eps)
+    if NC > 6:
+        _mbwd_col_cand(gW, k6, p6, gk6, wp, c, CO, CIG, 6, K, S6, D6, O6, N6, SSB, OB, CB, eps)
+    if NC > 7:
+        _mbwd_col_cand(gW, k7, p7, gk7, wp, c, CO, CIG, 7, K, S7, D7, O7, N7, SSB, OB, CB, eps)
+
+
+# ---------------------------------------------------------------- implicit-GEMM dense convolution (forward)
+#
+# The alternative to cuDNN for a dense merged kernel: y[pixels, C_out] = sum over (tap, channel
+# block) of x[shifted pixels, channels] @ W[tap, channels, C_out], with x read in place (no im2col
+# buffer).  Measured against prep + cuDNN by bench/merged_conv.py --igemm to choose between them.
+
+_IGEMM_CONFIGS = [
+    triton.Config({"BM": bm, "BN": bn, "BK": bk}, num_warps=nw, num_stages=st)
+    for bm, bn, bk, nw, st in ((128, 64, 64, 4, 3), (128, 64, 32, 4, 4), (64, 64, 64, 4, 3), (128, 128, 64, 8, 3),
+                               (256, 64, 64, 8, 3), (64, 32, 32, 2, 4))
+]
+if os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes"):
+    _IGEMM_CONFIGS = [triton.Config({"BM": 16, "BN": 16, "BK": 16}, num_warps=4)]
+
+
+@triton.autotune(configs=_IGEMM_CONFIGS, key=["C", "H", "W", "HO", "WO", "CO", "xs_c"])
+@triton.jit
+def igemm_conv_kernel(
+    x, wt, y,
+    NPIX, C, H, W, HO, WO, CO,
+    xs_n, xs_c, xs_h, xs_w, ys_n, ys_c, ys_h, ys_w,
+    STRIDE: tl.constexpr, PAD: tl.constexpr, K: tl.constexpr,
+    BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+):
+    """y = conv(x, W) (groups 1, padding PAD) as an implicit GEMM; ``wt`` is W as [K*K, C, CO]."""
+    pm = tl.program_id(0)
+    pn = tl.program_id(1)
+    m = pm * BM + tl.arange(0, BM)
+    mm = m < NPIX
+    img = m // (HO * WO)
+    r = m % (HO * WO)
+    oy = r // WO
+    ox = r % WO
+    co = pn * BN + tl.arange(0, BN)
+    com = co < CO
+    kb = tl.arange(0, BK)
+    ncb = tl.cdiv(C, BK)
+    acc = tl.zeros([BM, BN], dtype=tl.float32)
+    for it in range(0, K * K * ncb):
+        tap = it // ncb
+        c = (it % ncb) * BK + kb
+        cm = c < C
+        iy = oy * STRIDE + (tap // K - PAD)
+        ix = ox * STRIDE + (tap % K - PAD)
+        valid = mm & (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
+        a = tl.load(x + (img.to(tl.int64) * xs_n + iy * xs_h + ix * xs_w)[:, None] + c[None, :] * xs_c,
+                    mask=valid[:, None] & cm[None, :], other=0.0)
+        b = tl.load(wt + (tap * C + c)[:, None] * CO + co[None, :], mask=cm[:, None] & com[None, :], other=0.0)
+        acc = tl.dot(a, b, acc)
+    img2 = img.to(tl.int64)
+    dst = y + (img2 * ys_n + oy * ys_h + ox * ys_w)[:, None] + co[None, :] * ys_c
+    tl.store(dst, acc.to(y.dtype.element_ty), mask=mm[:, None] & com[None, :])

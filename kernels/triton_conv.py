@@ -11,8 +11,9 @@ Two paths:
   "nhwc" builds the merged kernel once (the weight-prep kernel), works on channels-last tensors
   (copying NCHW inputs, returning results in the input's layout) with vector loads over channels.
 - everything else (dense, grouped, factorized depthwise->pointwise): a Triton weight-prep kernel
-  builds the merged kernel and cuDNN does the convolution (forward and both gradients); the
-  merge backward is the explicit torch formula of :mod:`nasir.kernels.reference`.
+  builds the merged kernel, cuDNN does the convolution (forward and both gradients), and Triton
+  kernels push the merged kernel's gradient back to the candidates (:func:`merge_backward`, the
+  twin of the explicit torch formula in :mod:`nasir.kernels.reference`).
 """
 
 from __future__ import annotations
@@ -380,6 +381,42 @@ def merge(kernels: Sequence[Tensor], dilations: Sequence[int], weights: Tensor, 
     return out
 
 
+def merge_backward(grad_merged: Tensor, kernels, dilations, weights, pointwise, normalize: bool, normalize_mask,
+                   eps: float, *, num_warps: int = 4) -> tuple[list[Tensor], list[Tensor], Tensor]:
+    """Triton twin of :func:`reference.merge_kernels_backward_reference`: (grads of kernels, grads of
+    pointwise kernels (empty without), grad of weights) from the merged kernel's gradient.
+
+    One launch over output filters (dense/grouped kernel gradients, or the pointwise ones), and for
+    factorized candidates one over input channels (the depthwise gradients, a sum over filters).
+    """
+    km = _kmod()
+    plan = make_plan(kernels, dilations, normalize, normalize_mask)
+    ks = [k.contiguous() for k in kernels]
+    gW = grad_merged.contiguous().float()
+    gks = [torch.empty_like(k) for k in ks]
+    if pointwise is not None:
+        pws = [p.contiguous() for p in pointwise]
+        co, cig = pws[0].shape[0], pws[0].shape[1]
+        gps = [torch.empty_like(p) for p in pws]
+    else:
+        pws, gps = ks, []
+        co, cig = ks[0].shape[0], ks[0].shape[1]
+    w = weights.contiguous()
+    gwp = torch.empty((co, MAX_CAND), device=gW.device, dtype=torch.float32)
+    kw = plan.slot_kwargs(with_masks=False)
+    _launch(km.merge_bwd_rows_kernel)[(co,)](
+        gW, w, gwp, *_slots(ks), *_slots(pws), *_slots(gks), *_slots(gps or gks), cig, eps,
+        K=plan.K, NC=plan.n, PW=pointwise is not None, CB=_pow2(cig), KKB=_pow2(plan.K * plan.K), MAXC=MAX_CAND,
+        **kw, num_warps=num_warps)
+    if pointwise is not None:
+        cb = _pow2(cig)
+        _launch(km.merge_bwd_cols_kernel)[(cig,)](
+            gW, w, *_slots(ks), *_slots(pws), *_slots(gks), co, cig, eps,
+            K=plan.K, NC=plan.n, SSB=_pow2(max(plan.sizes) ** 2), OB=max(1, min(_pow2(co), 4096 // cb)), CB=cb,
+            **kw, num_warps=num_warps)
+    return gks, gps, gwp[:, : plan.n].sum(0).to(weights.dtype)
+
+
 def dense_forward(x: Tensor, kernels, dilations, weights, stride: int, groups: int, pointwise, normalize: bool,
                   normalize_mask, eps: float) -> Tensor:
     """Triton weight prep + cuDNN convolution."""
@@ -388,14 +425,36 @@ def dense_forward(x: Tensor, kernels, dilations, weights, stride: int, groups: i
     return torch.nn.functional.conv2d(x, W, stride=stride, padding=W.shape[-1] // 2, groups=g)
 
 
+def igemm_conv(x: Tensor, W: Tensor, stride: int) -> Tensor:
+    """Dense convolution (groups 1, padding K // 2) by the Triton implicit-GEMM kernel, forward only.
+
+    Reads x channels-last (copying an NCHW input), returns y in x's memory format.  Kept beside
+    cuDNN for the measured choice of bench/merged_conv.py --igemm; the op's dense path uses cuDNN.
+    """
+    km = _kmod()
+    N, C, H, Wd = x.shape
+    CO, K = W.shape[0], W.shape[-1]
+    HO, WO = _out_hw(H, Wd, K, stride)
+    xs = _as_channels_last(x)
+    wt = W.permute(2, 3, 1, 0).reshape(K * K, C, CO).to(x.dtype).contiguous()
+    y = torch.empty((N, CO, HO, WO), device=x.device, dtype=x.dtype, memory_format=torch.channels_last)
+    npix = N * HO * WO
+
+    def grid(meta):
+        return (triton_cdiv(npix, meta["BM"]), triton_cdiv(CO, meta["BN"]))
+
+    _launch(km.igemm_conv_kernel)[grid](
+        xs, wt, y, npix, C, H, Wd, HO, WO, CO, *xs.stride(), *y.stride(), STRIDE=stride, PAD=K // 2, K=K)
+    return _like_input(y, x)
+
+
 def dense_backward(grad: Tensor, x: Tensor, kernels, dilations, weights, stride: int, groups: int, pointwise,
                    normalize: bool, normalize_mask, eps: float):
-    """cuDNN gradients of the single merged convolution, then the explicit merge backward."""
+    """cuDNN gradients of the single merged convolution, then the Triton merge backward."""
     W = merge(kernels, dilations, weights, pointwise, normalize, normalize_mask, eps, dtype=x.dtype)
     g = 1 if pointwise is not None else groups
     p = W.shape[-1] // 2
     gx, gW, _ = torch.ops.aten.convolution_backward(
         grad, x, W, None, [stride, stride], [p, p], [1, 1], False, [0, 0], g, [True, True, False])
-    gks, gps, gw = ref.merge_kernels_backward_reference(
-        gW, kernels, dilations, weights, pointwise=pointwise, normalize=normalize, normalize_mask=normalize_mask, eps=eps)
+    gks, gps, gw = merge_backward(gW, kernels, dilations, weights, pointwise, normalize, normalize_mask, eps)
     return gx, gks, gps, gw

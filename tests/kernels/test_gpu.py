@@ -128,3 +128,20 @@ def test_op_on_cuda_eager_and_compiled(cfg, dtype, layout):
     for a, b, c in zip((y1, *g1), (y0, *g0), (y2, *g2)):
         assert rel_err(a, b) < tol
         assert rel_err(c, b) < tol
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels-last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("size", [(2, 16, 24, 16, 16, 3), (1, 5, 9, 15, 17, 9), (3, 64, 64, 32, 32, 3)],
+                         ids=["small", "odd-9x9", "nb201"])
+def test_implicit_gemm_forward(size, stride, dtype, channels_last):
+    n, c, co, h, w, k = size
+    x = torch.randn(n, c, h, w, device="cuda", dtype=dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    W = torch.randn(co, c, k, k, device="cuda", dtype=dtype)
+    y = tc.igemm_conv(x, W, stride)
+    want = torch.nn.functional.conv2d(x.double(), W.double(), stride=stride, padding=k // 2)
+    assert tc.is_channels_last(y) == channels_last
+    assert rel_err(y, want) < (5e-3 if dtype == torch.float32 else 3e-2)  # tl.dot takes fp32 as TF32
