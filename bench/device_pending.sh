@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The GPU measurements still owed (see the issue notes), in one device call of about 9 minutes:
+# The GPU measurements owed by issues 13 and 17, in one device call of about 9 minutes:
 #
-#   run(command="bash bench/device_pending.sh", carry=[".whl"], timeout_s=600)
+#   run(command="bash bench/device_pending.sh", carry=[".whl"], timeout_s=590)
 #
 # Installs the carried wheels and the package (docs/device.md), then runs each step under its own
 # time limit, teeing every log to $OUT so that a step cut short still reports what it printed.
@@ -9,24 +9,28 @@ set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-python3 -m pip install -q --no-deps --no-build-isolation --target /tmp/nasirpkg . || exit 1
-export PYTHONPATH=/tmp/site:/tmp/nasirpkg PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,driver_version --format=csv > "$OUT/device.txt" 2>&1
-python3 -c "import torch, triton; print(torch.__version__, triton.__version__)" >> "$OUT/device.txt" 2>&1
+export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
+python3 -m pip install -q --no-deps --no-build-isolation -e . > "$OUT/install.log" 2>&1 || exit 1
+{ date -u; nvidia-smi --query-gpu=name,driver_version --format=csv;
+  python3 -c "import torch, triton, sys; print(sys.version.split()[0], torch.__version__, triton.__version__)"; } \
+    > "$OUT/device.txt" 2>&1
 
 step() {  # step SECONDS LOGNAME COMMAND...
     local limit=$1 log=$2
     shift 2
     echo "### $* (limit ${limit}s)" > "$OUT/$log"
+    local t0=$SECONDS
     timeout "$limit" "$@" >> "$OUT/$log" 2>&1
-    echo "### exit $?" >> "$OUT/$log"
+    echo "### exit $? after $((SECONDS - t0)) s" >> "$OUT/$log"
 }
 
-# issue 3: TopoNAS step time after the derived-weights sync fix (the H100 table predates it)
-step 200 topo_step.log python3 bench/supernet_step.py --steps 8 --warmup 2 --json "$OUT/topo_step.json"
-# issue 5: the ranking demo with a reproducible ground truth (several seeds, test loss as well)
-step 240 dna_demo.log python3 bench/dna_demo.py --device cuda --resolution 16 --standalone-images 600 --seeds 4 \
-    --standalone-steps 300 --sample 16 --out /tmp/dna
-cp /tmp/dna/dna_demo.json "$OUT/" 2>/dev/null  # only the summary: the device returns at most 8 files
-# issue 4: merged conv speed, to compare with the 2026-11-22 table
-step 120 merged_conv.log python3 bench/merged_conv.py --shapes darts-dw --dtypes bf16
+# issue 13 items 1 and 3: depthwise, both layouts, every dtype, stride 1 and 2; pieces of the nhwc path
+step 210 dw.log python3 bench/merged_conv.py --shapes darts-dw,darts-dw-s2 --dtypes bf16,fp16,fp32 \
+    --layouts direct,nhwc --compile-layouts nhwc --no-naive --breakdown
+# issue 13 item 4: the GPU test set (float64 references, every dtype, compiled op)
+step 100 gpu_tests.log python3 -m pytest tests/kernels/test_gpu.py -q -n 8 -p no:cacheprovider
+# issue 13 item 2: dense and factorized merges (Triton merge backward), implicit GEMM vs cuDNN
+step 90 dense.log python3 bench/merged_conv.py --shapes nb201-dense,darts-factorized --dtypes bf16 --no-naive --igemm
+# issue 17 item 5: the DARTS search step, plain vs TopoNAS passes, after the form chooser
+step 100 step.log python3 bench/supernet_step.py --spaces darts --configs none,all --steps 6 --warmup 2 --repeat 2 \
+    --ops --json "$OUT/step.json"

@@ -27,6 +27,7 @@ import torch
 from nasir.kernels import merged_conv, merged_conv_reference, naive_mixed_conv
 from nasir.kernels import triton_conv as tc
 
+DEVICE = "cuda"  # a dry run on CPU (TRITON_INTERPRET=1) may set another
 DARTS = [(3, 1), (5, 1), (3, 2), (5, 2)]
 SHAPES = {
     # name: (N, C_in, C_out, H, W, specs, stride, groups, pointwise)
@@ -41,7 +42,7 @@ SHAPES = {
 
 def _make(shape, dtype, channels_last=False):
     n, ci, co, h, w, specs, stride, groups, pw = SHAPES[shape]
-    dev = "cuda"
+    dev = DEVICE
     groups = ci if groups == "dw" else groups
     x = torch.randn(n, ci, h, w, device=dev, dtype=dtype)
     if channels_last:
