@@ -348,7 +348,8 @@ def dwn_conv_kernel(
     STRIDE: tl.constexpr, PAD: tl.constexpr, K: tl.constexpr, LIVE: tl.constexpr,
     BC: tl.constexpr, EVEN_C: tl.constexpr, TRANSPOSE: tl.constexpr, BP: tl.constexpr,
 ):
-    """Depthwise convolution with a merged kernel ``wm`` (fp32, [C, K*K]) on a [BP pixels, BC channels] tile.
+    """Depthwise convolution with a merged kernel ``wm`` (fp32, [K*K, C]: each tap's weights are one
+    vector load) on a [BP pixels, BC channels] tile.
 
     Forward (TRANSPOSE=0): dst = conv(src, wm, stride, pad); input gradient (TRANSPOSE=1): dst =
     grad_input from src = grad_output.  Grid: (N * pixel blocks of dst, channel blocks).  Only the
@@ -373,7 +374,7 @@ def dwn_conv_kernel(
     for ky in tl.static_range(K):
         for kx in tl.static_range(K):
             if (LIVE >> (ky * K + kx)) & 1:
-                w = tl.load(wm + c * (K * K) + (ky * K + kx), mask=cm, other=0.0)
+                w = tl.load(wm + (ky * K + kx) * C + c, mask=cm, other=0.0)
                 if TRANSPOSE:
                     ty = oy + (PAD - ky)
                     tx = ox + (PAD - kx)

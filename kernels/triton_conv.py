@@ -229,11 +229,17 @@ def _dwn_conv(src: Tensor, dst: Tensor, wm: Tensor, plan: Plan, stride: int, tra
         STRIDE=stride, PAD=plan.K // 2, K=plan.K, LIVE=plan.live(), BC=bc, EVEN_C=C % bc == 0, TRANSPOSE=transpose)
 
 
+def _merged_taps_by_channel(kernels, dilations, weights, normalize: bool, normalize_mask, eps: float) -> Tensor:
+    """The merged depthwise kernel (weight-prep kernel) as fp32 [K*K, C], channels contiguous per tap."""
+    wm = merge(kernels, dilations, weights, None, normalize, normalize_mask, eps)
+    return wm.view(wm.shape[0], -1).t().contiguous()
+
+
 def dw_forward_nhwc(x: Tensor, kernels: Sequence[Tensor], dilations: Sequence[int], weights: Tensor, stride: int,
                     normalize: bool, normalize_mask, eps: float) -> Tensor:
     """Depthwise merged convolution in channels-last: weight prep, then one strided-kernel launch."""
     plan = make_plan(kernels, dilations, normalize, normalize_mask)
-    wm = merge(kernels, dilations, weights, None, normalize, normalize_mask, eps)
+    wm = _merged_taps_by_channel(kernels, dilations, weights, normalize, normalize_mask, eps)
     N, C, H, W = x.shape
     HO, WO = _out_hw(H, W, plan.K, stride)
     src = _as_channels_last(x)
@@ -248,7 +254,7 @@ def dw_backward_nhwc(grad: Tensor, x: Tensor, kernels: Sequence[Tensor], dilatio
     """(grad_x, [grad_k_i], grad_weights) in channels-last: input gradient, kernel gradient, chain rule."""
     km = _kmod()
     plan = make_plan(kernels, dilations, normalize, normalize_mask)
-    wm = merge(kernels, dilations, weights, None, normalize, normalize_mask, eps)
+    wm = _merged_taps_by_channel(kernels, dilations, weights, normalize, normalize_mask, eps)
     N, C, H, W = x.shape
     HO, WO = grad.shape[-2:]
     xs, gs = _as_channels_last(x), _as_channels_last(grad)
