@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The GPU measurements owed by issues 13 and 17, in one device call of about 9 minutes:
 #
-#   run(command="bash bench/device_pending.sh", carry=[".whl"], timeout_s=590)
+#   run(command="bash bench/device_pending.sh [kernels] [step]", carry=[".whl"], timeout_s=590)
 #
+# "kernels" (about 7 minutes): issue 13's rows and GPU tests; "step" (about 2 minutes): issue 17's
+# search-step row. No argument: both.
 # Installs the carried wheels and the package (docs/device.md), then runs each step under its own
 # time limit, teeing every log to $OUT so that a step cut short still reports what it printed.
 set -u
@@ -24,6 +26,9 @@ step() {  # step SECONDS LOGNAME COMMAND...
     echo "### exit $? after $((SECONDS - t0)) s" >> "$OUT/$log"
 }
 
+parts="${*:-kernels step}"
+
+if [[ " $parts " == *" kernels "* ]]; then
 # issue 13 items 1 and 3: depthwise, both layouts, every dtype, stride 1 and 2; pieces of the nhwc path
 step 210 dw.log python3 bench/merged_conv.py --shapes darts-dw,darts-dw-s2 --dtypes bf16,fp16,fp32 \
     --layouts direct,nhwc --compile-layouts nhwc --no-naive --breakdown
@@ -31,6 +36,9 @@ step 210 dw.log python3 bench/merged_conv.py --shapes darts-dw,darts-dw-s2 --dty
 step 100 gpu_tests.log python3 -m pytest tests/kernels/test_gpu.py -q -n 8 -p no:cacheprovider
 # issue 13 item 2: dense and factorized merges (Triton merge backward), implicit GEMM vs cuDNN
 step 90 dense.log python3 bench/merged_conv.py --shapes nb201-dense,darts-factorized --dtypes bf16 --no-naive --igemm
+fi
+if [[ " $parts " == *" step "* ]]; then
 # issue 17 item 5: the DARTS search step, plain vs TopoNAS passes, after the form chooser
 step 100 step.log python3 bench/supernet_step.py --spaces darts --configs none,all --steps 6 --warmup 2 --repeat 2 \
     --ops --json "$OUT/step.json"
+fi
