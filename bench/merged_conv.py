@@ -131,7 +131,7 @@ def run_shape(shape, dtype, bw, rows, layouts=("direct",), compile_layouts=None,
                 ms, peak = _bench(fn, leaves)
                 fwd = None
         except Exception as e:  # report, keep going
-            print(f"  {shape} {dtype} {name}: FAILED {type(e).__name__}: {str(e)[:300]}", file=sys.stderr)
+            print(f"  {shape} {dtype} {name}: FAILED {type(e).__name__}: {str(e)[:3000]}", file=sys.stderr)
             continue
         res[name] = ms
         fwd_frac = (act + outb) / (fwd * 1e-3) / bw if fwd else None

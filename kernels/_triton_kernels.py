@@ -363,10 +363,7 @@ def dwn_conv_kernel(
     p = (pn % n_pb) * BP + tl.arange(0, BP)[:, None]
     c = pc * BC + tl.arange(0, BC)[None, :]
     pm = p < npix
-    if EVEN_C:
-        cm = c >= 0
-    else:
-        cm = c < C
+    cm = c < C  # not used when EVEN_C: a mask that varies along channels would block vector loads
     oy = p // W_dst
     ox = p % W_dst
     sbase = src + n.to(tl.int64) * s_n + c * s_c
@@ -374,7 +371,10 @@ def dwn_conv_kernel(
     for ky in tl.static_range(K):
         for kx in tl.static_range(K):
             if (LIVE >> (ky * K + kx)) & 1:
-                w = tl.load(wm + (ky * K + kx) * C + c, mask=cm, other=0.0)
+                if EVEN_C:
+                    w = tl.load(wm + (ky * K + kx) * C + c)
+                else:
+                    w = tl.load(wm + (ky * K + kx) * C + c, mask=cm, other=0.0)
                 if TRANSPOSE:
                     ty = oy + (PAD - ky)
                     tx = ox + (PAD - kx)
@@ -392,10 +392,16 @@ def dwn_conv_kernel(
                     iy = oy * STRIDE + (ky - PAD)
                     ix = ox * STRIDE + (kx - PAD)
                     m = (iy >= 0) & (iy < H_src) & (ix >= 0) & (ix < W_src)
-                v = tl.load(sbase + iy * s_h + ix * s_w, mask=m & pm & cm, other=0.0)
+                if EVEN_C:
+                    v = tl.load(sbase + iy * s_h + ix * s_w, mask=m & pm, other=0.0)
+                else:
+                    v = tl.load(sbase + iy * s_h + ix * s_w, mask=m & pm & cm, other=0.0)
                 acc += v.to(tl.float32) * w
     dptr = dst + n.to(tl.int64) * d_n + c * d_c + oy * d_h + ox * d_w
-    tl.store(dptr, acc.to(dst.dtype.element_ty), mask=pm & cm)
+    if EVEN_C:
+        tl.store(dptr, acc.to(dst.dtype.element_ty), mask=pm)
+    else:
+        tl.store(dptr, acc.to(dst.dtype.element_ty), mask=pm & cm)
 
 
 @triton.jit
@@ -420,10 +426,7 @@ def dwn_wgrad_kernel(
     dy = tap // K - PAD
     dx = tap % K - PAD
     c = pc * BC + tl.arange(0, BC)[None, :]
-    if EVEN_C:
-        cm = c >= 0
-    else:
-        cm = c < C
+    cm = c < C  # not used when EVEN_C (see dwn_conv_kernel)
     xc = x + c * xs_c
     gc = gy + c * gs_c
     acc = tl.zeros([TB, BC], dtype=tl.float32)
@@ -435,11 +438,15 @@ def dwn_wgrad_kernel(
         r = q % plane
         oy = r // WO
         ox = r % WO
-        g = tl.load(gc + n.to(tl.int64) * gs_n + oy * gs_h + ox * gs_w, mask=cm, other=0.0).to(tl.float32)
         iy = oy * STRIDE + dy
         ix = ox * STRIDE + dx
         m = tm & (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
-        v = tl.load(xc + n.to(tl.int64) * xs_n + iy * xs_h + ix * xs_w, mask=m & cm, other=0.0)
+        if EVEN_C:
+            g = tl.load(gc + n.to(tl.int64) * gs_n + oy * gs_h + ox * gs_w).to(tl.float32)
+            v = tl.load(xc + n.to(tl.int64) * xs_n + iy * xs_h + ix * xs_w, mask=m, other=0.0)
+        else:
+            g = tl.load(gc + n.to(tl.int64) * gs_n + oy * gs_h + ox * gs_w, mask=cm, other=0.0).to(tl.float32)
+            v = tl.load(xc + n.to(tl.int64) * xs_n + iy * xs_h + ix * xs_w, mask=m & cm, other=0.0)
         acc += v.to(tl.float32) * g
     tl.store(part + (sp * C + c) * (K * K) + tap, acc, mask=tm & cm)
 

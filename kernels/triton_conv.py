@@ -66,9 +66,16 @@ def _kmod():
     return mod
 
 
-def _launch(kernel):
-    """``wrap_triton`` so torch.compile/export trace the launch; the interpreter needs the raw kernel."""
+def _launch(kernel, like: Tensor):
+    """The kernel, launchable.  While tracing (torch.compile/export: fake or functional tensors, or
+    a dispatch mode active) it goes through ``wrap_triton`` so the launch becomes a graph node; on
+    plain tensors in eager mode it is launched directly, since the traced path's dispatch costs
+    about half a millisecond of host time per launch (torch 2.11 on an H100), more than the
+    kernels themselves.  The interpreter needs the raw kernel.
+    """
     if interpreting():
+        return kernel
+    if type(like) is torch.Tensor and torch._C._len_torch_dispatch_stack() == 0:
         return kernel
     return torch.library.wrap_triton(kernel)
 
@@ -224,7 +231,7 @@ def _dwn_conv(src: Tensor, dst: Tensor, wm: Tensor, plan: Plan, stride: int, tra
     def grid(meta):
         return (dst.shape[0] * triton_cdiv(npix, meta["BP"]), triton_cdiv(C, bc))
 
-    _launch(km.dwn_conv_kernel)[grid](
+    _launch(km.dwn_conv_kernel, src)[grid](
         src, dst, wm, C, src.shape[2], src.shape[3], dst.shape[2], dst.shape[3], *src.stride(), *dst.stride(),
         STRIDE=stride, PAD=plan.K // 2, K=plan.K, LIVE=plan.live(), BC=bc, EVEN_C=C % bc == 0, TRANSPOSE=transpose)
 
@@ -270,7 +277,7 @@ def dw_backward_nhwc(grad: Tensor, x: Tensor, kernels: Sequence[Tensor], dilatio
     nsplit = triton_cdiv(total, per)
     part = torch.empty((nsplit, C, plan.K * plan.K), device=x.device, dtype=torch.float32)
     tap_t = torch.tensor(taps, device=x.device, dtype=torch.int32)
-    _launch(km.dwn_wgrad_kernel)[(cblocks, nsplit)](
+    _launch(km.dwn_wgrad_kernel, xs)[(cblocks, nsplit)](
         xs, gs, part, tap_t, C, H, W, HO, WO, total, per, len(taps), *xs.stride(), *gs.stride(),
         STRIDE=stride, PAD=plan.K // 2, K=plan.K, TB=_pow2(len(taps)), BC=bc, EVEN_C=C % bc == 0,
         num_warps=num_warps)
@@ -286,7 +293,7 @@ def _dw_chain_rule(part: Tensor, kernels: Sequence[Tensor], weights: Tensor, pla
     C, nsplit = part.shape[1], part.shape[0]
     gks = [torch.empty_like(k) for k in ks]
     gwp = torch.empty((C, MAX_CAND), device=part.device, dtype=torch.float32)
-    _launch(km.dw_bwd_prep_kernel)[(C,)](
+    _launch(km.dw_bwd_prep_kernel, part)[(C,)](
         part, weights.contiguous(), gwp, *_slots(ks), *_slots(gks), C, nsplit, eps,
         K=plan.K, NC=plan.n, SSB=_pow2(max(plan.sizes) ** 2), NSB=_pow2(nsplit), MAXC=MAX_CAND,
         **plan.slot_kwargs(with_masks=False), num_warps=num_warps)
@@ -307,7 +314,7 @@ def dw_forward(x: Tensor, kernels: Sequence[Tensor], dilations: Sequence[int], w
     bh, bw = _tile(HO, WO, *(block or (None, None)))
     grid = (N * C, triton_cdiv(HO, bh) * triton_cdiv(WO, bw))
     ks = [k.contiguous() for k in kernels]
-    _launch(km.dw_conv_kernel)[grid](
+    _launch(km.dw_conv_kernel, x)[grid](
         x, y, weights.contiguous(), *_slots(ks), C, H, W, HO, WO, eps,
         STRIDE=stride, PAD=plan.K // 2, K=plan.K, LIVE=plan.live(), SSB=_pow2(max(plan.sizes) ** 2),
         **plan.slot_kwargs(), BH=bh, BW=bw, TRANSPOSE=False, num_warps=num_warps)
@@ -336,7 +343,7 @@ def dw_backward(grad: Tensor, x: Tensor, kernels: Sequence[Tensor], dilations: S
     # input gradient: transposed direct convolution
     gx = torch.empty_like(x)
     bh, bw = _tile(H, W, *(block or (None, None)))
-    _launch(km.dw_conv_kernel)[(N * C, triton_cdiv(H, bh) * triton_cdiv(W, bw))](
+    _launch(km.dw_conv_kernel, x)[(N * C, triton_cdiv(H, bh) * triton_cdiv(W, bw))](
         grad, gx, w, *_slots(ks), C, HO, WO, H, W, eps,
         STRIDE=stride, PAD=plan.K // 2, K=plan.K, LIVE=plan.live(), SSB=_pow2(max(plan.sizes) ** 2),
         **plan.slot_kwargs(), BH=bh, BW=bw, TRANSPOSE=True, num_warps=num_warps)
@@ -349,7 +356,7 @@ def dw_backward(grad: Tensor, x: Tensor, kernels: Sequence[Tensor], dilations: S
     tap_t = torch.tensor(taps, device=x.device, dtype=torch.int32)
     tb = _pow2(len(taps))
     bp = bp or max(16, min(_pow2(HO * WO), 2048 // tb))
-    _launch(km.dw_wgrad_kernel)[(C, nsplit)](
+    _launch(km.dw_wgrad_kernel, x)[(C, nsplit)](
         x, grad, part, tap_t, N, C, H, W, HO, WO, nsplit, len(taps),
         STRIDE=stride, PAD=plan.K // 2, K=plan.K, TB=tb, BP=bp, num_warps=num_warps)
     # chain rule through merge and standardization, per channel
@@ -380,7 +387,7 @@ def merge(kernels: Sequence[Tensor], dilations: Sequence[int], weights: Tensor, 
         co, cig = ks[0].shape[0], ks[0].shape[1]
     out = torch.empty((co, cig, plan.K, plan.K), device=ks[0].device, dtype=dtype or torch.float32)
     kw = plan.slot_kwargs(with_masks=False)
-    _launch(km.prep_kernel)[(co,)](
+    _launch(km.prep_kernel, out)[(co,)](
         out, weights.contiguous(), *_slots(ks), *_slots(pws), cig, eps,
         K=plan.K, NC=plan.n, PW=pointwise is not None, CB=_pow2(cig), KKB=_pow2(plan.K * plan.K), **kw,
         num_warps=num_warps)
@@ -410,13 +417,13 @@ def merge_backward(grad_merged: Tensor, kernels, dilations, weights, pointwise, 
     w = weights.contiguous()
     gwp = torch.empty((co, MAX_CAND), device=gW.device, dtype=torch.float32)
     kw = plan.slot_kwargs(with_masks=False)
-    _launch(km.merge_bwd_rows_kernel)[(co,)](
+    _launch(km.merge_bwd_rows_kernel, gW)[(co,)](
         gW, w, gwp, *_slots(ks), *_slots(pws), *_slots(gks), *_slots(gps or gks), cig, eps,
         K=plan.K, NC=plan.n, PW=pointwise is not None, CB=_pow2(cig), KKB=_pow2(plan.K * plan.K), MAXC=MAX_CAND,
         **kw, num_warps=num_warps)
     if pointwise is not None:
         cb = _pow2(cig)
-        _launch(km.merge_bwd_cols_kernel)[(cig,)](
+        _launch(km.merge_bwd_cols_kernel, gW)[(cig,)](
             gW, w, *_slots(ks), *_slots(pws), *_slots(gks), co, cig, eps,
             K=plan.K, NC=plan.n, SSB=_pow2(max(plan.sizes) ** 2), OB=max(1, min(_pow2(co), 4096 // cb)), CB=cb,
             **kw, num_warps=num_warps)
@@ -449,7 +456,7 @@ def igemm_conv(x: Tensor, W: Tensor, stride: int) -> Tensor:
     def grid(meta):
         return (triton_cdiv(npix, meta["BM"]), triton_cdiv(CO, meta["BN"]))
 
-    _launch(km.igemm_conv_kernel)[grid](
+    _launch(km.igemm_conv_kernel, xs)[grid](
         xs, wt, y, npix, C, H, Wd, HO, WO, CO, *xs.stride(), *y.stride(), STRIDE=stride, PAD=K // 2, K=K)
     return _like_input(y, x)
 

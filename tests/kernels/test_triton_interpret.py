@@ -37,7 +37,7 @@ def test_interpreter_suite():
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     progress = proc.stdout.split()[0] if proc.stdout.split() else ""
-    assert progress.count(".") == 24, proc.stdout[-2000:]  # every interpreted check ran and passed
+    assert progress.count(".") == 28, proc.stdout[-2000:]  # every interpreted check ran and passed
 
 
 def _both(cfg, stride, normalize, mask=None, n=2, channels_last=False):
@@ -94,13 +94,15 @@ def test_weight_prep_paths(cfg):
 
 
 @child_only
+@pytest.mark.parametrize("channels", [5, 8], ids=["masked-channels", "whole-channel-block"])
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels-last"])
-def test_depthwise_nhwc_layout(stride, channels_last):
-    """The channels-last kernels: odd channel count (masked channel block), odd sizes, both input layouts;
-    the result keeps the input's memory format like PyTorch's convolutions."""
+def test_depthwise_nhwc_layout(stride, channels_last, channels):
+    """The channels-last kernels: a channel count off the block (masked) and on it (no channel mask),
+    odd sizes, both input layouts; the result keeps the input's memory format like PyTorch's convolutions."""
     with tc.dw_layout("nhwc"):
-        out = _both(dict(c_in=5, groups=5, specs=DARTS_DW, h=9, w=7), stride, True, channels_last=channels_last)
+        out = _both(dict(c_in=channels, groups=channels, specs=DARTS_DW, h=9, w=7), stride, True,
+                    channels_last=channels_last)
     y, gx = out["triton"][0], out["triton"][1]
     assert tc.is_channels_last(y) == channels_last
     assert tc.is_channels_last(gx) == channels_last
