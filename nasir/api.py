@@ -41,7 +41,10 @@ def load_graph(path: str | Path, entry: str | None = None, *, imports: ImportPat
         from nasir.ir.verify import verify
 
         graph = Graph.load(src)
-        verify(graph)
+        try:
+            verify(graph)
+        except NasirError as err:
+            raise err.add_context(f"in IR file {src}") from None
         return graph
     return parse_file(src, entry, imports=imports, **overrides)
 

@@ -136,6 +136,8 @@ def _verify_region(graph: Graph, region: Region, top: bool) -> None:
         for src in node.inputs:
             if src not in seen:
                 raise _fail(node, f"input {src!r} is not defined before this node")
+        if node.shape is not None and any(d < 1 for d in node.shape):
+            raise _fail(node, f"shape {node.shape} has a dimension below 1 (channels and sizes are positive)")
         want = _ARITY.get(node.kind)
         if want is not None and len(node.inputs) != want:
             raise _fail(node, f"{node.kind} takes {want} input(s), got {len(node.inputs)}")
