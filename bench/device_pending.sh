@@ -3,8 +3,9 @@
 #
 #   run(command="bash bench/device_pending.sh [kernels] [step]", carry=[".whl"], timeout_s=590)
 #
-# "kernels" (about 7 minutes): issue 13's rows and GPU tests; "step" (about 2 minutes): issue 17's
-# search-step row. No argument: both.
+# "kernels" (about 5 minutes): issue 13's depthwise rows (eager) and GPU tests; "dense" (2 minutes):
+# dense/factorized rows, the compiled depthwise row and the breakdown; "step" (2 minutes): issue 17's
+# search-step row. No argument: all three.
 # Installs the carried wheels and the package (docs/device.md), then runs each step under its own
 # time limit, teeing every log to $OUT so that a step cut short still reports what it printed.
 set -u
@@ -26,16 +27,19 @@ step() {  # step SECONDS LOGNAME COMMAND...
     echo "### exit $? after $((SECONDS - t0)) s" >> "$OUT/$log"
 }
 
-parts="${*:-kernels step}"
+parts="${*:-kernels dense step}"
 
 if [[ " $parts " == *" kernels "* ]]; then
 # issue 13 items 1 and 3: depthwise, both layouts, every dtype, stride 1 and 2; pieces of the nhwc path
-step 210 dw.log python3 bench/merged_conv.py --shapes darts-dw,darts-dw-s2 --dtypes bf16,fp16,fp32 \
-    --layouts direct,nhwc --compile-layouts nhwc --no-naive --breakdown
+step 200 dw.log python3 bench/merged_conv.py --shapes darts-dw,darts-dw-s2 --dtypes bf16,fp16,fp32 \
+    --layouts direct,nhwc --compile-layouts none --no-naive
 # issue 13 item 4: the GPU test set (float64 references, every dtype, compiled op)
-step 100 gpu_tests.log python3 -m pytest tests/kernels/test_gpu.py -q -n 8 -p no:cacheprovider
+step 90 gpu_tests.log python3 -m pytest tests/kernels/test_gpu.py -q -n 8 -p no:cacheprovider
+fi
+if [[ " $parts " == *" dense "* ]]; then
 # issue 13 item 2: dense and factorized merges (Triton merge backward), implicit GEMM vs cuDNN
-step 90 dense.log python3 bench/merged_conv.py --shapes nb201-dense,darts-factorized --dtypes bf16 --no-naive --igemm
+step 60 dense.log python3 bench/merged_conv.py --shapes nb201-dense,darts-factorized --dtypes bf16 --no-naive
+step 50 dwc.log python3 bench/merged_conv.py --shapes darts-dw --dtypes bf16 --layouts nhwc --no-naive --breakdown
 fi
 if [[ " $parts " == *" step "* ]]; then
 # issue 17 item 5: the DARTS search step, plain vs TopoNAS passes, after the form chooser
