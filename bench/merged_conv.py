@@ -240,7 +240,8 @@ def main(argv=None):
     ap.add_argument("--tune", action="store_true")
     ap.add_argument("--breakdown", action="store_true")
     ap.add_argument("--layouts", default="direct,nhwc", help="depthwise layouts to time (direct, nhwc)")
-    ap.add_argument("--compile-layouts", default=None, help="layouts also timed under torch.compile (default: all; none: no compiled triton rows)")
+    ap.add_argument("--compile-layouts", default=None,
+                    help="layouts also timed under torch.compile (default: all; none: no compiled triton rows)")
     ap.add_argument("--channels-last", action="store_true", help="also time every path on channels-last inputs")
     ap.add_argument("--no-naive", action="store_true", help="skip the naive per-candidate path")
     ap.add_argument("--igemm", action="store_true", help="also compare the implicit-GEMM forward with cuDNN")
