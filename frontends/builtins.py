@@ -77,12 +77,14 @@ def _is_int(value: Any) -> bool:
 
 
 def _len(ev: Evaluator, args: list[Any], kwargs: dict[str, Any], t: Tree) -> int:
+    """``len(list)``: the number of items."""
     if len(args) != 1 or not isinstance(args[0], list):
         raise ev.err(t, "len() takes one list")
     return len(args[0])
 
 
 def _extremum(kind: str, ev: Evaluator, args: list[Any], kwargs: dict[str, Any], t: Tree) -> Any:
+    """``min(a, b, ...)`` / ``max(a, b, ...)`` (or of one list): the smallest / largest number."""
     items = _items(args)
     if not items:
         raise ev.err(t, f"{kind} of nothing")
@@ -92,6 +94,8 @@ def _extremum(kind: str, ev: Evaluator, args: list[Any], kwargs: dict[str, Any],
 
 
 def _range(ev: Evaluator, args: list[Any], kwargs: dict[str, Any], t: Tree) -> list[int]:
+    """``range(n)`` or ``range(a, b)``: the list of integers from ``a`` (default 0) up to, not including, ``b``
+    (the same as ``a .. b``)."""
     if not 1 <= len(args) <= 2 or not all(_is_int(a) for a in args) or kwargs:
         raise ev.err(t, "range(n) or range(a, b) with integers")
     start, stop = args if len(args) == 2 else (0, args[0])
@@ -111,6 +115,7 @@ def _repeat(ev: Evaluator, args: list[Any], kwargs: dict[str, Any], t: Tree) -> 
 
 
 def _str(ev: Evaluator, args: list[Any], kwargs: dict[str, Any], t: Tree) -> str:
+    """``str(x)``: a number or string as a string, for names such as ``"block" + str(i)``."""
     if len(args) != 1 or not isinstance(args[0], (int, float, str)):
         raise ev.err(t, "str() takes one number or string")
     return str(args[0]).lower() if isinstance(args[0], bool) else str(args[0])

@@ -23,6 +23,8 @@ op mb_layer(C_in, ch, stride, kernels, expansions) =
     mbconv(C_in, ch, k = one_of(kernels), e = one_of(expansions), stride = stride)
 
 network mbconv_space(classes = 1000, resolution = 224, stem = 64,
+                     # the choices of every MBConv layer: kernel size x expansion ratio
+                     kernels = [3, 5, 7], expansions = [3, 6],
                      # per block: teacher width, stride, and (layers, channels) of each student cell
                      widths = [48, 80, 160, 224, 384, 640],
                      strides = [2, 2, 2, 1, 2, 1],
@@ -38,7 +40,8 @@ network mbconv_space(classes = 1000, resolution = 224, stem = 64,
     for b in 0 .. len(widths) {
         block "block" + str(b + 1) {
             blocks[b] = choose([["cell" + str(i + 1),
-                                 mb_cell(c_in, cells[b][i][1], cells[b][i][0], strides[b], widths[b])]
+                                 mb_cell(c_in, cells[b][i][1], cells[b][i][0], strides[b], widths[b],
+                                         kernels, expansions)]
                                 for i in 0 .. len(cells[b])])(h)
         }
         h = blocks[b]

@@ -101,6 +101,7 @@ class OpAttrs(BaseModel):
         raise NotImplementedError(f"op {type(self).__name__} declares no torch_call")
 
     def out_shape(self, shape: Shape) -> Shape:
+        """The input's shape, of any rank."""
         return list(shape)
 
     def params(self, shape: Shape) -> int:
@@ -146,6 +147,8 @@ class Conv(OpAttrs):
         return self.dilation * (self.kernel - 1) // 2 if self.padding is None else self.padding
 
     def out_shape(self, shape: Shape) -> Shape:
+        """``[C, H, W]`` -> ``[out_channels, H', W']``, ``H' = (H + 2 padding - dilation (kernel - 1) - 1) // stride + 1``
+        (likewise ``W'``); ``groups`` must divide ``C`` and ``out_channels``."""
         c, h, w = _need_map(shape, "conv")
         if c % self.groups or self.out_channels % self.groups:
             raise ShapeError(f"conv groups={self.groups} must divide {c} input and {self.out_channels} output channels")
@@ -188,6 +191,7 @@ class DWConv(OpAttrs):
         return self.dilation * (self.kernel - 1) // 2 if self.padding is None else self.padding
 
     def out_shape(self, shape: Shape) -> Shape:
+        """``[C, H, W]`` -> ``[C, H', W']``, ``H'`` and ``W'`` as for ``conv``."""
         c, h, w = _need_map(shape, "dwconv")
         return [
             c,
@@ -209,6 +213,8 @@ class DWConv(OpAttrs):
 
 
 class Linear(OpAttrs):
+    """Fully connected layer on flat features."""
+
     op: Literal["linear"] = "linear"
     out_features: Positive
     bias: bool = True
@@ -218,6 +224,7 @@ class Linear(OpAttrs):
     width_attr: ClassVar[str | None] = "out_features"
 
     def out_shape(self, shape: Shape) -> Shape:
+        """``[F]`` -> ``[out_features]``."""
         if len(shape) != 1:
             raise ShapeError(f"linear expects flat features [F], got {shape}; add flatten or global_avg_pool")
         return [self.out_features]
@@ -258,6 +265,7 @@ class BatchNorm(OpAttrs):
         return track
 
     def out_shape(self, shape: Shape) -> Shape:
+        """Unchanged; the input is ``[C, H, W]`` or ``[F]``."""
         if len(shape) not in (1, 3):
             raise ShapeError(f"bn expects [C, H, W] or [F], got {shape}")
         return list(shape)
@@ -283,23 +291,31 @@ class _Activation(OpAttrs):
 
 
 class ReLU(_Activation):
+    """``max(x, 0)``."""
+
     op: Literal["relu"] = "relu"
     function: ClassVar[str] = "torch.relu"
     zero_preserving: ClassVar[bool] = True
 
 
 class ReLU6(_Activation):
+    """``min(max(x, 0), 6)`` (MobileNet, the DNA MBConv space)."""
+
     op: Literal["relu6"] = "relu6"
     function: ClassVar[str] = "torch.nn.functional.relu6"
     zero_preserving: ClassVar[bool] = True
 
 
 class Sigmoid(_Activation):
+    """``1 / (1 + exp(-x))``."""
+
     op: Literal["sigmoid"] = "sigmoid"
     function: ClassVar[str] = "torch.sigmoid"
 
 
 class Identity(OpAttrs):
+    """Its input unchanged (DARTS' 'skip_connect' at stride 1)."""
+
     op: Literal["identity"] = "identity"
     linear: ClassVar[bool] = True
     parameter_free: ClassVar[bool] = True
@@ -326,6 +342,7 @@ class Zero(OpAttrs):
     zero_preserving: ClassVar[bool] = True
 
     def out_shape(self, shape: Shape) -> Shape:
+        """Unchanged at stride 1; ``[C, H, W]`` -> ``[C, ceil(H / stride), ceil(W / stride)]`` otherwise."""
         if self.stride == 1:
             return list(shape)
         c, h, w = _need_map(shape, "zero")
@@ -347,6 +364,7 @@ class _Pool(OpAttrs):
     @field_validator("padding")
     @classmethod
     def _at_most_half_the_kernel(cls, padding: int | None, info: ValidationInfo) -> int | None:
+        """At most ``kernel // 2``, as torch's pools require."""
         kernel = info.data.get("kernel")  # absent when the kernel itself was invalid
         if padding is not None and kernel is not None and padding > kernel // 2:
             raise ValueError(f"must be at most half the kernel ({kernel} // 2 = {kernel // 2}), as torch pools require")
@@ -357,6 +375,7 @@ class _Pool(OpAttrs):
         return self.kernel // 2 if self.padding is None else self.padding
 
     def out_shape(self, shape: Shape) -> Shape:
+        """``[C, H, W]`` -> ``[C, H', W']``, ``H'`` as for ``conv`` with dilation 1; unset padding is ``kernel // 2``."""
         c, h, w = _need_map(shape, self.op)  # type: ignore[attr-defined]
         return [c, _conv_out(h, self.kernel, self.stride, self.pad, 1), _conv_out(w, self.kernel, self.stride, self.pad, 1)]
 
@@ -366,6 +385,8 @@ class _Pool(OpAttrs):
 
 
 class MaxPool(_Pool):
+    """Maximum over each ``kernel`` x ``kernel`` window."""
+
     op: Literal["max_pool"] = "max_pool"
 
     def torch_call(self, shape: Shape) -> TorchCall:
@@ -373,6 +394,9 @@ class MaxPool(_Pool):
 
 
 class AvgPool(_Pool):
+    """Mean over each ``kernel`` x ``kernel`` window; ``count_include_pad = false`` leaves padding out of the
+    mean (DARTS' pools)."""
+
     op: Literal["avg_pool"] = "avg_pool"
     count_include_pad: bool = True
     linear: ClassVar[bool] = True
@@ -392,6 +416,7 @@ class GlobalAvgPool(OpAttrs):
     zero_preserving: ClassVar[bool] = True
 
     def out_shape(self, shape: Shape) -> Shape:
+        """``[C, H, W]`` -> ``[C]``."""
         c, _, _ = _need_map(shape, "global_avg_pool")
         return [c]
 
@@ -403,12 +428,15 @@ class GlobalAvgPool(OpAttrs):
 
 
 class Flatten(OpAttrs):
+    """All dimensions but the batch's as one (a view, no computation)."""
+
     op: Literal["flatten"] = "flatten"
     linear: ClassVar[bool] = True
     parameter_free: ClassVar[bool] = True
     computes_nothing: ClassVar[bool] = True
 
     def out_shape(self, shape: Shape) -> Shape:
+        """Any shape -> ``[product of its sizes]``."""
         total = 1
         for s in shape:
             total *= s
@@ -434,12 +462,14 @@ class FactorizedReduce(OpAttrs):
     @field_validator("out_channels")
     @classmethod
     def _even(cls, out_channels: int) -> int:
+        """Even: its two convs give half the channels each."""
         if out_channels % 2:
             raise ValueError(f"must be even ({out_channels} given): its two convs give half the channels each")
         return out_channels
 
     def out_shape(self, shape: Shape) -> Shape:
-        """``ceil(H / 2)``, as every stride-2 candidate beside it gives (see ``nasir.runtime.FactorizedReduce``)."""
+        """``[C, H, W]`` -> ``[out_channels, ceil(H / 2), ceil(W / 2)]``, as every stride-2 candidate beside it gives
+        (see ``nasir.runtime.FactorizedReduce``)."""
         c, h, w = _need_map(shape, "factorized_reduce")
         return [self.out_channels, (h + 1) // 2, (w + 1) // 2]
 
