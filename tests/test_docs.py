@@ -109,3 +109,13 @@ def test_link_resolves(page: str, target: str):
     assert path.exists(), f"{page}: link to {target}: no {path.relative_to(ROOT)}"
     if anchor:
         assert anchor in _anchors(path), f"{page}: link to {target}: no such heading in {path.relative_to(ROOT)}"
+
+
+def test_readme_lists_every_primitive():
+    from nasir.frontends.binding import ALIASES
+    from nasir.ir.ops import PRIMITIVES
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    listed = re.search(r"^\* primitives: `([^`]+)`", readme, re.MULTILINE)
+    assert listed, "README.md has no `* primitives: `...`` line"
+    assert sorted(listed.group(1).split()) == sorted([*PRIMITIVES, *ALIASES])
