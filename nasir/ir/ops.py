@@ -258,6 +258,7 @@ class BatchNorm(OpAttrs):
     @field_validator("track_running_stats")
     @classmethod
     def _momentum_needs_running_stats(cls, track: bool, info: ValidationInfo) -> bool:
+        """``false`` keeps no running statistics, so ``momentum`` may not be given with it."""
         momentum = info.data.get("momentum")  # absent when the momentum itself was invalid
         if not track and momentum is not None and momentum != cls.model_fields["momentum"].default:
             raise ValueError(f"false leaves momentum={momentum} nothing to weigh (no running statistics are kept); "
