@@ -13,6 +13,7 @@ shows small settings so that all of this takes about a minute on 2 cores (times 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -35,8 +36,9 @@ README = ROOT / "README.md"
 #: The fresh-machine setup that starts the README's first two commands.
 SETUP = 'python3 -m venv .venv && .venv/bin/pip install -q torch==2.13.0 -e ".[dev]" && '
 TEST_COMMAND = ".venv/bin/python -m pytest"
-#: Programs a command needs besides nasir, by a piece of its text.
-NEEDS = {"--emit png": "dot", "--emit svg": "dot"}
+#: What a command needs besides nasir, by a piece of its text: a program on PATH or a Python module
+#: (of an optional extra).
+NEEDS = {"--emit png": "program dot", "--emit svg": "program dot", "--format onnx": "module onnx"}
 FULL_SIZE = re.compile(r"full size[^:]*:\s*(.+)$")
 #: A README command taking longer than this is a bug in the README (it should show small settings).
 TIMEOUT_S = 600
@@ -108,6 +110,15 @@ def _steps() -> list[Step]:
 STEPS = _steps()
 
 
+def _missing(text: str) -> str | None:
+    """The program or module ``text`` needs that is not installed here, if any."""
+    for piece, need in NEEDS.items():
+        kind, name = need.split()
+        if piece in text and (shutil.which(name) if kind == "program" else importlib.util.find_spec(name)) is None:
+            return f"{kind} `{name}`"
+    return None
+
+
 def _run_block(steps: list[Step], folder: Path) -> dict[Step, Outcome]:
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     # tiny tensors gain nothing from intra-op threads, and on a busy 2-core box OpenMP's waiting
@@ -117,9 +128,9 @@ def _run_block(steps: list[Step], folder: Path) -> dict[Step, Outcome]:
     outcomes: dict[Step, Outcome] = {}
     failed = None
     for step in steps:
-        missing = [prog for piece, prog in NEEDS.items() if piece in step.text and shutil.which(prog) is None]
+        missing = _missing(step.text)
         if failed is not None or missing:
-            reason = f"needs the `{missing[0]}` program" if missing else f"an earlier command failed: {failed}"
+            reason = f"needs the {missing}, which this machine lacks" if missing else f"an earlier command failed: {failed}"
             outcomes[step] = Outcome(None, 0.0, 0.0, "", reason)
             continue
         outcome = outcomes[step] = _run(step.text, folder, env)
