@@ -41,6 +41,13 @@ if [[ " $parts " == *" dense "* ]]; then
 step 60 dense.log python3 bench/merged_conv.py --shapes nb201-dense,darts-factorized --dtypes bf16 --no-naive
 step 50 dwc.log python3 bench/merged_conv.py --shapes darts-dw --dtypes bf16 --layouts nhwc --no-naive --breakdown
 fi
+if [[ " $parts " == *" last "* ]]; then
+# the third call of 2026-11-26: darts-dw bf16 eager after the host-sync fix, breakdown, new-kernel GPU tests
+step 75 dwl.log python3 bench/merged_conv.py --shapes darts-dw --dtypes bf16 --layouts direct,nhwc \
+    --compile-layouts none --no-naive --breakdown
+step 90 gpu_tests2.log python3 -m pytest tests/kernels/test_gpu.py -q -n 8 -p no:cacheprovider \
+    -k "nhwc or implicit or op_on_cuda or weight_prep"
+fi
 if [[ " $parts " == *" step "* ]]; then
 # issue 17 item 5: the DARTS search step, plain vs TopoNAS passes, after the form chooser
 step 100 step.log python3 bench/supernet_step.py --spaces darts --configs none,all --steps 6 --warmup 2 --repeat 2 \

@@ -66,6 +66,11 @@ def _kmod():
     return mod
 
 
+def _eager(like: Tensor) -> bool:
+    """A plain tensor with no dispatch mode active: not being traced by torch.compile or export."""
+    return type(like) is torch.Tensor and torch._C._len_torch_dispatch_stack() == 0
+
+
 def _launch(kernel, like: Tensor):
     """The kernel, launchable.  While tracing (torch.compile/export: fake or functional tensors, or
     a dispatch mode active) it goes through ``wrap_triton`` so the launch becomes a graph node; on
@@ -73,11 +78,24 @@ def _launch(kernel, like: Tensor):
     about half a millisecond of host time per launch (torch 2.11 on an H100), more than the
     kernels themselves.  The interpreter needs the raw kernel.
     """
-    if interpreting():
-        return kernel
-    if type(like) is torch.Tensor and torch._C._len_torch_dispatch_stack() == 0:
+    if interpreting() or _eager(like):
         return kernel
     return torch.library.wrap_triton(kernel)
+
+
+_TAP_TENSORS: dict[tuple, Tensor] = {}
+
+
+def _tap_tensor(taps: Sequence[int], like: Tensor) -> Tensor:
+    """The live-tap list on the device.  Eager calls reuse one copy per device and list: building it
+    from a Python list is a host-to-device copy that waits for the GPU to drain, once per step."""
+    if not _eager(like):
+        return torch.tensor(list(taps), device=like.device, dtype=torch.int32)
+    key = (like.device, tuple(taps))
+    t = _TAP_TENSORS.get(key)
+    if t is None:
+        t = _TAP_TENSORS[key] = torch.tensor(list(taps), device=like.device, dtype=torch.int32)
+    return t
 
 
 def _pow2(n: int) -> int:
@@ -276,7 +294,7 @@ def dw_backward_nhwc(grad: Tensor, x: Tensor, kernels: Sequence[Tensor], dilatio
     per = triton_cdiv(total, nsplit)
     nsplit = triton_cdiv(total, per)
     part = torch.empty((nsplit, C, plan.K * plan.K), device=x.device, dtype=torch.float32)
-    tap_t = torch.tensor(taps, device=x.device, dtype=torch.int32)
+    tap_t = _tap_tensor(taps, x)
     _launch(km.dwn_wgrad_kernel, xs)[(cblocks, nsplit)](
         xs, gs, part, tap_t, C, H, W, HO, WO, total, per, len(taps), *xs.stride(), *gs.stride(),
         STRIDE=stride, PAD=plan.K // 2, K=plan.K, TB=_pow2(len(taps)), BC=bc, EVEN_C=C % bc == 0,
@@ -353,7 +371,7 @@ def dw_backward(grad: Tensor, x: Tensor, kernels: Sequence[Tensor], dilations: S
         # ~8 programs per SM; measured 1.48 ms (16 splits, 32-pixel blocks) vs 1.99 ms (9, 64) on the DARTS shape
         nsplit = max(1, min(N, triton_cdiv(8 * _sm_count(x.device), C)))
     part = torch.empty((nsplit, C, plan.K * plan.K), device=x.device, dtype=torch.float32)
-    tap_t = torch.tensor(taps, device=x.device, dtype=torch.int32)
+    tap_t = _tap_tensor(taps, x)
     tb = _pow2(len(taps))
     bp = bp or max(16, min(_pow2(HO * WO), 2048 // tb))
     _launch(km.dw_wgrad_kernel, x)[(C, nsplit)](
