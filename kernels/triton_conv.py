@@ -6,7 +6,8 @@ same launchers run the kernels in Triton's interpreter on CPU tensors (how CI te
 
 Two paths:
 - depthwise (groups == C_in == C_k, no pointwise): Triton kernels for forward, input gradient and
-  kernel gradient, in one of two layouts (:data:`DW_LAYOUTS`, chosen with :func:`dw_layout`):
+  kernel gradient, in one of two layouts (:data:`DW_LAYOUTS`, chosen with :func:`dw_layout`;
+  by default nhwc for channels-last inputs, direct otherwise):
   "direct" works on NCHW planes and rebuilds the merged (normalized) kernel in each program;
   "nhwc" builds the merged kernel once (the weight-prep kernel), works on channels-last tensors
   (copying NCHW inputs, returning results in the input's layout) with vector loads over channels.
@@ -205,13 +206,16 @@ def _tile(h: int, w: int, bh: int | None, bw: int | None) -> tuple[int, int]:
 
 # ---------------------------------------------------------------- depthwise path
 
-DW_LAYOUTS = ("direct", "nhwc")
-_DW_LAYOUT = "direct"
+DW_LAYOUTS = ("auto", "direct", "nhwc")
+#: "auto": nhwc for channels-last inputs (no layout copies; 0.96 ms fwd+bwd on the DARTS shape, bf16,
+#: H100), direct for NCHW ones, where the copies cost the nhwc path about 0.2 ms each way and the
+#: measured totals are close (docs/benchmarks.md, 2026-11-26).
+_DW_LAYOUT = "auto"
 
 
 @contextlib.contextmanager
 def dw_layout(name: str) -> Iterator[None]:
-    """Run the depthwise path in layout ``name`` ("direct" or "nhwc") inside the block."""
+    """Run the depthwise path in layout ``name`` ("auto", "direct" or "nhwc") inside the block."""
     global _DW_LAYOUT
     if name not in DW_LAYOUTS:
         raise ValueError(f"unknown depthwise layout {name!r}; known: {', '.join(DW_LAYOUTS)}")
@@ -224,6 +228,10 @@ def dw_layout(name: str) -> Iterator[None]:
 
 def current_dw_layout() -> str:
     return _DW_LAYOUT
+
+
+def _use_nhwc(x: Tensor) -> bool:
+    return _DW_LAYOUT == "nhwc" or (_DW_LAYOUT == "auto" and is_channels_last(x))
 
 
 def is_channels_last(t: Tensor) -> bool:
@@ -321,7 +329,7 @@ def _dw_chain_rule(part: Tensor, kernels: Sequence[Tensor], weights: Tensor, pla
 def dw_forward(x: Tensor, kernels: Sequence[Tensor], dilations: Sequence[int], weights: Tensor, stride: int,
                normalize: bool, normalize_mask, eps: float, *, num_warps: int = 4, block: tuple | None = None) -> Tensor:
     """Depthwise merged convolution: one Triton launch, merged weights rebuilt per program."""
-    if _DW_LAYOUT == "nhwc" and block is None:
+    if _use_nhwc(x) and block is None:
         return dw_forward_nhwc(x, kernels, dilations, weights, stride, normalize, normalize_mask, eps)
     km = _kmod()
     plan = make_plan(kernels, dilations, normalize, normalize_mask)
@@ -347,7 +355,7 @@ def dw_backward(grad: Tensor, x: Tensor, kernels: Sequence[Tensor], dilations: S
                 stride: int, normalize: bool, normalize_mask, eps: float, *, num_warps: int = 4,
                 block: tuple | None = None, nsplit: int | None = None, bp: int | None = None):
     """(grad_x, [grad_k_i], grad_weights) of the depthwise merged convolution; three launches."""
-    if _DW_LAYOUT == "nhwc" and block is None and bp is None:
+    if _use_nhwc(x) and block is None and bp is None:
         return dw_backward_nhwc(grad, x, kernels, dilations, weights, stride, normalize, normalize_mask, eps,
                                 nsplit=nsplit, num_warps=num_warps)
     km = _kmod()

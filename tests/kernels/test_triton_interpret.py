@@ -37,7 +37,7 @@ def test_interpreter_suite():
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     progress = proc.stdout.split()[0] if proc.stdout.split() else ""
-    assert progress.count(".") == 28, proc.stdout[-2000:]  # every interpreted check ran and passed
+    assert progress.count(".") == 29, proc.stdout[-2000:]  # every interpreted check ran and passed
 
 
 def _both(cfg, stride, normalize, mask=None, n=2, channels_last=False):
@@ -162,3 +162,15 @@ def test_implicit_gemm_forward(stride):
     want = torch.nn.functional.conv2d(x, W, stride=stride, padding=1)
     assert y.shape == want.shape and not tc.is_channels_last(y)
     assert rel_err(y, want) < 1e-5
+
+
+@child_only
+def test_depthwise_auto_layout_follows_the_input():
+    """By default channels-last inputs take the nhwc kernels (and keep their layout), NCHW ones the direct ones."""
+    assert tc.current_dw_layout() == "auto"
+    out = _both(dict(c_in=4, groups=4, specs=DARTS_DW, h=6, w=5), 1, True, channels_last=True)
+    assert tc.is_channels_last(out["triton"][0]) and tc.is_channels_last(out["triton"][1])
+    for a, b in zip(out["triton"], out["torch"]):
+        assert rel_err(a, b) < 1e-5
+    out = _both(dict(c_in=4, groups=4, specs=DARTS_DW, h=6, w=5), 1, True)
+    assert out["triton"][0].is_contiguous()
