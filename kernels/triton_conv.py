@@ -208,8 +208,8 @@ def _tile(h: int, w: int, bh: int | None, bw: int | None) -> tuple[int, int]:
 
 DW_LAYOUTS = ("auto", "direct", "nhwc")
 #: "auto": nhwc for channels-last inputs (no layout copies; 0.96 ms fwd+bwd on the DARTS shape, bf16,
-#: H100), direct for NCHW ones, where the copies cost the nhwc path about 0.2 ms each way and the
-#: measured totals are close (docs/benchmarks.md, 2026-11-26).
+#: H100), direct for NCHW ones, where the nhwc path pays two layout copies each way and measured
+#: slower (docs/benchmarks.md, 2026-11-26).
 _DW_LAYOUT = "auto"
 
 
