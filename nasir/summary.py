@@ -11,7 +11,12 @@ from nasir.ir.width import WidthAnalysis, has_widths
 
 
 def _si(n: int) -> str:
-    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+    """1.23G style; beyond 10^15 (only tampered or absurd graphs) a decimal exponent computed on the
+    integer's digits, since such counts may not fit a float."""
+    if abs(n) >= 10**15:
+        digits = str(abs(n))
+        return f"{'-' if n < 0 else ''}{digits[0]}.{digits[1:3]}e{len(digits) - 1}"
+    for unit, div in (("G", 10**9), ("M", 10**6), ("K", 10**3)):
         if abs(n) >= div:
             return f"{n / div:.2f}{unit}"
     return str(n)

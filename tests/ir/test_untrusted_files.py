@@ -139,3 +139,12 @@ def test_user_text_cannot_inject_html_or_attributes_into_graphviz(tiny, tmp_path
         svg = tmp_path / "evil.svg"
         render(_evil(tiny), str(svg))
         assert "href" not in svg.read_text().replace("href=&quot;", "")  # no link element, only escaped text
+
+
+def test_summary_counts_beyond_float_range():
+    """Found by the long fuzz profile: a tampered linear with 10^400 outputs overflowed the FLOP figure."""
+    from nasir.summary import _si
+
+    assert _si(10**400) == "1.00e400"
+    assert _si(-(3 * 10**20 + 10**19)) == "-3.10e20"
+    assert _si(2_500_000_000) == "2.50G" and _si(999) == "999"
