@@ -41,12 +41,12 @@ class NodeBase(BaseModel):
 
 class InputNode(NodeBase):
     kind: Literal["input"] = "input"
-    index: int = 0
+    index: int = Field(default=0, ge=0)
 
 
 class OutputNode(NodeBase):
     kind: Literal["output"] = "output"
-    index: int = 0
+    index: int = Field(default=0, ge=0)
 
 
 class WidthChoice(BaseModel):

@@ -62,6 +62,8 @@ def _tampered(tmp_path, graph: Graph, change) -> str:
     # found by the long fuzz profile: a negative input channel count reached torch's Conv2d
     (lambda d: _first(d["body"], "input").update(shape=[-1, 8, 8]), "shape [-1, 8, 8] has a dimension below 1"),
     (lambda d: _first(d["body"], "input").update(shape=[3, 0, 8]), "shape [3, 0, 8] has a dimension below 1"),
+    (lambda d: _first(_first(d["body"], "choice")["candidates"][0]["body"], "input").update(index=-3),
+     "input.index (node 'x'): Input should be greater than or equal to 0"),
 ])
 def test_tampered_ir_is_a_located_error(tmp_path, tiny, change, message):
     path = _tampered(tmp_path, tiny, change)
