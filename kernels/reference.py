@@ -196,6 +196,12 @@ def _acc_dtype(t: Tensor) -> torch.dtype:
     return torch.float64 if t.dtype == torch.float64 else torch.float32
 
 
+def standardized_kernel(k: Tensor, eps: float = 1e-5) -> Tensor:
+    """N(k) as the merged convolution computes it (in fp32, fp64 for fp64), in ``k``'s dtype: the
+    weight of the plain convolution a normalized merged convolution folds into at a fixed architecture."""
+    return standardize(k.to(_acc_dtype(k)), eps).to(k.dtype)
+
+
 def merge_kernels_reference(
     kernels: Sequence[Tensor],
     dilations: Sequence[int],

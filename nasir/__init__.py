@@ -24,6 +24,7 @@ _LAZY = {
     "to_genotype": "nasir.ir.genotype",
     "from_nb201": "nasir.ir.genotype",
     "to_nb201": "nasir.ir.genotype",
+    "export": "nasir.exporting",
     "NasirError": "nasir.diagnostics",
 }
 

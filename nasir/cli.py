@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from nasir.passmanager import PassInstrument
 
 EMITS = ("summary", "json", "dot", "svg", "png", "code", "ir")
+#: ``nasir.exporting.FORMATS``, spelled out so that building the parser imports no torch (a test checks they agree).
+EXPORT_FORMATS = ("onnx", "pt2", "safetensors")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -111,6 +113,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint (if it exists yet)")
     output_option(p, "--arch-out", metavar="FILE", help="write the derived architecture as JSON")
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("export", help="write one architecture, after any passes, as a plain network (ONNX, pt2, safetensors)")
+    _common(p)
+    p.add_argument("--passes", default="", metavar="PIPELINE",
+                   help="the pipeline the supernet was searched with (its checkpoint's weights are named after it)")
+    p.add_argument("--arch", required=True, metavar="ARCH",
+                   help="the architecture: a file (nasir-arch JSON, DARTS genotype, NB201 string) or such text")
+    p.add_argument("--checkpoint", metavar="FILE", help="take the trained weights of this `nasir search` checkpoint")
+    p.add_argument("--format", choices=EXPORT_FORMATS, required=True,
+                   help="onnx, pt2 (torch.export program), or safetensors (weights + plain IR, for nasir)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights (without --checkpoint)")
+    output_option(p, "-o", "--output", required=True, metavar="FILE", help="write the export here (atomically)")
+    p.set_defaults(func=cmd_export)
 
     for name in ("dna", "dance"):  # drivers contributed by their own packages
         try:
@@ -303,6 +318,31 @@ def _search_resume_hint(args: argparse.Namespace) -> str:
     if not args.checkpoint:
         return "note: nothing was saved; give --checkpoint FILE to make a search resumable"
     return f"next: nasir {shlex.join([*_search_command(args), '--resume'])}  # continues from the last checkpoint"
+
+
+#: How to use each export format, printed after writing it.
+_EXPORT_NEXT = {
+    "pt2": "torch.export.load({path!r}).module()(x)",
+    "onnx": "onnxruntime.InferenceSession({path!r}).run(None, {{{input!r}: x.numpy()}})",
+    "safetensors": "nasir.exporting.load_fixed_network({path!r})  # a NasirModule, to fine-tune or train",
+}
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from nasir.exporting import export, require_onnx, search_checkpoint_weights
+    from nasir.passmanager import PassManager
+
+    if args.format == "onnx":
+        require_onnx()  # before any work
+    weights = search_checkpoint_weights(args.checkpoint) if args.checkpoint else None
+    graph = PassManager.parse(args.passes, stats=False, copy_input=False).run(_load(args))
+    done = export(graph, args.arch, weights, format=args.format, path=args.output, seed=args.seed)
+    origin = f"the weights of {args.checkpoint}" if weights is not None else f"initial weights (seed {args.seed})"
+    print(f"{graph.name} at {args.arch}: a plain network of {done.parameters:,} parameters with {origin}")
+    print(f"written to {done.path} ({done.format}); checked: it computes what the fixed network computes "
+          f"(max difference {done.max_difference:.1e})")
+    print(f"next: {_EXPORT_NEXT[done.format].format(path=str(done.path), input=graph.body.inputs[0].name)}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

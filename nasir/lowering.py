@@ -28,15 +28,17 @@ import importlib
 import operator
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.fx as fx
 from torch import nn
 
-from nasir.diagnostics import NasirError
+from nasir.diagnostics import NasirError, SourceLoc
 from nasir.ir.arch import Architecture, ArchSource, derive_architecture, resolve_arch
 from nasir.ir.cost import check_weight_budget
+from nasir.ir.fix import fold_merged_conv
 from nasir.ir.graph import Graph
 from nasir.ir.nodes import (
     BlockNode,
@@ -49,11 +51,11 @@ from nasir.ir.nodes import (
     Region,
     SumNode,
 )
-from nasir.ir.ops import TorchCall
+from nasir.ir.ops import OpAttrs, TorchCall
 from nasir.ir.rewrite import used_arch
 from nasir.ir.verify import infer_shapes
 from nasir.ir.width import WidthAnalysis, WidthUse, check_widths, fix_widths
-from nasir.module_names import install, module_name, module_paths
+from nasir.module_names import install, module_name, module_path, module_paths
 from nasir.runtime import (
     SLICED_MODULES,
     ChannelGate,
@@ -90,6 +92,14 @@ def _ident(name: str) -> str:
     return f"_{ident}" if ident[:1].isdigit() else ident
 
 
+@dataclass(frozen=True)
+class Fold:
+    """Where a fixed network's folded weight comes from: a supernet kernel (state-dict key), standardized or not."""
+
+    source: str
+    standardize: bool
+
+
 class NasirModule(fx.GraphModule):
     """A lowered search space. Feels like any ``nn.Module``; adds the NAS handles."""
 
@@ -119,18 +129,32 @@ class NasirModule(fx.GraphModule):
 
     def sliced_state_dict(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """This module's state taken from ``state``, the state of a supernet or sampled lowering of the
-        same graph: in fixed mode the weights and statistics of layers following width choices are
-        cut to the chosen widths (the first channels of every width segment); the rest is copied.
+        same graph (or the weights of a ``nasir search`` checkpoint). In fixed mode the weights and
+        statistics of layers following width choices are cut to the chosen widths (the first channels of
+        every width segment), and the plain convolution a merged convolution became takes the chosen
+        candidate's kernel, standardized where the graph normalizes kernels (``reparam{kernel_norm=true}``)
+        as the supernet does at run time; the rest is copied. A missing or misshapen entry is a ``NasirError``.
         ``fixed.load_state_dict(fixed.sliced_state_dict(supernet.state_dict()))`` inherits the weights."""
         slices = getattr(self, "weight_slices", {})
+        folds = getattr(self, "ir_folds", {})
         out = {}
-        for key in self.state_dict():
-            if key not in state:
-                raise NasirError(f"the given state has no entry {key!r}", hint="give the state of a lowering of the same graph")
-            value = state[key]
+        for key, own in self.state_dict().items():
+            fold = folds.get(key)
+            source = fold.source if fold is not None else key
+            if source not in state:
+                raise NasirError(f"the given state has no entry {source!r}" + (f" (for {key!r})" if fold else ""),
+                                 hint="give the weights of a supernet of the same graph: same file, -D values and passes")
+            value = state[source]
+            if fold is not None and fold.standardize:
+                from nasir.kernels.reference import standardized_kernel  # the kernels' package loads torch._dynamo
+
+                value = standardized_kernel(value)
             for dim, kept in enumerate(slices.get(key.rpartition(".")[0], ())):
                 if kept is not None and value.dim() > dim:
                     value = value.index_select(dim, torch.tensor(kept, dtype=torch.long, device=value.device))
+            if value.shape != own.shape:
+                raise NasirError(f"entry {source!r} of the given state has shape {list(value.shape)}, {key!r} needs "
+                                 f"{list(own.shape)}", hint="the weights come from another graph")
             out[key] = value
         return out
 
@@ -189,6 +213,7 @@ def lower(graph: Graph, mode: str = "supernet", arch: ArchSource | None = None,
     module.ir_mode = mode
     module.ir_paths = {path: ir_path for ir_path, path in lowerer.paths.items()}
     module.weight_slices = {lowerer.paths[path]: dims for path, dims in slices.items()}
+    module.ir_folds = lowerer.folds
     module.graph.lint()  # the GraphModule constructor generated ``code``; the graph has not changed since
     return module
 
@@ -202,10 +227,12 @@ class _Lowerer:
         self.widths = widths
         #: ``arch`` ParameterDict key of every architecture parameter the graph uses (none in fixed mode).
         self.arch_keys = _arch_keys(list(used_arch(graph.body))) if mode != "fixed" else {}
-        #: IR path -> module path of every node (``nasir.module_names``).
+        #: IR path -> module path of every node (``nasir.module_names``), and of the ops folded merged convs become.
         self.paths = module_paths(graph)
         #: Fixed mode: values known to be zero (a picked 'none'), left out of sums and then erased.
         self.zeros: set[fx.Node] = set()
+        #: Fixed mode: state-dict key of each folded weight -> the supernet's kernel it is made from.
+        self.folds: dict[str, Fold] = {}
 
     # -- entry --------------------------------------------------------------------------------
     def top(self, root: nn.Module) -> fx.Graph:
@@ -252,14 +279,14 @@ class _Lowerer:
             if isinstance(node, OpNode):
                 use = self.widths.uses.get(ir_path) if self.widths is not None else None
                 if use is None:
-                    env[node.name] = self.op(g, root, node, region, target, name, args[0])
+                    env[node.name] = self.op(g, root, node.attrs, region[node.inputs[0]].shape, target, name, args[0], node.loc)
                 elif self.mode == "supernet":
                     x = args[0]
                     if use.masks_input:
                         if node.inputs[0] not in masked:
                             masked[node.inputs[0]] = self.mask(g, x, use, vectors)
                         x = masked[node.inputs[0]]
-                    env[node.name] = self.op(g, root, node, region, target, name, x)
+                    env[node.name] = self.op(g, root, node.attrs, region[node.inputs[0]].shape, target, name, x, node.loc)
                 else:
                     env[node.name] = self.sliced(g, root, node, region, target, name, args[0], use, vectors)
             elif isinstance(node, SumNode):
@@ -273,6 +300,8 @@ class _Lowerer:
                 env[node.name] = _fn(g, torch.cat, (list(args),), {"dim": 1}, name=name)
             elif isinstance(node, ChoiceNode):
                 env[node.name] = self.choice(g, root, node, region, ir_path, root_path, name, args, vectors)
+            elif isinstance(node, MergedConvNode) and self.mode == "fixed":
+                env[node.name] = self.folded(g, root, node, region[node.inputs[0]].shape, ir_path, target, name, args[0])
             elif isinstance(node, MergedConvNode):
                 env[node.name] = self.merged(g, root, node, region, target, name, args[0], vectors)
             elif isinstance(node, GateNode):
@@ -285,17 +314,17 @@ class _Lowerer:
                 raise NasirError(f"cannot lower node kind {node.kind!r}", node.loc)
         return outs
 
-    def op(self, g: fx.Graph, root: nn.Module, node: OpNode, region: Region, target: str, name: str,
-           x: fx.Node) -> fx.Node:
+    def op(self, g: fx.Graph, root: nn.Module, attrs: OpAttrs, in_shape: list[int], target: str, name: str,
+           x: fx.Node, loc: SourceLoc | None) -> fx.Node:
         """Emit what the op's ``torch_call`` names: a module call, a tensor method, a function, or nothing."""
-        call = node.attrs.torch_call(region[node.inputs[0]].shape)
+        call = attrs.torch_call(in_shape)
         if call.target is None:
             return x
         if call.target.startswith(_TENSOR_METHOD):
             return _method(g, call.target.removeprefix(_TENSOR_METHOD), (x, *call.args), name=name)
         module = build_op_module(call)
         if module is not None:
-            install(root, target, module, node.loc)
+            install(root, target, module, loc)
             return g.create_node("call_module", target, (x,), name=name)
         return _fn(g, torch_target(call.target), (x, *call.args), dict(call.kwargs), name=name)
 
@@ -400,21 +429,29 @@ class _Lowerer:
                x: fx.Node, vectors: dict[str, fx.Node]) -> fx.Node:
         c_in = region[node.inputs[0]].shape[0]
         specs = [dict(k.model_dump(), name=module_name(k.name)) for k in node.kernels]  # ParameterDict keys
-        if self.mode == "fixed":
-            pick = self.fixed[node.arch]
-            chosen = [j for j, c in enumerate(node.covers) if pick in c]
-            if not chosen:
-                return _fn(g, _zeros_strided, (x, node.out_channels, node.stride), name=name)
-            j = chosen[0]
-            module = MergedConv(c_in, node.out_channels, [specs[j]], [[0]], [0], node.arch, node.stride,
-                                node.groups, node.normalize)
-            install(root, target, module, node.loc)
-            one = _fn(g, torch.ones, (1,), name=f"{name}_one")
-            return g.create_node("call_module", target, (x, one), name=name)
         module = MergedConv(c_in, node.out_channels, specs, node.covers, node.domain, node.arch, node.stride,
                             node.groups, node.normalize)
         install(root, target, module, node.loc)
         return g.create_node("call_module", target, (x, vectors[node.arch]), name=name)
+
+    def folded(self, g: fx.Graph, root: nn.Module, node: MergedConvNode, in_shape: list[int], ir_path: str, target: str,
+               name: str, x: fx.Node) -> fx.Node:
+        """Fixed mode: the plain ops the chosen kernel stands for (``nasir.ir.fix``), under the merged
+        conv's path; each op's weights come from the kernel (and bias) it folds (``folds``)."""
+        ops = fold_merged_conv(node, self.fixed[node.arch], in_shape)
+        for k, op in enumerate(ops):
+            local = op.node.name[len(node.name) + 1:]
+            path = f"{self.paths[ir_path]}.{module_path(local)}"
+            self.paths[f"{ir_path}.{local}"] = path
+            last = k == len(ops) - 1
+            x = self.op(g, root, op.node.attrs, in_shape, f"{target}.{module_path(local)}",
+                        name if last else _ident(f"{target}.{local}"), x, node.loc)
+            in_shape = op.node.shape
+            for param, source in op.params.items():
+                self.folds[f"{path}.{param}"] = Fold(self.paths[f"{ir_path}.{source}"], op.standardize and param == "weight")
+            if op.node.attrs.op == "zero":  # a picked 'none' the merge dropped: left out of sums, like a choice's
+                self.zeros.add(x)
+        return x
 
 
 def _fn(g: fx.Graph, fn: Any, args: tuple, kwargs: dict | None = None, name: str | None = None) -> fx.Node:
@@ -423,15 +460,6 @@ def _fn(g: fx.Graph, fn: Any, args: tuple, kwargs: dict | None = None, name: str
 
 def _method(g: fx.Graph, method: str, args: tuple, name: str | None = None) -> fx.Node:
     return g.create_node("call_method", method, args, {}, name=name)
-
-
-def _zeros_strided(x: torch.Tensor, channels: int, stride: int) -> torch.Tensor:
-    h = (x.shape[2] + stride - 1) // stride
-    w = (x.shape[3] + stride - 1) // stride
-    return x.new_zeros(x.shape[0], channels, h, w)
-
-
-torch.fx.wrap("_zeros_strided")
 
 
 #: ``TorchCall`` targets under this prefix are methods of the input tensor (``x.mean(...)``).

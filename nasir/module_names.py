@@ -34,7 +34,7 @@ from nasir.ir.graph import Graph
 from nasir.ir.nodes import MergedConvNode, Node, Region, sub_regions
 
 #: Attributes ``lower`` sets on every ``NasirModule``, next to its methods and submodules.
-LOWERED_ATTRIBUTES = ("arch", "arch_names", "sampler", "ir_mode", "ir_paths")
+LOWERED_ATTRIBUTES = ("arch", "arch_names", "sampler", "ir_mode", "ir_paths", "weight_slices", "ir_folds")
 
 
 @functools.cache
@@ -112,7 +112,7 @@ def module_paths(graph: Graph) -> dict[str, str]:
             ir_path, path = ir_prefix + node.name, prefix + paths[node.name]
             out[ir_path] = path
             if isinstance(node, MergedConvNode):
-                for holder in ("kernels", "pointwise"):
+                for holder in ("kernels", "pointwise", "biases"):
                     out.update({f"{ir_path}.{holder}.{k.name}": f"{path}.{holder}.{module_name(k.name)}"
                                 for k in node.kernels})
             for local, sub in sub_regions(node):

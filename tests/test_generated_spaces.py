@@ -5,8 +5,10 @@ For every generated space and every pipeline of the passes that apply to superne
 * an exact pipeline computes the same function in float64, in supernet mode, in training mode and
   in eval mode after a few training steps (running statistics carried over);
 * after any pipeline the supernet, sampled and fixed lowerings build and agree on a one-hot
-  architecture, and (unless kernels are normalized, which changes every candidate on purpose) the
-  fixed network equals the original's fixed network at that architecture;
+  architecture (the fixed network, plain modules only, with the supernet's weights folded in; and
+  the plain architecture's IR, ``nasir.ir.fix``, lowered), and (unless kernels are normalized, which
+  changes every candidate on purpose) the fixed network equals the original's fixed network at that
+  architecture;
 * ``nasir count``'s figures (plain and top-k inputs) equal brute-force enumeration on small spaces,
   before and after the passes;
 * ``topo-simplify`` is idempotent and reaches the same fixpoint from wherever ``pms`` and ``fms``
@@ -27,11 +29,12 @@ import re
 import pytest
 import torch
 
+from nasir.exporting import plain_network
 from nasir.ir.graph import Graph
 from nasir.ir.printer import print_graph
 from nasir.lowering import NasirModule, lower
 from nasir.passmanager import PassManager, pass_names
-from nasir.runtime import FixedSampler
+from nasir.runtime import ChoiceModule, FixedSampler, MergedConv
 from nasir.testing import (
     GeneratedSpace,
     brute_force_size,
@@ -173,7 +176,8 @@ def check_modes_agree(after: Graph, supernet: NasirModule, arch: dict[str, int],
     sampled = lower(after, "sampled", sampler=FixedSampler(arch), seed=3).double()
     fixed = lower(after, "fixed", arch=arch, seed=4).double()
     _copy_state(supernet, sampled)
-    _copy_state(supernet, fixed)
+    fixed.load_state_dict(fixed.sliced_state_dict(supernet.state_dict()))  # merged kernels folded into plain convs
+    _, plain = plain_network(after, arch, fixed)
     x = _input(x_shape, 4)
     for train in (False, True):
         mode = "train" if train else "eval"
@@ -181,6 +185,8 @@ def check_modes_agree(after: Graph, supernet: NasirModule, arch: dict[str, int],
             expected = supernet.train(train)(x)
             _assert_close(fixed.train(train)(x), expected, f"fixed vs one-hot supernet, {mode} mode")
             _assert_close(sampled.train(train)(x), expected, f"sampled vs one-hot supernet, {mode} mode")
+            _assert_close(plain.train(train)(x), expected, f"plain architecture (fixed IR) vs one-hot supernet, {mode} mode")
+    assert not any(isinstance(m, (MergedConv, ChoiceModule)) for m in fixed.modules()), "a supernet module in a fixed network"
     return fixed
 
 
