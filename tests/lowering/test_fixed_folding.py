@@ -18,13 +18,13 @@ from nasir.passmanager import PassManager
 from nasir.runtime import FixedSampler, MergedConv, Zero
 from nasir.testing import assert_equivalent, filecheck, run_pipeline
 
-#: Every kind of merged candidate: dense, dilated, grouped (its own merge), identity, average pool, zero
-#: (dropped by the merge); depthwise; depthwise->pointwise pairs with stride 2.
+#: Every kind of merged candidate: dense (with a bias), dilated, grouped (its own merge), identity, average
+#: pool, zero (dropped by the merge); depthwise (with a bias); depthwise->pointwise pairs with stride 2.
 SPACE = """
 network n() {
     input x: [4, 8, 8]
     dense = one_of {
-        c3: conv(4, 3)
+        c3: conv(4, 3, bias = true)
         c5d2: conv(4, 5, dilation = 2)
         g2: conv(4, 3, groups = 2)
         g2b: conv(4, 5, groups = 2)
@@ -32,7 +32,7 @@ network n() {
         pool: avg_pool(3, count_include_pad = true)
         none: zero
     }(x)
-    dw = one_of { d3: dwconv(3)  d5: dwconv(5, dilation = 2)  skip: identity  none: zero }(dense)
+    dw = one_of { d3: dwconv(3, bias = true)  d5: dwconv(5, dilation = 2)  skip: identity  none: zero }(dense)
     sep = one_of {
         s3: dwconv(3, 2) -> conv(4, 1)
         s5: dwconv(5, 2) -> conv(4, 1)
@@ -95,7 +95,8 @@ def test_each_candidate_folds_into_what_it_is(space):
     identity = lower(after, "fixed", arch={"dense": 4, "dw": 2, "sep": 0})  # both skips: nothing at all
     assert {name for name, m in identity.named_modules() if name.startswith(("dense", "dw")) and list(m.parameters())} == set()
     assert set(lower(after, "fixed", arch={"dense": 0, "dw": 0, "sep": 0}).ir_folds) == {
-        "dense.merged.conv.c3.conv.weight", "dw.d3.dwconv.weight", "sep.s3.dwconv.weight", "sep.s3.conv.weight"}
+        "dense.merged.conv.c3.conv.weight", "dense.merged.conv.c3.conv.bias", "dw.d3.dwconv.weight", "dw.d3.dwconv.bias",
+        "sep.s3.dwconv.weight", "sep.s3.conv.weight"}
 
 
 def test_without_kernel_norm_the_fixed_network_is_the_plain_spaces(space):
