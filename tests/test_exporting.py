@@ -10,6 +10,7 @@ for all of them. ONNX runs once, on the networks of the spaces with choices side
 from __future__ import annotations
 
 import functools
+import importlib.util
 
 import pytest
 import torch
@@ -155,9 +156,16 @@ def test_every_format_carries_the_supernet_weights(tmp_path):
     with torch.no_grad():
         expected = _at(graph, supernet, arch)(x)
         _same(fixed_network(graph, arch, supernet.state_dict())(x), expected)
-    for fmt in ("pt2", "safetensors"):
+    has_onnx = all(importlib.util.find_spec(name) for name in ("onnx", "onnxscript"))
+    formats = ["pt2", "safetensors"] + (["onnx"] if has_onnx else [])
+    for fmt in formats:
         done = export(graph, arch, supernet.state_dict(), format=fmt, path=tmp_path / f"net.{fmt}")
         assert done.max_difference < 1e-5 and done.parameters > 0
+    if "onnx" in formats:  # the file written is the checked model
+        import onnx
+
+        model = onnx.load(tmp_path / "net.onnx")
+        assert {n.domain for n in onnx_nodes(model)} <= {"", "ai.onnx"} and len(model.graph.initializer) > 0
     with torch.no_grad():
         _same(torch.export.load(tmp_path / "net.pt2").module()(x), expected)
         reloaded = load_fixed_network(tmp_path / "net.safetensors")
