@@ -91,10 +91,13 @@ class Graph(BaseModel):
         (the DARTS top-2 rule); the dropped edges count nothing.
 
         A width choice of n widths multiplies the size by n where it is reached, like a choice of n
-        candidates; a width parameter already counted in an enclosing region counts once.
+        candidates; a width parameter already counted in an enclosing region counts once, and one
+        reached only through candidates of several different choices counts once per architecture
+        that reaches it (see ``_count_with_shared``).
         """
         groups = self.input_groups if input_rule else []
-        return _count_region(self.body, {}, _InputRule(self.arch, groups), frozenset())
+        shared = sorted(_widths_shared_by_choices(self.body).items())
+        return _count_with_shared(self.body, _InputRule(self.arch, groups), shared, frozenset(), frozenset())
 
     def copy_deep(self) -> Graph:
         """An independent copy (through JSON: faster than ``model_copy(deep=True)`` here)."""
@@ -193,8 +196,46 @@ class _InputRule:
                         for g in groups for m in g.members}
 
 
-def _count_region(region: Region, allowed: dict[str, set[int]], rule: _InputRule, outer: frozenset[str]) -> int:
-    """Architectures of ``region``; ``outer``: width parameters an enclosing region counted already."""
+def _widths_shared_by_choices(body: Region) -> dict[str, int]:
+    """Width parameters (-> number of widths) used directly in candidates of two or more different
+    choices and not at the top of the network: counting each choice on its own would multiply them in
+    once per choice whose picked candidate uses them."""
+    users: dict[str, set[str]] = {}
+    sizes: dict[str, int] = {}
+
+    def visit(region: Region) -> None:
+        for node in _top_weighted(region):
+            for cand in getattr(node, "candidates", []):
+                for arch, n in _top_widths(cand.body).items():
+                    users.setdefault(arch, set()).add(node.arch)
+                    sizes[arch] = n
+                visit(cand.body)
+
+    visit(body)
+    top = _top_widths(body)
+    return {w: sizes[w] for w, choices in users.items() if len(choices) > 1 and w not in top}
+
+
+def _count_with_shared(body: Region, rule: _InputRule, shared: list[tuple[str, int]], outer: frozenset[str],
+                       banned: frozenset[str]) -> int:
+    """Architectures with the shared width parameters counted once each where reached.
+
+    For a shared parameter w of n widths: with w left out of every count (``outer``) the count is the
+    number of architectures of everything else, T; with also every candidate that uses w banned it is
+    the number U of those that never reach w. Those reach w in n ways, the others in one: U + n (T - U).
+    """
+    if not shared:
+        return _count_region(body, {}, rule, outer, banned)
+    (w, n), rest = shared[0], shared[1:]
+    everything = _count_with_shared(body, rule, rest, outer | {w}, banned)
+    unreached = _count_with_shared(body, rule, rest, outer | {w}, banned | {w})
+    return unreached + n * (everything - unreached)
+
+
+def _count_region(region: Region, allowed: dict[str, set[int]], rule: _InputRule, outer: frozenset[str],
+                  banned: frozenset[str] = frozenset()) -> int:
+    """Architectures of ``region``; ``outer``: width parameters an enclosing region counted already;
+    ``banned``: width parameters whose candidates may not be picked."""
     widths = {a: n for a, n in _top_widths(region).items() if a not in outer}
     total = math.prod(widths.values())
     outer = outer | widths.keys()
@@ -207,15 +248,15 @@ def _count_region(region: Region, allowed: dict[str, set[int]], rule: _InputRule
         seen.add(node.arch)
         group = rule.group_of.get(node.arch)
         if group is None or node.arch in allowed:  # in allowed: nested in its own edge (PMS group, merged conv)
-            total *= _count_node(node, allowed, rule, outer)
+            total *= _count_node(node, allowed, rule, outer, banned)
         elif tuple(group.members) not in counted:
             counted.add(tuple(group.members))
-            total *= _count_group(group, top, allowed, rule, outer)
+            total *= _count_group(group, top, allowed, rule, outer, banned)
     return total
 
 
 def _count_group(group: InputGroup, top: list[ArchWeighted], allowed: dict[str, set[int]], rule: _InputRule,
-                 outer: frozenset[str]) -> int:
+                 outer: frozenset[str], banned: frozenset[str]) -> int:
     """Sum over the kept ``n_chosen``-subsets of member edges of the product of their sizes."""
     first = {}
     for node in top:
@@ -225,7 +266,7 @@ def _count_group(group: InputGroup, top: list[ArchWeighted], allowed: dict[str, 
         node = first.get(member)
         if node is not None:
             mine = allowed.get(member, set(node.domain)) & rule.allowed[member]
-            sizes.append(_count_node(node, {**allowed, member: mine}, rule, outer))
+            sizes.append(_count_node(node, {**allowed, member: mine}, rule, outer, banned))
     return _choose_products(sizes, group.n_chosen)
 
 
@@ -233,7 +274,8 @@ def _uses(region: Region, arch: str) -> bool:
     return any(n.arch == arch for n in _top_weighted(region))
 
 
-def _count_node(node: ArchWeighted, allowed: dict[str, set[int]], rule: _InputRule, outer: frozenset[str]) -> int:
+def _count_node(node: ArchWeighted, allowed: dict[str, set[int]], rule: _InputRule, outer: frozenset[str],
+                banned: frozenset[str]) -> int:
     mine = allowed.get(node.arch, set(node.domain)) & set(node.domain)
     if isinstance(node, MergedConvNode):
         return len(mine)
@@ -242,12 +284,12 @@ def _count_node(node: ArchWeighted, allowed: dict[str, set[int]], rule: _InputRu
     for cand, cover in zip(node.candidates, node.covers):
         picks = set(cover) & mine
         covered |= picks
-        if not picks:
+        if not picks or (banned and banned & _top_widths(cand.body).keys()):
             continue
         if _uses(cand.body, node.arch):
-            total += _count_region(cand.body, {**allowed, node.arch: picks}, rule, outer)
+            total += _count_region(cand.body, {**allowed, node.arch: picks}, rule, outer, banned)
         else:
-            total += len(picks) * _count_region(cand.body, allowed, rule, outer)
+            total += len(picks) * _count_region(cand.body, allowed, rule, outer, banned)
     return total + len(mine - covered)
 
 

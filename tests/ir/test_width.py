@@ -138,6 +138,26 @@ def test_search_space_size_multiplies_by_the_number_of_widths(space):
     assert inner.search_space_size() == 2 + 1 == brute_force_size(inner)
 
 
+def test_a_width_shared_by_two_choices_counts_once_where_reached():
+    """w is reached when either choice picks its candidate a: (a, a), (a, b), (b, a) twice each, (b, b)
+    once -- 7, where counting each choice on its own gave 3 * 3 = 9."""
+    two = parse_string(net("""
+        w = one_of [2, 4]
+        e = one_of { a: conv(w, 1) -> conv(4, 1)  b: conv(4, 3) }(x)
+        f = one_of { a: conv(w, 1) -> conv(4, 1)  b: conv(4, 1) }(e)
+        output conv(2, 1)(f)"""))
+    assert two.search_space_size() == 7 == brute_force_size(two)
+    nested = parse_string(net("""
+        w = one_of [2, 4, 8]
+        e = one_of {
+            a: conv(w, 1) -> conv(4, 1)
+            b: one_of { p: conv(w, 3) -> conv(4, 1)  q: conv(4, 1) }
+        }(x)
+        f = one_of { a: conv(w, 1) -> conv(4, 1)  b: conv(4, 1) }(e)
+        output conv(2, 1)(f)"""))
+    assert nested.search_space_size() == brute_force_size(nested)
+
+
 def test_costs_follow_the_chosen_widths(space):
     plain = parse_string(net("""
         y = (conv(4, 3) -> bn -> relu -> dwconv(3))(x)
