@@ -253,9 +253,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     print(summary(graph, max_choices=3))
     mode = "supernet" if args.method == "darts" else "sampled"
     model = lower(graph, mode, seed=args.seed)
+    # "architecture parameters" means what `nasir show` counts (choices); their tensors hold one weight per candidate
     print(f"compiled and lowered in {time.perf_counter() - start:.2f} s; "
-          f"{sum(p.numel() for p in model.weight_parameters()):,} weights, "
-          f"{sum(p.numel() for p in model.arch_parameters()):,} architecture parameters")
+          f"{sum(p.numel() for p in model.weight_parameters()):,} weights, {len(graph.arch)} architecture parameters "
+          f"({sum(p.numel() for p in model.arch_parameters()):,} architecture weights)")
     train, val = split_portion(data.train, args.train_portion)
     config = SearchConfig(method=args.method, steps=args.steps, batch_size=args.batch_size, beta=args.beta,
                           seed=args.seed, data=data.spec, train_portion=args.train_portion, augment=data.crop_flip,
@@ -273,7 +274,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         acc = float((model(xt.to(args.device)).argmax(1).cpu() == yt).float().mean()) if len(yt) else float("nan")
     first, last = log.losses[0] if log.losses else float("nan"), log.losses[-1] if log.losses else float("nan")
     print(f"{log.step} steps in {log.seconds:.1f} s: loss {first:.3f} -> {last:.3f}, "
-          f"supernet test accuracy {acc:.1%} (on {len(yt)} {data.spec} images)")
+          f"{'supernet' if graph.arch else 'network'} test accuracy {acc:.1%} (on {len(yt)} {data.spec} images)")
     if model.arch_parameters():
         metrics = {"loss": last, "supernet_accuracy": acc}
         arch = model.derive().model_copy(update={

@@ -119,6 +119,21 @@ def test_search_runs_and_resumes(capsys, tmp_path):
     assert code == 0 and "3 steps" in out
 
 
+def test_search_reports_what_show_counts(capsys, tmp_path):
+    """The architecture-parameter count is `nasir show`'s (one per choice); a network without choices
+    reports its test accuracy as the network's, not a supernet's."""
+    args = ["std/darts.nas", "-D", "C=4", "-D", "layers=2", "-D", "steps=2", "-D", "multiplier=2"]
+    code, shown, _ = run(capsys, "show", *args)
+    n = int(shown.split(" architecture parameters")[0].rsplit(" ", 1)[1])
+    code, out, _ = run(capsys, "search", *args, "--steps", "1", "--batch-size", "8")
+    assert code == 0 and f"weights, {n} architecture parameters (" in out and "supernet test accuracy" in out
+    plain = tmp_path / "plain.nas"
+    plain.write_text("network plain() {\n  input x: [3, 32, 32]\n"
+                     "  output (conv(4, 3) -> relu -> global_avg_pool -> linear(10))(x)\n}\n")
+    code, out, _ = run(capsys, "search", str(plain), "--steps", "1", "--batch-size", "8", "--method", "spos")
+    assert code == 0 and "network test accuracy" in out and "supernet" not in out.split("steps in")[1]
+
+
 def test_corrupt_checkpoint_is_exit_2(capsys, tmp_path):
     ck = tmp_path / "ck.safetensors"
     ck.write_bytes(b"\x00garbage")
