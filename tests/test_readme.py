@@ -38,7 +38,8 @@ SETUP = 'python3 -m venv .venv && .venv/bin/pip install -q torch==2.13.0 -e ".[d
 TEST_COMMAND = ".venv/bin/python -m pytest"
 #: What a command needs besides nasir, by a piece of its text: a program on PATH or a Python module
 #: (of an optional extra).
-NEEDS = {"--emit png": "program dot", "--emit svg": "program dot", "--format onnx": "module onnx"}
+NEEDS = {"--emit png": ["program dot"], "--emit svg": ["program dot"],
+         "--format onnx": ["module onnx", "module onnxscript"]}
 FULL_SIZE = re.compile(r"full size[^:]*:\s*(.+)$")
 #: A README command taking longer than this is a bug in the README (it should show small settings).
 TIMEOUT_S = 600
@@ -112,10 +113,11 @@ STEPS = _steps()
 
 def _missing(text: str) -> str | None:
     """The program or module ``text`` needs that is not installed here, if any."""
-    for piece, need in NEEDS.items():
-        kind, name = need.split()
-        if piece in text and (shutil.which(name) if kind == "program" else importlib.util.find_spec(name)) is None:
-            return f"{kind} `{name}`"
+    for piece, needs in NEEDS.items():
+        for need in needs:
+            kind, name = need.split()
+            if piece in text and (shutil.which(name) if kind == "program" else importlib.util.find_spec(name)) is None:
+                return f"{kind} `{name}`"
     return None
 
 
