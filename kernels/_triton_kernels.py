@@ -56,6 +56,33 @@ def _dw_tap(wt, kp, c, a, b, KY: tl.constexpr, KX: tl.constexpr, K: tl.constexpr
 
 
 @triton.jit
+def _tap_source(oy, ox, ky, kx, H_src, W_src, STRIDE: tl.constexpr, PAD: tl.constexpr, TRANSPOSE: tl.constexpr):
+    """Where tap (ky, kx) of destination pixel (oy, ox) reads its source, and whether it exists.
+
+    Forward: the source pixel oy * STRIDE + ky - PAD.  Transposed (the input gradient): the output
+    pixel whose tap (ky, kx) read this input pixel, if the stride lands on one.
+    """
+    if TRANSPOSE:
+        ty = oy + (PAD - ky)
+        tx = ox + (PAD - kx)
+        if STRIDE == 1:
+            iy = ty
+            ix = tx
+            m = (ty >= 0) & (ty < H_src) & (tx >= 0) & (tx < W_src)
+        else:
+            iy = ty // STRIDE
+            ix = tx // STRIDE
+            my = (ty >= 0) & (ty % STRIDE == 0) & (iy < H_src)
+            mx = (tx >= 0) & (tx % STRIDE == 0) & (ix < W_src)
+            m = my & mx
+    else:
+        iy = oy * STRIDE + (ky - PAD)
+        ix = ox * STRIDE + (kx - PAD)
+        m = (iy >= 0) & (iy < H_src) & (ix >= 0) & (ix < W_src)
+    return iy, ix, m
+
+
+@triton.jit
 def dw_conv_kernel(
     src, dst, wp,
     k0, k1, k2, k3, k4, k5, k6, k7,
@@ -122,23 +149,7 @@ def dw_conv_kernel(
                 wt = _dw_tap(wt, k5, c, a5, b5, ky, kx, K, S5, D5, O5, M5)
                 wt = _dw_tap(wt, k6, c, a6, b6, ky, kx, K, S6, D6, O6, M6)
                 wt = _dw_tap(wt, k7, c, a7, b7, ky, kx, K, S7, D7, O7, M7)
-                if TRANSPOSE:
-                    ty = r + (PAD - ky)
-                    tx = q + (PAD - kx)
-                    if STRIDE == 1:
-                        iy = ty
-                        ix = tx
-                        m = (ty >= 0) & (ty < H_src) & (tx >= 0) & (tx < W_src)
-                    else:
-                        iy = ty // STRIDE
-                        ix = tx // STRIDE
-                        my = (ty >= 0) & (ty % STRIDE == 0) & (iy < H_src)
-                        mx = (tx >= 0) & (tx % STRIDE == 0) & (ix < W_src)
-                        m = my & mx
-                else:
-                    iy = r * STRIDE + (ky - PAD)
-                    ix = q * STRIDE + (kx - PAD)
-                    m = (iy >= 0) & (iy < H_src) & (ix >= 0) & (ix < W_src)
+                iy, ix, m = _tap_source(r, q, ky, kx, H_src, W_src, STRIDE, PAD, TRANSPOSE)
                 v = tl.load(sbase + iy * W_src + ix, mask=m, other=0.0)
                 acc += v.to(tl.float32) * wt
     dbase = dst + pid.to(tl.int64) * H_dst * W_dst
@@ -375,23 +386,7 @@ def dwn_conv_kernel(
                     w = tl.load(wm + (ky * K + kx) * C + c)
                 else:
                     w = tl.load(wm + (ky * K + kx) * C + c, mask=cm, other=0.0)
-                if TRANSPOSE:
-                    ty = oy + (PAD - ky)
-                    tx = ox + (PAD - kx)
-                    if STRIDE == 1:
-                        iy = ty
-                        ix = tx
-                        m = (ty >= 0) & (ty < H_src) & (tx >= 0) & (tx < W_src)
-                    else:
-                        iy = ty // STRIDE
-                        ix = tx // STRIDE
-                        my = (ty >= 0) & (ty % STRIDE == 0) & (iy < H_src)
-                        mx = (tx >= 0) & (tx % STRIDE == 0) & (ix < W_src)
-                        m = my & mx
-                else:
-                    iy = oy * STRIDE + (ky - PAD)
-                    ix = ox * STRIDE + (kx - PAD)
-                    m = (iy >= 0) & (iy < H_src) & (ix >= 0) & (ix < W_src)
+                iy, ix, m = _tap_source(oy, ox, ky, kx, H_src, W_src, STRIDE, PAD, TRANSPOSE)
                 if EVEN_C:
                     v = tl.load(sbase + iy * s_h + ix * s_w, mask=m & pm, other=0.0)
                 else:
