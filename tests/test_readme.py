@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 #: The fresh-machine setup that starts the README's first two commands.
 SETUP = 'python3 -m venv .venv && .venv/bin/pip install -q torch==2.13.0 -e ".[dev]" && '
-TEST_COMMAND = ".venv/bin/python -m pytest"
+TEST_COMMAND = ".venv/bin/python -m pytest -n 2"  # two workers: the suite's 2-core budget
 #: What a command needs besides nasir, by a piece of its text: a program on PATH or a Python module
 #: (of an optional extra).
 NEEDS = {"--emit png": ["program dot"], "--emit svg": ["program dot"],
