@@ -15,6 +15,7 @@ a check of their tensors (their metadata is still validated).
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -185,6 +186,7 @@ def _check_optimizer_state(opt: torch.optim.Optimizer, state: Any) -> None:
                 raise ValueError(f"parameter group {gi} lists other parameters")
             if not same_json_kind(group[key], value):
                 raise ValueError(f"parameter group {gi}: {key} is {group[key]!r}")
+        _check_option_ranges(opt, group)
         owner.update({pid: (p, gi) for pid, p in zip(want["params"], opt.param_groups[gi]["params"])})
     if not isinstance(state["state"], dict):
         raise ValueError("'state' is not an object")
@@ -204,6 +206,14 @@ def _check_optimizer_state(opt: torch.optim.Optimizer, state: Any) -> None:
                     raise ValueError(f"state {key!r} of parameter {pid} is not a tensor of shape {list(shape)}")
             elif not same_json_kind(value, want[key]):
                 raise ValueError(f"state {key!r} of parameter {pid} is {value!r}")
+
+
+def _check_option_ranges(opt: torch.optim.Optimizer, group: dict[str, Any]) -> None:
+    """Let the optimizer's own constructor range-check a loaded group's options (a beta of 1.998 or a
+    negative learning rate is the right kind of JSON but fails later, inside a step); ValueError if not."""
+    accepted = inspect.signature(type(opt).__init__).parameters
+    options = {k: v for k, v in group.items() if k != "params" and k in accepted}
+    type(opt)([torch.zeros(1, requires_grad=True)], **options)
 
 
 def _probe_state(opt: torch.optim.Optimizer, group: int) -> dict[str, Any]:

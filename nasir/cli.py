@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nasir.cli_options import (
+    Parser,
     checkpoint_options,
     device_option,
     integer,
@@ -66,7 +67,7 @@ def check_outputs(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nasir", description="A compiler for neural-architecture-search spaces.")
+    parser = Parser(prog="nasir", description="A compiler for neural-architecture-search spaces.")
     parser.add_argument("--version", action="version", version="nasir 0.1.0")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -13,6 +13,7 @@ import argparse
 import math
 import re
 import shlex
+import sys
 from collections.abc import Callable, Sequence
 
 from nasir.diagnostics import NasirError
@@ -121,3 +122,14 @@ def next_step(*commands: Sequence[str], note: str = "") -> None:
     """Print the command(s) that come next, exactly as they can be pasted into a shell."""
     for command in commands:
         print(f"next: {shlex.join(['nasir', *command])}" + (f"  # {note}" if note else ""))
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, refusing ``--flag=--``: argparse drops the ``--`` and hands the option an empty list
+    (Python 3.11/3.12), which reached the drivers as a step count (found by the long fuzz profile)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        for arg in sys.argv[1:] if args is None else args:
+            if isinstance(arg, str) and arg.startswith("--") and arg.partition("=")[1] and arg.partition("=")[2] == "--":
+                self.error(f"argument {arg.partition('=')[0]}: expected a value, got '--'")
+        return super().parse_known_args(args, namespace)

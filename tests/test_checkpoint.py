@@ -125,3 +125,18 @@ def test_a_network_described_bigger_than_its_weights_is_refused_before_allocatio
         build_for_state(lambda: torch.nn.Linear(10**6, 10**6), weights, "ck")  # 4 TB if it were allocated
     with pytest.raises(NasirError, match="invalid"):
         build_for_state(lambda: torch.nn.Linear(-4, 2), weights, "ck")
+
+
+@pytest.mark.parametrize("key, value, message", [("betas", [0.9, 1.998], "beta"), ("lr", -0.1, "learning rate"),
+                                                 ("eps", -1.0, "epsilon")])
+def test_optimizer_options_out_of_range_are_refused(key, value, message):
+    """Right JSON kind, wrong range: Adam's own checks refuse them at load instead of a complex number
+    inside a later step (a beta of 1.998 from the long fuzz profile)."""
+    from nasir.checkpoint import _check_optimizer_state
+
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(3))], lr=1e-3)
+    state = opt.state_dict()
+    state["param_groups"][0][key] = value
+    with pytest.raises(ValueError, match=message):
+        _check_optimizer_state(opt, state)
+    _check_optimizer_state(opt, opt.state_dict())  # the unchanged state passes

@@ -114,3 +114,12 @@ def test_search_says_what_comes_next_and_how_to_resume(capsys, tmp_path, monkeyp
     command = shlex.split(line[len("next: "):].split("  #")[0])
     assert command[:3] == ["nasir", "compile", "std/darts.nas"] and command[-2:] == ["--emit", "code"]
     assert main(command[1:]) == 0 and "def forward(self, x)" in capsys.readouterr().out
+
+
+def test_an_option_given_dash_dash_is_refused_naming_it(capsys):
+    """argparse turned `--steps=--` into an empty list that reached the search loop (long fuzz profile)."""
+    from nasir.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["search", "std/darts.nas", "--steps=--"])
+    assert exit_.value.code == 2 and "argument --steps: expected a value, got '--'" in capsys.readouterr().err
