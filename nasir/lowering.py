@@ -104,13 +104,19 @@ class NasirModule(fx.GraphModule):
     """A lowered search space. Feels like any ``nn.Module``; adds the NAS handles."""
 
     def arch_parameters(self) -> list[nn.Parameter]:
-        arch = getattr(self, "arch", None)
-        return list(arch.parameters()) if arch is not None else []
+        """The search parameters: the alphas of the choices, then the edge weights of edge-normalized
+        sums (PC-DARTS betas, if the ``partial-channel`` pass made any)."""
+        return [p for _, p in self.named_arch_parameters()]
 
     def named_arch_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """``(IR name, parameter)`` of every search parameter; an edge weight is named ``<group>.edges``."""
         arch = getattr(self, "arch", None)
         names = getattr(self, "arch_names", {})
-        return [(names.get(k, k), p) for k, p in arch.named_parameters()] if arch is not None else []
+        out = [(names.get(k, k), p) for k, p in arch.named_parameters()] if arch is not None else []
+        edges = getattr(self, "edge_arch", None)
+        if edges is not None:
+            out += [(f"{self.edge_names[k]}.edges", p) for k, p in edges.named_parameters()]
+        return out
 
     def weight_parameters(self) -> list[nn.Parameter]:
         arch_ids = {id(p) for p in self.arch_parameters()}
@@ -122,10 +128,14 @@ class NasirModule(fx.GraphModule):
     def derive(self) -> Architecture:
         """The architecture the current architecture parameters pick, candidates named, the DARTS
         way: every parameter its heaviest candidate, except that each input group keeps only its
-        ``n_chosen`` strongest edges and drops the others to 'none' (``derive_architecture``)."""
+        ``n_chosen`` strongest edges and drops the others to 'none' (``derive_architecture``); edge
+        weights (PC-DARTS) scale the strengths of their group's edges."""
         weights = {self.arch_names[k]: torch.softmax(p.detach().float(), -1).tolist()
                    for k, p in self.arch.named_parameters()}
-        return derive_architecture(self.arch_space, weights)
+        edges = getattr(self, "edge_arch", None)
+        edge_weights = {self.edge_names[k]: torch.softmax(p.detach().float(), -1).tolist()
+                        for k, p in edges.named_parameters()} if edges is not None else None
+        return derive_architecture(self.arch_space, weights, edge_weights)
 
     def sliced_state_dict(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """This module's state taken from ``state``, the state of a supernet or sampled lowering of the
@@ -206,6 +216,11 @@ def lower(graph: Graph, mode: str = "supernet", arch: ArchSource | None = None,
             params[key] = nn.Parameter(1e-3 * torch.randn(graph.arch[name].size))
         module.arch = params
         module.arch_names = {key: name for name, key in lowerer.arch_keys.items()}
+        if lowerer.edge_keys:  # PC-DARTS initialises betas like alphas
+            module.edge_arch = nn.ParameterDict({
+                key: nn.Parameter(1e-3 * torch.randn(len(lowerer.edge_groups[group].members)))
+                for group, key in lowerer.edge_keys.items()})
+            module.edge_names = {key: group for group, key in lowerer.edge_keys.items()}
         #: what ``derive`` names and groups by: the graph's parameter table, without its body
         module.arch_space = Graph(name=graph.name, arch=graph.arch, input_groups=graph.input_groups)
     if mode == "sampled":
@@ -229,6 +244,12 @@ class _Lowerer:
         self.arch_keys = _arch_keys(list(used_arch(graph.body))) if mode != "fixed" else {}
         #: IR path -> module path of every node (``nasir.module_names``), and of the ops folded merged convs become.
         self.paths = module_paths(graph)
+        #: Input groups whose edge weights scale a sum (``SumNode.edge_weights``), and their ``edge_arch`` keys.
+        self.edge_groups = {g.name: g for g in graph.input_groups}
+        self.edge_keys = _arch_keys(sorted({n.edge_weights for _, n, _ in graph.walk()
+                                            if isinstance(n, SumNode) and n.edge_weights is not None})) \
+            if mode != "fixed" else {}
+        self.edge_vectors: dict[str, fx.Node] = {}
         #: Fixed mode: values known to be zero (a picked 'none'), left out of sums and then erased.
         self.zeros: set[fx.Node] = set()
         #: Fixed mode: state-dict key of each folded weight -> the supernet's kernel it is made from.
@@ -247,6 +268,9 @@ class _Lowerer:
                 vectors[name] = _fn(g, torch.softmax, (alpha, -1), name=f"p_{key}")
             else:
                 vectors[name] = g.create_node("call_module", "sampler", (alpha, name), name=f"h_{key}")
+        for group, key in self.edge_keys.items():
+            beta = g.get_attr(f"edge_arch.{key}")
+            self.edge_vectors[group] = _fn(g, torch.softmax, (beta, -1), name=f"e_{key}")
         outs = self.region(g, root, self.graph.body, "", "", env, vectors)
         g.output(outs[0] if len(outs) == 1 else tuple(outs))
         for node in reversed(list(g.nodes)):
@@ -255,6 +279,9 @@ class _Lowerer:
         # get_attr targets must exist on the root while building the GraphModule
         root.arch = nn.ParameterDict({key: nn.Parameter(torch.zeros(self.graph.arch[name].size))
                                       for name, key in self.arch_keys.items()})
+        if self.edge_keys:
+            root.edge_arch = nn.ParameterDict({key: nn.Parameter(torch.zeros(len(self.edge_groups[group].members)))
+                                               for group, key in self.edge_keys.items()})
         if self.mode == "sampled":
             root.sampler = UniformSampler()
         return g
@@ -289,6 +316,13 @@ class _Lowerer:
                     env[node.name] = self.op(g, root, node.attrs, region[node.inputs[0]].shape, target, name, x, node.loc)
                 else:
                     env[node.name] = self.sliced(g, root, node, region, target, name, args[0], use, vectors)
+            elif isinstance(node, SumNode) and node.edge_weights in self.edge_vectors:
+                q = self.edge_vectors[node.edge_weights]
+                terms = [_fn(g, operator.mul, (_fn(g, operator.getitem, (q, i)), a)) for i, a in enumerate(args)]
+                acc = terms[0]
+                for k, t in enumerate(terms[1:]):
+                    acc = _fn(g, operator.add, (acc, t), name=name if k == len(terms) - 2 else None)
+                env[node.name] = acc
             elif isinstance(node, SumNode):
                 args = [a for a in args if a not in self.zeros] or args[:1]  # fixed mode: dropped edges add nothing
                 acc = args[0]

@@ -34,7 +34,8 @@ from nasir.ir.graph import Graph
 from nasir.ir.nodes import MergedConvNode, Node, Region, sub_regions
 
 #: Attributes ``lower`` sets on every ``NasirModule``, next to its methods and submodules.
-LOWERED_ATTRIBUTES = ("arch", "arch_names", "sampler", "ir_mode", "ir_paths", "weight_slices", "ir_folds")
+LOWERED_ATTRIBUTES = ("arch", "arch_names", "edge_arch", "edge_names", "sampler", "ir_mode", "ir_paths",
+                      "weight_slices", "ir_folds")
 
 
 @functools.cache

@@ -73,6 +73,10 @@ class Pass:
 
     name: ClassVar[str]
     summary: ClassVar[str]
+    #: The pass changes the supernet for the search only: the architecture a search finds with it is
+    #: built from the graph without it (PC-DARTS' partial channels), so commands that build the
+    #: found network leave it out of their pipeline.
+    search_only: ClassVar[bool] = False
 
     def exactness(self) -> Exactness:
         """``"exact"``: the lowered function is unchanged; ``"approximate"``: changed on purpose

@@ -16,6 +16,7 @@ BUILTIN: dict[str, str] = {
     "fix-arch": "nasir.passes.fix_arch",
     "fms": "nasir.passes.fms",
     "kernel-norm": "nasir.passes.kernel_norm",
+    "partial-channel": "nasir.passes.partial_channel",
     "pms": "nasir.passes.pms",
     "reparam": "nasir.passes.reparam",
     "topo-simplify": "nasir.passes.topo_simplify",

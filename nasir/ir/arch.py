@@ -248,7 +248,8 @@ def _unpicked(region: Region, picks: dict[str, int]) -> set[str]:
     return missing
 
 
-def derive_architecture(graph: Graph, weights: Mapping[str, Sequence[float]]) -> Architecture:
+def derive_architecture(graph: Graph, weights: Mapping[str, Sequence[float]],
+                        edge_weights: Mapping[str, Sequence[float]] | None = None) -> Architecture:
     """The architecture a search ends with, from each parameter's candidate weights (softmax
     probabilities), DARTS-style.
 
@@ -256,7 +257,9 @@ def derive_architecture(graph: Graph, weights: Mapping[str, Sequence[float]]) ->
     keeps its ``n_chosen`` member edges whose best non-excluded weight is largest (ties: the earlier
     member); a kept edge takes its heaviest non-excluded candidate, a dropped edge the group's
     excluded candidate ('none'), or its heaviest one if the group excludes nothing. Parameters
-    without weights (unused by the lowered graph) get no pick.
+    without weights (unused by the lowered graph) get no pick. ``edge_weights`` (PC-DARTS edge
+    normalization: per group, one weight per member) multiply the members' weights when edges are
+    ranked, as the PC-DARTS genotype does.
     """
     def best(name: str, allowed: list[int]) -> int:
         w = weights[name]
@@ -265,11 +268,14 @@ def derive_architecture(graph: Graph, weights: Mapping[str, Sequence[float]]) ->
     picks: dict[str, str] = {}
     for group in graph.input_groups:
         scored = []
-        for member in (m for m in group.members if m in weights):
+        scale = (edge_weights or {}).get(group.name) or [1.0] * len(group.members)
+        for j, member in enumerate(group.members):
+            if member not in weights:
+                continue
             cands = graph.arch[member].candidates
             allowed = [i for i, c in enumerate(cands) if c not in group.exclude] or list(range(len(cands)))
             i = best(member, allowed)
-            scored.append((weights[member][i], member, cands[i]))
+            scored.append((weights[member][i] * scale[j], member, cands[i]))
         ranked = sorted(scored, key=lambda s: -s[0])
         for rank, (_, member, cand) in enumerate(ranked):
             dropped = next((c for c in group.exclude if c in graph.arch[member].candidates), None)

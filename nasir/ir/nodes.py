@@ -74,6 +74,11 @@ class OpNode(NodeBase):
 
 class SumNode(NodeBase):
     kind: Literal["sum"] = "sum"
+    #: PC-DARTS edge normalization: the input group (``Graph.input_groups``) whose edge weights scale
+    #: the inputs, input i by ``softmax(beta)[i]``, with ``beta`` a search parameter of its own per
+    #: group (shared by the cells that share the group's choices). A fixed lowering has no search
+    #: parameters and sums as usual, as it drops the choices' weights.
+    edge_weights: str | None = None
 
 
 class ConcatNode(NodeBase):

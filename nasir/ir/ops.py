@@ -486,10 +486,66 @@ class FactorizedReduce(OpAttrs):
         return TorchCall("nasir.runtime.FactorizedReduce", (shape[0], self.out_channels, self.affine))
 
 
+class ChannelSlice(OpAttrs):
+    """Channels ``start`` .. ``stop - 1`` of a feature map (or of flat features): a view, no copy.
+
+    The ``partial-channel`` pass (PC-DARTS) splits an edge's input with two of them: the first 1/k
+    of the channels go through the candidates, the rest bypass them.
+    """
+
+    op: Literal["channel_slice"] = "channel_slice"
+    start: Annotated[int, Field(ge=0)] = 0
+    stop: Positive
+    positional: ClassVar[tuple[str, ...]] = ("start", "stop")
+    linear: ClassVar[bool] = True
+    parameter_free: ClassVar[bool] = True
+    computes_nothing: ClassVar[bool] = True
+    never_shared: ClassVar[bool] = True
+
+    @field_validator("stop")
+    @classmethod
+    def _after_start(cls, stop: int, info: ValidationInfo) -> int:
+        start = info.data.get("start")
+        if start is not None and stop <= start:
+            raise ValueError(f"must be greater than start ({start}): a slice keeps at least one channel")
+        return stop
+
+    def out_shape(self, shape: Shape) -> Shape:
+        if self.stop > shape[0]:
+            raise ShapeError(f"channel_slice up to {self.stop} of {shape[0]} channels")
+        return [self.stop - self.start, *shape[1:]]
+
+    def torch_call(self, shape: Shape) -> TorchCall:
+        return TorchCall("torch.Tensor.narrow", (1, self.start, self.stop - self.start))
+
+
+class ChannelShuffle(OpAttrs):
+    """ShuffleNet's channel shuffle: the C channels seen as ``[groups, C / groups]``, transposed, so
+    channel ``g * (C / groups) + j`` moves to ``j * groups + g``. PC-DARTS shuffles after every
+    partial-channel edge, so that the next edge sends other channels through its candidates."""
+
+    op: Literal["channel_shuffle"] = "channel_shuffle"
+    groups: Positive
+    positional: ClassVar[tuple[str, ...]] = ("groups",)
+    linear: ClassVar[bool] = True
+    parameter_free: ClassVar[bool] = True
+    computes_nothing: ClassVar[bool] = True
+    never_shared: ClassVar[bool] = True
+
+    def out_shape(self, shape: Shape) -> Shape:
+        c, _, _ = _need_map(shape, "channel_shuffle")
+        if c % self.groups:
+            raise ShapeError(f"channel_shuffle into {self.groups} groups of {c} channels (not divisible)")
+        return list(shape)
+
+    def torch_call(self, shape: Shape) -> TorchCall:
+        return TorchCall("torch.nn.ChannelShuffle", (self.groups,))
+
+
 #: Every primitive, once: the IR's discriminated union and the DSL's name table are built from it.
 OP_CLASSES: tuple[type[OpAttrs], ...] = (
     Conv, DWConv, Linear, BatchNorm, ReLU, ReLU6, Sigmoid, Identity, Zero, MaxPool, AvgPool, GlobalAvgPool, Flatten,
-    FactorizedReduce,
+    FactorizedReduce, ChannelSlice, ChannelShuffle,
 )
 
 #: ``Conv | DWConv | ...``, discriminated by ``op``.

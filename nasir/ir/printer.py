@@ -11,6 +11,7 @@ from nasir.ir.nodes import (
     MergedConvNode,
     OpNode,
     Region,
+    SumNode,
 )
 
 
@@ -52,6 +53,8 @@ def _region(region: Region, lines: list[str], ind: str) -> None:
                          f"[{ks}] stride={n.stride} normalize={str(n.normalize).lower()}({args}) : {_shape(n.shape)}")
         elif isinstance(n, GateNode):
             lines.append(f"{ind}%{n.name} = gate group={n.group}({args}) : {_shape(n.shape)}")
+        elif isinstance(n, SumNode) and n.edge_weights is not None:
+            lines.append(f"{ind}%{n.name} = sum edges=%{n.edge_weights}({args}) : {_shape(n.shape)}{tags}")
         elif isinstance(n, BlockNode):
             lines.append(f"{ind}%{n.name} = block({args}) : {_shape(n.shape)} {{")
             _region(n.body, lines, ind + "  ")

@@ -62,6 +62,12 @@ def _infer_region(region: Region, input_shapes: list[list[int]] | None) -> list[
     return [shapes[o.name] for o in region.outputs]
 
 
+def infer_region(region: Region, input_shapes: list[list[int]]) -> list[list[int]]:
+    """Fill the shapes of a nested region (a candidate body) whose inputs have ``input_shapes``;
+    returns its output shapes. A pass that rebuilds a region for other inputs checks it with this."""
+    return _infer_region(region, input_shapes)
+
+
 def _node_shape(node: Node, ins: list[list[int]]) -> list[int]:
     try:
         if isinstance(node, OpNode):
@@ -149,6 +155,8 @@ def _verify_region(graph: Graph, region: Region, top: bool) -> None:
             _verify_kernels(node)
         if isinstance(node, ArchWeighted):
             _verify_weighted(graph, node)
+        if isinstance(node, SumNode) and node.edge_weights is not None:
+            _verify_edge_weights(graph, node)
         if isinstance(node, ChoiceNode):
             for cand in node.candidates:
                 if not cand.name or "." in cand.name:
@@ -192,6 +200,16 @@ def _verify_width(graph: Graph, node: OpNode) -> None:
     if getattr(attrs, attrs.width_attr) != max(width.widths):
         raise _fail(node, f"{attrs.op}: {attrs.width_attr}={getattr(attrs, attrs.width_attr)} must be the largest "
                           f"width of its width choice, {max(width.widths)}")
+
+
+def _verify_edge_weights(graph: Graph, node: SumNode) -> None:
+    """Edge weights come from an input group with one member per input of the sum."""
+    group = next((g for g in graph.input_groups if g.name == node.edge_weights), None)
+    if group is None:
+        raise _fail(node, f"edge weights of unknown input group {node.edge_weights!r}")
+    if len(group.members) != len(node.inputs):
+        raise _fail(node, f"edge weights of input group {group.name!r} ({len(group.members)} edges) "
+                          f"on a sum of {len(node.inputs)} inputs")
 
 
 def _verify_kernels(node: MergedConvNode) -> None:
