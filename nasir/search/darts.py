@@ -1,30 +1,47 @@
-"""DARTS-family search over any lowered supernet: first-order DARTS, GDAS, SPOS, beta-DARTS.
+"""DARTS-family search over any lowered supernet: DARTS (first and second order), PC-DARTS, GDAS,
+SPOS, beta-DARTS.
 
 * ``darts``: supernet mode; weights step on a training batch, architecture step on a validation
-  batch (first-order approximation, Adam on alphas as in the DARTS reference).
+  batch, Adam on alphas as in the DARTS reference. ``order=1`` is the first-order approximation;
+  ``order=2`` the unrolled hypergradient of Eq. 7-8 (``nasir.search.unrolled``).
+* ``pc-darts``: ``darts`` on a supernet made by the ``partial-channel`` pass (the command line adds
+  it), with the PC-DARTS settings (architecture steps after a warm-up of 15 epochs).
 * ``gdas``: sampled mode with a hard Gumbel sampler whose temperature anneals linearly; gradients
   reach alphas through the straight-through estimator.
 * ``spos``: sampled mode with uniform paths, weights only (no architecture step).
 * ``beta`` (> 0): beta-DARTS regularization, ``beta * mean(logsumexp(alpha))`` added to the
   architecture loss, which keeps alphas from drifting to one-hot too early.
 
+``SearchConfig.for_method(method)`` has each method's published settings (``nasir.search.methods``).
+The weights' learning rate follows the method's schedule: cosine annealing per epoch from ``lr`` to
+``lr_min`` over the run (DARTS, PC-DARTS, GDAS), or linear per step to ``lr_min`` (SPOS).
+
+Length: ``epochs`` passes over the weight half of the split (``len(train) // batch_size`` steps
+each), or, with ``epochs=0``, ``steps`` steps (smoke runs). After every epoch (and at the end of a run
+that stops inside one) the run records the epoch's mean training loss and accuracy, the loss and
+accuracy on the whole architecture half (eval mode), the mean entropy of the architecture
+distributions, the learning rate, the time and the derived architecture (``SearchLog.records``;
+``log`` writes them as JSON lines, ``nasir.search.epoch_log``).
+
 Data: ``run`` takes the weight and architecture halves of the training set as ``ImageSet``s (or
 pairs of normalized tensors); batches come from ``nasir.data.loader`` streams, augmented as the
 configuration says (``augment``: pad-4 crop and flip; ``cutout``), each batch with its own seeded
 generator, so a resumed run sees the same augmented batches and ``workers`` changes nothing.
 
-Progress is shown with tqdm; ``checkpoint`` saves weights, alphas, optimizer states and the step
-every ``save_every`` steps or ``save_minutes`` minutes, whichever comes first, and at the end
-(safetensors + JSON), and ``resume`` continues from it exactly: the data order, the per-step
-sampling noise and the Gumbel temperature are functions of the step. A checkpoint is checked before
-anything runs: its metadata as data (``SearchCheckpoint``), its configuration against this run's
-(only ``steps`` and the save intervals may differ) and its step against this run's length.
+Progress is shown with tqdm; ``checkpoint`` saves weights, alphas, optimizer states, the step and
+the epoch records every ``save_every`` steps or ``save_minutes`` minutes, whichever comes first,
+after every epoch and at the end (safetensors + JSON), and ``resume`` continues from it exactly: the
+data order, the per-step sampling noise, the learning rate and the Gumbel temperature are functions
+of the step. A checkpoint is checked before anything runs: its metadata as data
+(``SearchCheckpoint``), its configuration against this run's (only the run length and the save
+intervals may differ) and its step against this run's length.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,26 +52,41 @@ from tqdm.auto import tqdm
 
 from nasir.checkpoint import CheckpointMeta, flatten_state, load_checkpoint_as, restore_optimizer, save_checkpoint
 from nasir.data.images import ImageSet, augmentation_for
-from nasir.data.loader import stream
+from nasir.data.loader import index_batches, stream
 from nasir.diagnostics import NasirError
 from nasir.lowering import NasirModule
 from nasir.runtime import GumbelSampler
 from nasir.save_schedule import CHECKPOINT_MINUTES, SaveSchedule
+from nasir.search.epoch_log import EpochLog, Record
+from nasir.search.methods import METHODS as DEFAULTS
+from nasir.search.unrolled import unrolled_arch_gradients
 
-METHODS = ("darts", "gdas", "spos")
+METHODS = tuple(DEFAULTS)
 
 
 @dataclass
 class SearchConfig:
     method: str = "darts"
+    #: DARTS: 1 (first-order approximation) or 2 (unrolled hypergradient, Eq. 7-8)
+    order: int = 1
     steps: int = 20
+    #: > 0: the run is this many epochs (passes over the weight half) and ``steps`` is not used
+    epochs: int = 0
     batch_size: int = 32
     lr: float = 0.025
+    lr_min: float = 0.001
+    #: "cosine": per epoch from ``lr`` to ``lr_min``; "linear": per step from ``lr`` to ``lr_min``
+    schedule: str = "cosine"
     momentum: float = 0.9
+    nesterov: bool = False
     weight_decay: float = 3e-4
     arch_lr: float = 3e-4
     arch_weight_decay: float = 1e-3
+    #: gradient-norm clipping of the weight step (0: none)
     grad_clip: float = 5.0
+    #: epochs of weight training before the first architecture step (PC-DARTS: 15)
+    warmup_epochs: int = 0
+    label_smoothing: float = 0.0
     beta: float = 0.0
     tau_max: float = 10.0
     tau_min: float = 0.1
@@ -68,8 +100,16 @@ class SearchConfig:
     augment: bool = False
     cutout: int = 0
 
+    @classmethod
+    def for_method(cls, method: str, **options: Any) -> SearchConfig:
+        """``method``'s published settings (``nasir.search.methods``), with ``options`` on top."""
+        if method not in DEFAULTS:
+            raise NasirError(f"unknown search method {method!r}", hint=f"choose one of {', '.join(METHODS)}")
+        known = {f.name for f in fields(cls)}
+        return cls(method=method, **{**{k: v for k, v in DEFAULTS[method].settings().items() if k in known}, **options})
+
 #: Configuration entries a resumed run may change.
-_NOT_COMPARED = ("steps", "save_every", "save_minutes")
+_NOT_COMPARED = ("steps", "epochs", "save_every", "save_minutes")
 
 
 class SearchCheckpoint(CheckpointMeta):
@@ -79,6 +119,11 @@ class SearchCheckpoint(CheckpointMeta):
     config: SearchConfig
     step: int = Field(ge=0)
     losses: list[float]
+    #: training accuracy of every step (absent in checkpoints of older versions)
+    accuracies: list[float] = Field(default_factory=list)
+    #: the epoch records so far (``nasir.search.epoch_log``)
+    records: list[dict[str, Any]] = Field(default_factory=list)
+    seconds: float = Field(default=0.0, ge=0)
     w_opt: Any
     a_opt: Any = None
 
@@ -87,6 +132,10 @@ class SearchCheckpoint(CheckpointMeta):
 class SearchLog:
     step: int = 0
     losses: list[float] = field(default_factory=list)
+    #: training accuracy of every step's batch
+    accuracies: list[float] = field(default_factory=list)
+    #: one record per finished epoch (and one, ``partial``, for a run that ended inside an epoch)
+    records: list[Record] = field(default_factory=list)
     seconds: float = 0.0
     #: the step the run continued from (0: it started afresh)
     resumed_from: int = 0
@@ -98,84 +147,200 @@ class SupernetSearch:
     def __init__(self, model: NasirModule, config: SearchConfig, device: str | torch.device = "cpu", workers: int = 0):
         if config.method not in METHODS:
             raise NasirError(f"unknown search method {config.method!r}", hint=f"choose one of {', '.join(METHODS)}")
-        want = "supernet" if config.method == "darts" else "sampled"
-        if getattr(model, "ir_mode", None) != want:
-            raise NasirError(f"method {config.method!r} needs a module lowered in {want!r} mode")
+        defaults = DEFAULTS[config.method]
+        if getattr(model, "ir_mode", None) != defaults.mode:
+            raise NasirError(f"method {config.method!r} needs a module lowered in {defaults.mode!r} mode")
+        if config.order not in (1, 2) or (config.order == 2 and (defaults.mode != "supernet" or not defaults.arch_step)):
+            raise NasirError(f"order {config.order}: DARTS is first (1) or second (2) order; "
+                             f"second order is a DARTS method (darts, pc-darts), not {config.method}")
+        if config.schedule not in ("cosine", "linear"):
+            raise NasirError(f"unknown learning-rate schedule {config.schedule!r}", hint="cosine or linear")
         self.model = model.to(device)
         self.config = config
         self.device = torch.device(device)
         self.workers = workers  # DataLoader processes; the batches do not depend on it
         self.w_opt = torch.optim.SGD(model.weight_parameters(), lr=config.lr, momentum=config.momentum,
-                                     weight_decay=config.weight_decay)
+                                     weight_decay=config.weight_decay, nesterov=config.nesterov)
         self.a_opt = (torch.optim.Adam(model.arch_parameters(), lr=config.arch_lr, betas=(0.5, 0.999),
                                        weight_decay=config.arch_weight_decay)
-                      if config.method != "spos" and model.arch_parameters() else None)
+                      if defaults.arch_step and model.arch_parameters() else None)
         self.log = SearchLog()
+        #: the run's length and its epoch length in steps (known once ``run`` sees the data)
+        self.total_steps = config.steps
+        self.steps_per_epoch = max(config.steps, 1)
         if config.method == "gdas":
             model.set_sampler(GumbelSampler(config.tau_max))
 
+    # -- schedules ------------------------------------------------------------------------------
+    def epoch(self) -> int:
+        """The epoch the next step belongs to (from 0)."""
+        return self.log.step // self.steps_per_epoch
+
+    def learning_rate(self) -> float:
+        """The weights' learning rate of the next step (see the module docstring)."""
+        cfg = self.config
+        if cfg.schedule == "linear":
+            frac = self.log.step / max(self.total_steps, 1)
+        else:
+            frac = (1 - math.cos(math.pi * self.epoch() / max(math.ceil(self.total_steps / self.steps_per_epoch), 1))) / 2
+        return cfg.lr - (cfg.lr - cfg.lr_min) * frac
+
+    def _apply_schedules(self) -> None:
+        for group in self.w_opt.param_groups:
+            group["lr"] = self.learning_rate()
+        if isinstance(getattr(self.model, "sampler", None), GumbelSampler):
+            cfg = self.config
+            frac = self.log.step / max(self.total_steps - 1, 1)
+            self.model.sampler.tau = cfg.tau_max - (cfg.tau_max - cfg.tau_min) * frac
+
     # -- one step -------------------------------------------------------------------------------
+    def _loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, logits) of the model on ``batch``."""
+        x, y = batch
+        logits = self.model(x)
+        return F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing), logits
+
+    def _arch_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        cfg = self.config
+        loss = self._loss(batch)[0]
+        if cfg.beta > 0:
+            alphas = [p for _, p in _alphas(self.model)]
+            loss = loss + cfg.beta * torch.stack([torch.logsumexp(a, -1) for a in alphas]).mean()
+        return loss
+
     def step(self, train_batch, val_batch) -> float:
         cfg = self.config
         self.model.train()
-        if isinstance(self.model.sampler if hasattr(self.model, "sampler") else None, GumbelSampler):
-            frac = self.log.step / max(cfg.steps - 1, 1)
-            self.model.sampler.tau = cfg.tau_max - (cfg.tau_max - cfg.tau_min) * frac
-        if self.a_opt is not None:
-            xv, yv = (t.to(self.device, non_blocking=True) for t in val_batch)
+        train = tuple(t.to(self.device, non_blocking=True) for t in train_batch)
+        if self.a_opt is not None and self.epoch() >= cfg.warmup_epochs:
+            val = tuple(t.to(self.device, non_blocking=True) for t in val_batch)
             self.a_opt.zero_grad(set_to_none=True)
-            loss_a = F.cross_entropy(self.model(xv), yv)
-            if cfg.beta > 0:
-                loss_a = loss_a + cfg.beta * torch.stack(
-                    [torch.logsumexp(a, -1) for a in self.model.arch_parameters()]).mean()
-            loss_a.backward()
+            if cfg.order == 2:
+                self._unrolled_arch_step(train, val)
+            else:
+                self._arch_loss(val).backward()
             self.a_opt.step()
-        x, y = (t.to(self.device, non_blocking=True) for t in train_batch)
         self.w_opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(self.model(x), y)
+        loss, logits = self._loss(train)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.weight_parameters(), cfg.grad_clip)
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.weight_parameters(), cfg.grad_clip)
         self.w_opt.step()
         if self.a_opt is not None:
             for p in self.model.arch_parameters():  # weight grads must not leak into the next arch step
                 p.grad = None
         self.log.step += 1
         self.log.losses.append(float(loss.detach()))
+        self.log.accuracies.append(float((logits.detach().argmax(1) == train[1]).float().mean()))
         return self.log.losses[-1]
+
+    def _unrolled_arch_step(self, train, val) -> None:
+        """Set the architecture gradients to the second-order DARTS hypergradient."""
+        weights = self.model.weight_parameters()
+        momentum = self.config.momentum
+        buffers = [self.w_opt.state.get(w, {}).get("momentum_buffer") for w in weights] if momentum else None
+        grads = unrolled_arch_gradients(
+            weights, self.model.arch_parameters(), lambda: self._loss(train)[0], lambda: self._arch_loss(val),
+            xi=self.w_opt.param_groups[0]["lr"], weight_decay=self.config.weight_decay, momentum=momentum,
+            buffers=buffers, nesterov=self.config.nesterov)
+        for p, g in zip(self.model.arch_parameters(), grads):
+            p.grad = g
+
+    # -- epochs ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, data: ImageSet) -> tuple[float, float]:
+        """Mean loss and accuracy of the model on all of ``data`` (eval mode, no augmentation)."""
+        self.model.eval()
+        total_loss, correct = 0.0, 0
+        try:
+            for start in range(0, len(data), self.config.batch_size):
+                x, y = data.batch(torch.arange(start, min(start + self.config.batch_size, len(data))))
+                x, y = x.to(self.device), y.to(self.device)
+                logits = self.model(x)
+                total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
+                correct += int((logits.argmax(1) == y).sum())
+        finally:
+            self.model.train()
+        n = max(len(data), 1)
+        return total_loss / n, correct / n
+
+    def _record(self, val: ImageSet, seconds: float) -> Record:
+        """The record of the epoch the last step ended (see the module docstring)."""
+        step = self.log.step
+        epoch = (step - 1) // self.steps_per_epoch
+        first = epoch * self.steps_per_epoch
+        losses, accuracies = self.log.losses[first:step], self.log.accuracies[first:step]
+        valid_loss, valid_acc = self.evaluate(val)
+        record: Record = {"epoch": epoch + 1, "step": step, "lr": self.w_opt.param_groups[0]["lr"],
+                          "train_loss": sum(losses) / len(losses),
+                          "train_acc": sum(accuracies) / len(accuracies) if accuracies else None,
+                          "valid_loss": valid_loss, "valid_acc": valid_acc, "time": round(seconds, 3)}
+        if step % self.steps_per_epoch:
+            record["partial"] = True
+        alphas = [p for _, p in _alphas(self.model)]
+        if alphas:
+            record["arch_entropy"] = float(torch.stack([_entropy(a) for a in alphas]).mean())
+            record["arch"] = self.model.derive().arch
+        if isinstance(getattr(self.model, "sampler", None), GumbelSampler):
+            record["tau"] = self.model.sampler.tau
+        return record
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self, train: ImageSet | tuple[torch.Tensor, torch.Tensor], val: ImageSet | tuple[torch.Tensor, torch.Tensor],
-            checkpoint: str | Path | None = None, resume: bool = False, progress: bool = True) -> SearchLog:
+            checkpoint: str | Path | None = None, resume: bool = False, progress: bool = True,
+            log: str | Path | None = None) -> SearchLog:
+        """Search until the run's length; ``log`` writes the epoch records as JSON lines (and TensorBoard)."""
         cfg = self.config
+        train, val = ImageSet.of(train), ImageSet.of(val)
+        augmentation = augmentation_for(cfg.augment, cfg.cutout)
+        options = dict(augmentation=augmentation, workers=self.workers, pin_memory=self.device.type == "cuda")
+        index_batches(len(train), cfg.batch_size, cfg.seed)  # is there one batch at all? (before anything loads)
+        self.steps_per_epoch = len(train) // cfg.batch_size
+        self.total_steps = cfg.epochs * self.steps_per_epoch if cfg.epochs else cfg.steps
         if resume and checkpoint is not None and Path(checkpoint).exists():
             self.load(checkpoint)
             self.log.resumed_from = self.log.step
-        augmentation = augmentation_for(cfg.augment, cfg.cutout)
-        options = dict(augmentation=augmentation, skip=self.log.step, workers=self.workers,
-                       pin_memory=self.device.type == "cuda")
-        train_it = stream(ImageSet.of(train), cfg.batch_size, cfg.seed, **options)
-        val_it = stream(ImageSet.of(val), cfg.batch_size, cfg.seed + 1, **options)
+            self.log.records = [r for r in self.log.records if not r.get("partial")]
+        train_it = stream(train, cfg.batch_size, cfg.seed, skip=self.log.step, **options)
+        val_it = stream(val, cfg.batch_size, cfg.seed + 1, skip=self.log.step, **options)
+        epoch_log = EpochLog(log) if log is not None else None
+        if epoch_log is not None:
+            epoch_log.write(self.log.records)
         torch.manual_seed(cfg.seed)
-        start = time.perf_counter()
+        start = time.perf_counter() - self.log.seconds
         schedule = SaveSchedule(cfg.save_every, cfg.save_minutes, last_step=self.log.step)
-        with tqdm(total=cfg.steps, initial=self.log.step, desc=f"{cfg.method} search", unit="step",
-                  disable=not progress, dynamic_ncols=True) as bar:
-            while self.log.step < cfg.steps:
-                torch.manual_seed(cfg.seed * 100003 + self.log.step)  # per-step sampling noise
-                loss = self.step(next(train_it), next(val_it))
-                bar.set_postfix(loss=f"{loss:.3f}")
-                bar.update(1)
-                if checkpoint is not None and (schedule.due(self.log.step) or self.log.step == cfg.steps):
-                    self.save(checkpoint)
-                    schedule.saved(self.log.step)
-        self.log.seconds += time.perf_counter() - start
+        try:
+            with tqdm(total=self.total_steps, initial=self.log.step, desc=f"{cfg.method} search", unit="step",
+                      disable=not progress, dynamic_ncols=True) as bar:
+                while self.log.step < self.total_steps:
+                    torch.manual_seed(cfg.seed * 100003 + self.log.step)  # per-step sampling noise
+                    self._apply_schedules()
+                    loss = self.step(next(train_it), next(val_it))
+                    bar.set_postfix(loss=f"{loss:.3f}", epoch=self.epoch() + 1 if self.log.step < self.total_steps
+                                    else self.epoch())
+                    bar.update(1)
+                    ends_epoch = self.log.step % self.steps_per_epoch == 0 or self.log.step == self.total_steps
+                    if ends_epoch:
+                        self.log.seconds = time.perf_counter() - start
+                        self.log.records.append(self._record(val, self.log.seconds))
+                    if checkpoint is not None and (schedule.due(self.log.step) or ends_epoch):
+                        self.log.seconds = time.perf_counter() - start
+                        self.save(checkpoint)
+                        schedule.saved(self.log.step)
+                    if ends_epoch and epoch_log is not None:
+                        epoch_log.write(self.log.records, new=self.log.records[-1])
+        finally:
+            if epoch_log is not None:
+                epoch_log.close()
+        self.log.seconds = time.perf_counter() - start
         return self.log
 
     # -- checkpoints ----------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         meta: dict[str, Any] = {"kind": "supernet-search", "config": asdict(self.config), "step": self.log.step,
-                                "losses": self.log.losses,
+                                "losses": self.log.losses, "accuracies": self.log.accuracies,
+                                "records": self.log.records, "seconds": self.log.seconds,
                                 "w_opt": flatten_state("w_opt", self.w_opt.state_dict(), tensors)}
         if self.a_opt is not None:
             meta["a_opt"] = flatten_state("a_opt", self.a_opt.state_dict(), tensors)
@@ -189,9 +354,9 @@ class SupernetSearch:
         if differ:
             raise NasirError(f"{path}: checkpoint was made with {differ[0]}={theirs[differ[0]]!r}, "
                              f"this run has {ours[differ[0]]!r}", hint="resume with the same options, or start afresh")
-        if meta.step > self.config.steps or len(meta.losses) != meta.step:
+        if meta.step > self.total_steps or len(meta.losses) != meta.step or len(meta.accuracies) not in (0, meta.step):
             raise NasirError(f"{path}: checkpoint is at step {meta.step} with {len(meta.losses)} losses; "
-                             f"this run has {self.config.steps} steps", hint="raise --steps, or start afresh")
+                             f"this run has {self.total_steps} steps", hint="raise --steps or --epochs, or start afresh")
         if (meta.a_opt is None) != (self.a_opt is None):
             raise NasirError(f"{path}: checkpoint {'lacks' if meta.a_opt is None else 'has'} an architecture optimizer")
         state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
@@ -204,4 +369,18 @@ class SupernetSearch:
             restore_optimizer(self.a_opt, meta.a_opt, tensors, str(path))
         self.log.step = meta.step
         self.log.losses = list(meta.losses)
+        self.log.accuracies = list(meta.accuracies)
+        self.log.records = [dict(r) for r in meta.records]
+        self.log.seconds = meta.seconds
+
+
+def _alphas(model: NasirModule) -> list[tuple[str, torch.nn.Parameter]]:
+    """The choices' architecture parameters (not the edge weights of ``partial-channel``)."""
+    return list(model.arch.named_parameters()) if getattr(model, "arch", None) is not None else []
+
+
+def _entropy(alpha: torch.Tensor) -> torch.Tensor:
+    """Entropy (nats) of ``softmax(alpha)``."""
+    logp = torch.log_softmax(alpha.detach().float(), -1)
+    return -(logp.exp() * logp).sum()
 
