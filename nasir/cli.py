@@ -98,12 +98,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("passes", help="list the available passes")
     p.set_defaults(func=cmd_passes)
 
-    p = sub.add_parser("search", help="train a supernet (DARTS / GDAS / SPOS) on the bundled dataset or --data")
+    from nasir.search.methods import METHODS, method_help
+
+    p = sub.add_parser("search", help="train a supernet (DARTS, PC-DARTS, GDAS, SPOS) on the bundled dataset or --data",
+                       description="Search a space with a DARTS-family method. Options not given take the "
+                                   f"method's published values: {method_help()}.")
     _common(p)
     p.add_argument("--passes", default="", metavar="PIPELINE")
-    p.add_argument("--method", choices=("darts", "gdas", "spos"), default="darts")
-    p.add_argument("--steps", type=integer(1), default=20)
-    p.add_argument("--batch-size", type=integer(1), default=32)
+    p.add_argument("--method", choices=tuple(METHODS), default="darts",
+                   help="pc-darts puts the partial-channel{k=4} pass first unless --passes has one")
+    p.add_argument("--order", type=int, choices=(1, 2), default=1,
+                   help="DARTS: 1 = first-order approximation, 2 = unrolled hypergradient (DARTS Eq. 7-8)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=integer(1), help="passes over the weight half of the data (default: the method's)")
+    length.add_argument("--steps", type=integer(1), help="run this many steps instead of epochs (smoke runs)")
+    p.add_argument("--batch-size", type=integer(1), help="default: the method's")
+    for flag, kind, what in _HYPERPARAMETERS:
+        p.add_argument(flag, type=kind, help=f"{what} (default: the method's)")
     p.add_argument("--beta", type=number(0), default=0.0, help="beta-DARTS regularization weight")
     p.add_argument("--seed", type=int, default=0)
     device_option(p)
@@ -112,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     output_option(p, "--checkpoint", metavar="FILE", help="save progress here (safetensors)")
     checkpoint_options(p, every_steps=10)
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint (if it exists yet)")
+    output_option(p, "--log", metavar="FILE", help="per-epoch JSON lines (losses, accuracies, architecture; default: "
+                  "beside --checkpoint, run.safetensors -> run.jsonl); TensorBoard scalars in FILE.tb if installed")
     output_option(p, "--arch-out", metavar="FILE", help="write the derived architecture as JSON")
     p.set_defaults(func=cmd_search)
 
@@ -137,6 +150,28 @@ def build_parser() -> argparse.ArgumentParser:
         if register is not None:
             register(sub)
     return parser
+
+
+#: ``nasir search`` options whose default is the method's published value: (flag, type, meaning).
+_HYPERPARAMETERS = (
+    ("--lr", number(above=0), "initial learning rate of the weights (SGD)"),
+    ("--lr-min", number(0), "final learning rate of the weights"),
+    ("--momentum", number(0, maximum=1), "SGD momentum"),
+    ("--weight-decay", number(0), "weight decay of the weights"),
+    ("--arch-lr", number(above=0), "learning rate of the architecture parameters (Adam)"),
+    ("--arch-weight-decay", number(0), "weight decay of the architecture parameters"),
+    ("--grad-clip", number(0), "gradient-norm clip of the weights (0: none)"),
+    ("--warmup-epochs", integer(0), "epochs of weight training before the architecture trains"),
+    ("--tau-max", number(above=0), "GDAS: Gumbel temperature at the start"),
+    ("--tau-min", number(above=0), "GDAS: ... at the end"),
+    ("--label-smoothing", number(0, maximum=1), "label smoothing of the training loss"),
+)
+
+
+def _given_hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``_HYPERPARAMETERS`` the user gave, by ``SearchConfig`` field name."""
+    names = [flag[2:].replace("-", "_") for flag, _, _ in _HYPERPARAMETERS]
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
 # -- commands -----------------------------------------------------------------------------------
@@ -243,51 +278,66 @@ def cmd_search(args: argparse.Namespace) -> int:
     from nasir.lowering import lower
     from nasir.passmanager import PassManager
     from nasir.search.darts import SearchConfig, SupernetSearch
+    from nasir.search.epoch_log import default_log_path
+    from nasir.search.methods import METHODS
     from nasir.summary import summary
 
     require_checkpoint_for_resume(args)
     check_loader_options(args.cutout, args.train_portion, args.workers)
+    method = METHODS[args.method]
     start = time.perf_counter()
-    graph = PassManager.parse(args.passes, stats=False, copy_input=False).run(_load(args))
+    pipeline = _method_pipeline(args)
+    pm = PassManager.parse(pipeline, stats=False, copy_input=False)
+    graph = pm.run(_load(args))
     data = load_data(args.data, space_resolution(graph))
     check_classes(graph, data)
     print(summary(graph, max_choices=3))
-    mode = "supernet" if args.method == "darts" else "sampled"
-    model = lower(graph, mode, seed=args.seed)
+    model = lower(graph, method.mode, seed=args.seed)
     # "architecture parameters" means what `nasir show` counts (choices); their tensors hold one weight per candidate
     print(f"compiled and lowered in {time.perf_counter() - start:.2f} s; "
           f"{sum(p.numel() for p in model.weight_parameters()):,} weights, {len(graph.arch)} architecture parameters "
           f"({sum(p.numel() for p in model.arch_parameters()):,} architecture weights)")
     train, val = split_portion(data.train, args.train_portion)
-    config = SearchConfig(method=args.method, steps=args.steps, batch_size=args.batch_size, beta=args.beta,
-                          seed=args.seed, data=data.spec, train_portion=args.train_portion, augment=data.crop_flip,
-                          cutout=args.cutout, save_every=args.checkpoint_every, save_minutes=args.checkpoint_minutes)
+    length = {"steps": args.steps, "epochs": 0} if args.steps else {"epochs": args.epochs or method.epochs}
+    config = SearchConfig.for_method(
+        args.method, **length, **_given_hyperparameters(args), order=args.order,
+        batch_size=args.batch_size or method.batch_size, beta=args.beta, seed=args.seed, data=data.spec,
+        train_portion=args.train_portion, augment=data.crop_flip, cutout=args.cutout,
+        save_every=args.checkpoint_every, save_minutes=args.checkpoint_minutes)
     search = SupernetSearch(model, config, device=args.device, workers=args.workers)
     if args.resume and not Path(args.checkpoint).exists():
         sys.stderr.write(f"note: no checkpoint at {args.checkpoint} yet: starting at step 0\n")
     args.interrupted_hint = _search_resume_hint(args)
-    log = search.run(train, val, checkpoint=args.checkpoint, resume=args.resume)
+    log_path = args.log or (default_log_path(args.checkpoint) if args.checkpoint else None)
+    log = search.run(train, val, checkpoint=args.checkpoint, resume=args.resume, log=log_path)
     if log.resumed_from:
-        print(f"resumed from {args.checkpoint} at step {log.resumed_from} of {args.steps}")
+        print(f"resumed from {args.checkpoint} at step {log.resumed_from} of {search.total_steps}")
     xt, yt = data.test.normalized(256)
     model.eval()
     with torch.no_grad():
         acc = float((model(xt.to(args.device)).argmax(1).cpu() == yt).float().mean()) if len(yt) else float("nan")
     first, last = log.losses[0] if log.losses else float("nan"), log.losses[-1] if log.losses else float("nan")
-    print(f"{log.step} steps in {log.seconds:.1f} s: loss {first:.3f} -> {last:.3f}, "
-          f"{'supernet' if graph.arch else 'network'} test accuracy {acc:.1%} (on {len(yt)} {data.spec} images)")
+    print(f"{log.step} steps ({log.step / search.steps_per_epoch:.2f} epochs of {search.steps_per_epoch} steps) in "
+          f"{log.seconds:.1f} s: loss {first:.3f} -> {last:.3f}, {'supernet' if graph.arch else 'network'} test "
+          f"accuracy {acc:.1%} (on {len(yt)} {data.spec} images)")
+    if log.records:
+        r = log.records[-1]
+        print(f"epoch {r['epoch']}{' (partial)' if r.get('partial') else ''}: train accuracy {r['train_acc']:.1%}, "
+              f"valid loss {r['valid_loss']:.3f}, valid accuracy {r['valid_acc']:.1%}"
+              + (f"; per-epoch log: {log_path}" if log_path else ""))
     if model.arch_parameters():
         metrics = {"loss": last, "supernet_accuracy": acc}
         arch = model.derive().model_copy(update={
             "method": args.method, "metrics": {k: v for k, v in metrics.items() if math.isfinite(v)},
-            "options": {"steps": log.step, "batch_size": args.batch_size, "beta": args.beta, "seed": args.seed,
-                        "passes": args.passes, "data": data.spec}})
+            "options": {"steps": log.step, "epochs": config.epochs, "batch_size": config.batch_size,
+                        "order": args.order, "beta": args.beta, "seed": args.seed, "passes": pipeline,
+                        "data": data.spec}})
         if args.arch_out:
             arch.save(args.arch_out)
             print(f"derived architecture written to {args.arch_out}")
-            passes = ["--passes", args.passes] if args.passes else []  # the architecture names the transformed space
-            next_step(["compile", *_space_words(args), *passes, "--mode", "fixed", "--arch", args.arch_out,
-                       "--emit", "code"],
+            passes = _network_pipeline(args, pm)  # the architecture names the transformed space
+            next_step(["compile", *_space_words(args), *(["--passes", passes] if passes else []),
+                       "--mode", "fixed", "--arch", args.arch_out, "--emit", "code"],
                       note="the searched network as plain PyTorch")
         else:
             print("derived architecture (first 6 parameters):", json.dumps(dict(list(arch.arch.items())[:6])))
@@ -295,6 +345,25 @@ def cmd_search(args: argparse.Namespace) -> int:
                 next_step([*_search_command(args), "--resume", "--arch-out", "arch.json"],
                           note="writes the whole architecture")
     return 0
+
+
+def _method_pipeline(args: argparse.Namespace) -> str:
+    """``--passes``, with the pass the method's supernet needs put first if it lacks it (pc-darts)."""
+    from nasir.passmanager import parse_pipeline
+    from nasir.search.methods import METHODS
+
+    needed = METHODS[args.method].pipeline
+    if not needed or any(p.name == parse_pipeline(needed)[0].name for p in parse_pipeline(args.passes)):
+        return args.passes
+    print(f"{args.method}: passes {needed} first")
+    return f"{needed},{args.passes}" if args.passes else needed
+
+
+def _network_pipeline(args: argparse.Namespace, pm: Any) -> str:
+    """The passes that build the network a search found: ``--passes`` without the search-only ones."""
+    if not any(p.search_only for p in pm.passes):
+        return args.passes
+    return ",".join(p.spec() for p in pm.passes if not p.search_only)
 
 
 def _space_words(args: argparse.Namespace) -> list[str]:
@@ -310,9 +379,15 @@ def _search_command(args: argparse.Namespace) -> list[str]:
     words = ["search", *_space_words(args)]
     if args.passes:
         words += ["--passes", args.passes]
-    words += ["--method", args.method, "--steps", str(args.steps), "--batch-size", str(args.batch_size),
-              "--beta", repr(args.beta), "--seed", str(args.seed), "--device", args.device, "--data", args.data,
+    words += ["--method", args.method, "--order", str(args.order)]
+    words += ["--steps", str(args.steps)] if args.steps else ["--epochs", str(args.epochs)] if args.epochs else []
+    words += ["--batch-size", str(args.batch_size)] if args.batch_size else []
+    for flag, _, _ in _HYPERPARAMETERS:
+        value = getattr(args, flag[2:].replace("-", "_"))
+        words += [flag, repr(value)] if value is not None else []
+    words += ["--beta", repr(args.beta), "--seed", str(args.seed), "--device", args.device, "--data", args.data,
               "--cutout", str(args.cutout), "--train-portion", repr(args.train_portion), "--workers", str(args.workers)]
+    words += ["--log", args.log] if args.log else []
     return words + (["--checkpoint", args.checkpoint] if args.checkpoint else [])
 
 

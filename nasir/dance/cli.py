@@ -25,7 +25,7 @@ from nasir.dance.errors import DanceError
 def register(subparsers: Any) -> None:
     from nasir.cli import output_option
     from nasir.cli_options import budget, checkpoint_options, device_option, integer, number
-    from nasir.data import add_data_option
+    from nasir.data import add_data_option, add_loader_options
 
     p = subparsers.add_parser("dance", help="DANCE select gates: insert, train (3 stages), extract pruned subnets")
     sub = p.add_subparsers(dest="dance_command", required=True, metavar="STEP")
@@ -50,6 +50,7 @@ def register(subparsers: Any) -> None:
     t.add_argument("--seed", type=int, default=0)
     device_option(t)
     add_data_option(t)
+    add_loader_options(t, train_portion=False)
     output_option(t, "--checkpoint", required=True, metavar="FILE", help="safetensors checkpoint (written as it goes)")
     checkpoint_options(t, every_steps=50)
     t.add_argument("--resume", action="store_true",
@@ -122,7 +123,8 @@ def _train_command(args: argparse.Namespace) -> list[str]:
     words += ["--stage1-steps", str(args.stage1_steps), "--stage2-steps", str(args.stage2_steps),
               "--samples", str(args.samples), "--batch-size", str(args.batch_size), "--tau-start", f"{args.tau_start!r}",
               "--tau-end", f"{args.tau_end!r}", "--seed", str(args.seed), "--device", args.device,
-              "--data", args.data, "--checkpoint", args.checkpoint]
+              "--data", args.data, "--cutout", str(args.cutout), "--workers", str(args.workers),
+              "--checkpoint", args.checkpoint]
     return words + ["--resume"]
 
 
@@ -143,20 +145,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     from nasir.cli_options import next_step
     from nasir.dance.gated import GatedNetwork
     from nasir.dance.train import DanceConfig, DanceTrainer, accuracy
-    from nasir.data import load_data
+    from nasir.data import check_loader_options, load_data
     from nasir.data.sources import check_classes, space_resolution
 
+    check_loader_options(args.cutout, None, args.workers)
     graph = _gated_graph(args, args.budget)
     data = load_data(args.data, space_resolution(graph))
     check_classes(graph, data)
     config = DanceConfig(stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps, samples=args.samples,
                          batch_size=args.batch_size, budget_range=_range(args.budget_range), seed=args.seed,
                          tau_start=args.tau_start, tau_end=args.tau_end, save_every=args.checkpoint_every,
-                         save_minutes=args.checkpoint_minutes, data=data.spec)
+                         save_minutes=args.checkpoint_minutes, data=data.spec, cutout=args.cutout)
     net = GatedNetwork(graph, tau=args.tau_start, seed=args.seed)
     resume_command = "nasir " + shlex.join(_train_command(args))
     trainer = DanceTrainer(net, config, device=args.device, progress=not args.no_progress,
-                           resume_command=resume_command)
+                           resume_command=resume_command, workers=args.workers)
     if args.resume and not Path(args.checkpoint).is_file():
         sys.stderr.write(f"note: no checkpoint at {args.checkpoint} yet: starting at stage 1, step 0\n")
     args.interrupted_hint = f"next: {resume_command}  # continues from the last checkpoint"

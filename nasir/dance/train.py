@@ -52,8 +52,8 @@ from nasir.checkpoint import (
 from nasir.dance.errors import DanceError
 from nasir.dance.gated import GatedNetwork
 from nasir.dance.losses import LossWeights, dance_loss
-from nasir.data.images import CROP_FLIP, ImageSet
-from nasir.data.loader import index_batches
+from nasir.data.images import ImageSet, augmentation_for
+from nasir.data.loader import index_batches, stream
 from nasir.diagnostics import NasirError
 from nasir.ir.graph import Graph
 from nasir.save_schedule import CHECKPOINT_MINUTES, SaveSchedule
@@ -77,6 +77,7 @@ class DanceConfig:
     budget: float | None = None  # stage-2 budget for every group; None keeps the graph's gate budgets
     budget_range: tuple[float, float] | None = None  # per-batch random global budget in stage 2
     augment: bool = True  # random crop (pad 4) and horizontal flip of image batches
+    cutout: int = 0  # side of the square cutout zeroes in training batches (0: none)
     data: str = "tinyshapes"  # the ``--data`` source trained on: recorded, checked on resume, default of extract
     grad_clip: float = 5.0
     tau_start: float | None = 1.0  # anneal the gates' Gumbel temperature over stage 2 (None: keep each gate's tau)
@@ -98,6 +99,8 @@ class DanceConfig:
         for name in ("stage1_steps", "stage2_steps", "stage3_steps"):
             if getattr(self, name) < 0:
                 raise DanceError(f"{name} must be >= 0")
+        if self.cutout < 0:
+            raise DanceError(f"cutout must be >= 0, got {self.cutout}")
         if self.batch_size < 2 or self.samples < 1:
             raise DanceError("batch_size must be >= 2 and samples (T) >= 1")
         if (self.tau_start is not None and self.tau_start <= 0) or self.tau_end <= 0:
@@ -220,9 +223,10 @@ class DanceTrainer:
     """Runs stages 1 and 2 on a ``GatedNetwork`` and stage 3 on the networks it extracts."""
 
     def __init__(self, net: GatedNetwork, config: DanceConfig, device: str | torch.device = "cpu",
-                 progress: bool = True, resume_command: str | None = None):
+                 progress: bool = True, resume_command: str | None = None, workers: int = 0):
         config.validate()
         self.net = net.to(device)
+        self.workers = workers  # DataLoader processes preparing batches; the batches do not depend on it
         self.config = config
         self.device = torch.device(device)
         self.progress = progress
@@ -238,7 +242,6 @@ class DanceTrainer:
         }
         lrs = {"backbone": c.lr_backbone / 2, "gates": c.lr_gates, "repr": c.lr_repr}
         self.scheds2 = {k: _one_cycle(o, lrs[k], c.stage2_steps) for k, o in self.opts2.items()}
-        self.aug_gen = torch.Generator().manual_seed(c.seed + 7)
         self.budget_gen = torch.Generator().manual_seed(c.seed + 11)
         self.gate_gen = torch.Generator().manual_seed(c.seed + 13)
 
@@ -270,13 +273,15 @@ class DanceTrainer:
 
     def _stage(self, data: ImageSet, stage: str, steps: int, step_fn, checkpoint, start: float) -> None:
         seed = self.config.seed * 1000 + (1 if stage == "stage1" else 2)
-        batches = index_batches(len(data), self.config.batch_size, seed, skip=self.log.step)
+        # each batch augmented with a generator of its own: the same batches on resume, with any --workers
+        batches = stream(data, self.config.batch_size, seed, augmentation_for(self.config.augment, self.config.cutout),
+                         skip=self.log.step, workers=self.workers, pin_memory=self.device.type == "cuda")
         bar = tqdm(total=steps, initial=self.log.step, desc=f"dance {stage}", disable=not self.progress, leave=False)
         schedule = SaveSchedule(self.config.save_every, self.config.save_minutes, last_step=self.log.step)
         self.net.train()
         while self.log.step < steps:
-            x, y = data.batch(next(batches), CROP_FLIP if self.config.augment else None, self.aug_gen)
-            parts = step_fn(x.to(self.device), y.to(self.device))
+            x, y = next(batches)
+            parts = step_fn(x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True))
             self.log.history.append({"stage": 1.0 if stage == "stage1" else 2.0, **parts})
             self.log.step += 1
             bar.update(1)
@@ -396,7 +401,7 @@ class DanceTrainer:
         self.log = DanceLog(meta.stage, meta.step, list(meta.history), meta.seconds)
 
     def _generators(self) -> list[tuple[str, torch.Generator]]:
-        return [("aug", self.aug_gen), ("budget", self.budget_gen), ("gate", self.gate_gen)]
+        return [("budget", self.budget_gen), ("gate", self.gate_gen)]
 
 
 def _jsonable(value: Any) -> Any:
@@ -485,7 +490,7 @@ def finetune(module: nn.Module, data: Data, steps: int, config: DanceConfig, dev
     batches = index_batches(len(data), config.batch_size, config.seed * 1000 + 3)
     module.train()
     for _ in tqdm(range(steps), desc="dance stage3", disable=not progress, leave=False):
-        x, y = data.batch(next(batches), CROP_FLIP if config.augment else None, gen)
+        x, y = data.batch(next(batches), augmentation_for(config.augment, config.cutout), gen)
         opt.zero_grad(set_to_none=True)
         with _autocast(device, config.amp):
             out = module(x.to(device))

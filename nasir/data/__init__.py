@@ -70,20 +70,22 @@ def add_data_option(p: argparse.ArgumentParser, default: str | None = DEFAULT) -
                         f"in DIR; nothing is downloaded)" + (f"; default {default}" if default else ""))
 
 
-def add_loader_options(p: argparse.ArgumentParser) -> None:
-    """Options of the commands that stream augmented batches (``nasir search``)."""
+def add_loader_options(p: argparse.ArgumentParser, train_portion: bool = True) -> None:
+    """Options of the commands that stream augmented batches (``nasir search``; ``nasir dance train``
+    without the DARTS split)."""
     p.add_argument("--cutout", type=int, default=0, metavar="N",
                    help="cutout augmentation: zero a random N x N square of every training image (0: off)")
-    p.add_argument("--train-portion", type=float, default=0.5, metavar="P",
-                   help="DARTS split: the first P of the training set trains the weights, the rest the architecture")
+    if train_portion:
+        p.add_argument("--train-portion", type=float, default=0.5, metavar="P",
+                       help="DARTS split: the first P of the training set trains the weights, the rest the architecture")
     p.add_argument("--workers", type=int, default=0, metavar="N",
                    help="DataLoader worker processes preparing batches (0: in the main process); results do not depend on it")
 
 
-def check_loader_options(cutout: int, train_portion: float, workers: int) -> None:
+def check_loader_options(cutout: int, train_portion: float | None, workers: int) -> None:
     if cutout < 0:
         raise NasirError(f"--cutout {cutout}: the side of the zeroed square cannot be negative")
-    if not 0 < train_portion < 1:
+    if train_portion is not None and not 0 < train_portion < 1:
         raise NasirError(f"--train-portion {train_portion}: must lie strictly between 0 and 1",
                          hint="0.5 is the DARTS split")
     if workers < 0:

@@ -19,7 +19,8 @@ The weights' learning rate follows the method's schedule: cosine annealing per e
 Length: ``epochs`` passes over the weight half of the split (``len(train) // batch_size`` steps
 each), or, with ``epochs=0``, ``steps`` steps (smoke runs). After every epoch (and at the end of a run
 that stops inside one) the run records the epoch's mean training loss and accuracy, the loss and
-accuracy on the whole architecture half (eval mode), the mean entropy of the architecture
+accuracy on the architecture half (eval mode; a run that stops inside an epoch uses as many of its
+images as it trained on in that epoch), the mean entropy of the architecture
 distributions, the learning rate, the time and the derived architecture (``SearchLog.records``;
 ``log`` writes them as JSON lines, ``nasir.search.epoch_log``).
 
@@ -248,21 +249,22 @@ class SupernetSearch:
 
     # -- epochs ---------------------------------------------------------------------------------
     @torch.no_grad()
-    def evaluate(self, data: ImageSet) -> tuple[float, float]:
-        """Mean loss and accuracy of the model on all of ``data`` (eval mode, no augmentation)."""
+    def evaluate(self, data: ImageSet, limit: int | None = None) -> tuple[float, float]:
+        """Mean loss and accuracy of the model on the first ``limit`` (all) images of ``data`` (eval
+        mode, no augmentation)."""
         self.model.eval()
         total_loss, correct = 0.0, 0
+        n = len(data) if limit is None else min(limit, len(data))
         try:
-            for start in range(0, len(data), self.config.batch_size):
-                x, y = data.batch(torch.arange(start, min(start + self.config.batch_size, len(data))))
+            for start in range(0, n, self.config.batch_size):
+                x, y = data.batch(torch.arange(start, min(start + self.config.batch_size, n)))
                 x, y = x.to(self.device), y.to(self.device)
                 logits = self.model(x)
                 total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
                 correct += int((logits.argmax(1) == y).sum())
         finally:
             self.model.train()
-        n = max(len(data), 1)
-        return total_loss / n, correct / n
+        return total_loss / max(n, 1), correct / max(n, 1)
 
     def _record(self, val: ImageSet, seconds: float) -> Record:
         """The record of the epoch the last step ended (see the module docstring)."""
@@ -270,12 +272,16 @@ class SupernetSearch:
         epoch = (step - 1) // self.steps_per_epoch
         first = epoch * self.steps_per_epoch
         losses, accuracies = self.log.losses[first:step], self.log.accuracies[first:step]
-        valid_loss, valid_acc = self.evaluate(val)
+        partial = step % self.steps_per_epoch != 0
+        # a run that stops inside an epoch (a smoke run) is validated on as many images as it trained on
+        images = min(len(val), (step - first) * self.config.batch_size) if partial else len(val)
+        valid_loss, valid_acc = self.evaluate(val, images)
         record: Record = {"epoch": epoch + 1, "step": step, "lr": self.w_opt.param_groups[0]["lr"],
                           "train_loss": sum(losses) / len(losses),
                           "train_acc": sum(accuracies) / len(accuracies) if accuracies else None,
-                          "valid_loss": valid_loss, "valid_acc": valid_acc, "time": round(seconds, 3)}
-        if step % self.steps_per_epoch:
+                          "valid_loss": valid_loss, "valid_acc": valid_acc, "valid_images": images,
+                          "time": round(seconds, 3)}
+        if partial:
             record["partial"] = True
         alphas = [p for _, p in _alphas(self.model)]
         if alphas:

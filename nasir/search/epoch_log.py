@@ -1,8 +1,9 @@
 """The per-epoch log of a search: JSON lines, and TensorBoard scalars where TensorBoard is installed.
 
 One JSON object per line and epoch (``epoch``, ``step``, ``lr``, ``train_loss``, ``train_acc``,
-``valid_loss``, ``valid_acc``, ``arch_entropy``, ``time``, ``arch``: the architecture derived at the
-end of the epoch; ``tau`` for GDAS; ``partial: true`` for a run that ended inside an epoch). The
+``valid_loss``, ``valid_acc`` on ``valid_images`` images of the architecture half, ``arch_entropy``,
+``time``: seconds since the search began, ``arch``: the architecture derived at the end of the
+epoch; ``tau`` for GDAS; ``partial: true`` for a run that ended inside an epoch). The
 records live in the search checkpoint, and the file is rewritten whole from them (atomically) after
 each epoch, so after a crash and ``--resume`` it holds exactly the epochs of the checkpoint and
 then the new ones, never an epoch twice.

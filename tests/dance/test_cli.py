@@ -65,7 +65,7 @@ def test_train_killed_in_stage_2_resumes_where_it_stopped_bit_for_bit(tmp_path, 
     from nasir.dance.train import DanceTrainer
 
     argv = ["dance", "train", "std/resnet18.nas", "-D", "width=4", "--stage1-steps", "1", "--stage2-steps", "4",
-            "--batch-size", "8", "--no-progress", "--checkpoint-every", "2", "--checkpoint-minutes", "0"]
+            "--batch-size", "8", "--cutout", "4", "--no-progress", "--checkpoint-every", "2", "--checkpoint-minutes", "0"]
     whole, part = tmp_path / "whole.safetensors", tmp_path / "part.safetensors"
     assert main([*argv, "--checkpoint", str(whole)]) == 0
     assert f"next: nasir dance extract {whole} --budget 0.5" in capsys.readouterr().out
@@ -88,6 +88,7 @@ def test_train_killed_in_stage_2_resumes_where_it_stopped_bit_for_bit(tmp_path, 
     assert "warning:" in err and "unfinished (stage 2 stopped at step 2 of 4)" in err
     resume = shlex.split(err.split("continue it with: ")[1].splitlines()[0])
     assert resume[:3] == ["nasir", "dance", "train"] and resume[-1] == "--resume"
+    assert "--cutout 4 --workers 0" in " ".join(resume)  # the options of the run it continues
 
     torch.manual_seed(99)  # nothing but the checkpoint carries over
     assert main([*resume[1:], "--no-progress"]) == 0

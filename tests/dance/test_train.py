@@ -160,3 +160,24 @@ def test_resume_needs_the_same_configuration(gated_resnet, tmp_path):
     DanceTrainer(GatedNetwork(gated_resnet, seed=0), _config(), progress=False).train(_data(), ckpt)
     with pytest.raises(DanceError, match="checkpoint was made with stage2_steps=2"):
         DanceTrainer(GatedNetwork(gated_resnet, seed=0), _config(stage2_steps=5), progress=False).load(ckpt)
+
+
+def test_cutout_acts_and_workers_change_nothing(gated_resnet):
+    """Stage 1-2 batches come from the resumable streams: each batch augmented with its own
+    generator, so DataLoader workers prepare exactly the batches the main process would."""
+    data = _data()
+
+    def trained(workers=0, **options):
+        torch.manual_seed(0)
+        net = GatedNetwork(gated_resnet, seed=0)
+        DanceTrainer(net, _config(stage1_steps=1, stage2_steps=1, **options), progress=False,
+                     workers=workers).train(data)
+        return _final_state(net)
+
+    cut = trained(cutout=8)
+    for k, v in trained(workers=1, cutout=8).items():
+        assert torch.equal(cut[k], v), k
+    plain = trained()
+    assert any(not torch.equal(cut[k], v) for k, v in plain.items())
+    with pytest.raises(DanceError, match="cutout must be >= 0"):
+        _config(cutout=-1).validate()
