@@ -494,7 +494,9 @@ class ChannelSlice(OpAttrs):
     """
 
     op: Literal["channel_slice"] = "channel_slice"
+    #: the first channel kept
     start: Annotated[int, Field(ge=0)] = 0
+    #: one past the last channel kept
     stop: Positive
     positional: ClassVar[tuple[str, ...]] = ("start", "stop")
     linear: ClassVar[bool] = True
@@ -505,12 +507,14 @@ class ChannelSlice(OpAttrs):
     @field_validator("stop")
     @classmethod
     def _after_start(cls, stop: int, info: ValidationInfo) -> int:
+        """Greater than ``start`` (a slice keeps at least one channel)."""
         start = info.data.get("start")
         if start is not None and stop <= start:
             raise ValueError(f"must be greater than start ({start}): a slice keeps at least one channel")
         return stop
 
     def out_shape(self, shape: Shape) -> Shape:
+        """``[C, ...]`` -> ``[stop - start, ...]``; ``stop`` is at most C."""
         if self.stop > shape[0]:
             raise ShapeError(f"channel_slice up to {self.stop} of {shape[0]} channels")
         return [self.stop - self.start, *shape[1:]]
@@ -525,6 +529,7 @@ class ChannelShuffle(OpAttrs):
     partial-channel edge, so that the next edge sends other channels through its candidates."""
 
     op: Literal["channel_shuffle"] = "channel_shuffle"
+    #: the number of channel groups interleaved (PC-DARTS: k)
     groups: Positive
     positional: ClassVar[tuple[str, ...]] = ("groups",)
     linear: ClassVar[bool] = True
@@ -533,6 +538,7 @@ class ChannelShuffle(OpAttrs):
     never_shared: ClassVar[bool] = True
 
     def out_shape(self, shape: Shape) -> Shape:
+        """Unchanged; a feature map whose channels ``groups`` divides."""
         c, _, _ = _need_map(shape, "channel_shuffle")
         if c % self.groups:
             raise ShapeError(f"channel_shuffle into {self.groups} groups of {c} channels (not divisible)")
