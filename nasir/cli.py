@@ -317,9 +317,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     with torch.no_grad():
         acc = float((model(xt.to(args.device)).argmax(1).cpu() == yt).float().mean()) if len(yt) else float("nan")
     first, last = log.losses[0] if log.losses else float("nan"), log.losses[-1] if log.losses else float("nan")
-    print(f"{log.step} steps ({log.step / search.steps_per_epoch:.2f} epochs of {search.steps_per_epoch} steps) in "
-          f"{log.seconds:.1f} s: loss {first:.3f} -> {last:.3f}, {'supernet' if graph.arch else 'network'} test "
-          f"accuracy {acc:.1%} (on {len(yt)} {data.spec} images)")
+    print(f"{log.step} steps in {log.seconds:.1f} s ({log.step / search.steps_per_epoch:.2f} epochs of "
+          f"{search.steps_per_epoch} steps): loss {first:.3f} -> {last:.3f}, {'supernet' if graph.arch else 'network'} "
+          f"test accuracy {acc:.1%} (on {len(yt)} {data.spec} images)")
     if log.records:
         r = log.records[-1]
         print(f"epoch {r['epoch']}{' (partial)' if r.get('partial') else ''}: train accuracy {r['train_acc']:.1%}, "

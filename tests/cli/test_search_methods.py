@@ -100,4 +100,4 @@ def test_the_epoch_log_lies_beside_the_checkpoint(capsys, tmp_path, single_threa
     assert code == 0, err
     records = [json.loads(line) for line in (tmp_path / "run.jsonl").read_text().splitlines()]
     assert [(r["epoch"], r["step"], r["valid_images"]) for r in records] == [(1, 2, 1000)]
-    assert f"per-epoch log: {tmp_path / 'run.jsonl'}" in out and "1 epochs" not in out
+    assert f"per-epoch log: {tmp_path / 'run.jsonl'}" in out and "(1.00 epochs of 2 steps)" in out
