@@ -322,7 +322,8 @@ def cmd_search(args: argparse.Namespace) -> int:
           f"test accuracy {acc:.1%} (on {len(yt)} {data.spec} images)")
     if log.records:
         r = log.records[-1]
-        print(f"epoch {r['epoch']}{' (partial)' if r.get('partial') else ''}: train accuracy {r['train_acc']:.1%}, "
+        train_acc = "n/a" if r["train_acc"] is None else f"{r['train_acc']:.1%}"
+        print(f"epoch {r['epoch']}{' (partial)' if r.get('partial') else ''}: train accuracy {train_acc}, "
               f"valid loss {r['valid_loss']:.3f}, valid accuracy {r['valid_acc']:.1%}"
               + (f"; per-epoch log: {log_path}" if log_path else ""))
     if model.arch_parameters():

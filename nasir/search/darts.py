@@ -120,8 +120,8 @@ class SearchCheckpoint(CheckpointMeta):
     config: SearchConfig
     step: int = Field(ge=0)
     losses: list[float]
-    #: training accuracy of every step (absent in checkpoints of older versions)
-    accuracies: list[float] = Field(default_factory=list)
+    #: training accuracy of every step (None: not recorded, as by older versions)
+    accuracies: list[float | None] = Field(default_factory=list)
     #: the epoch records so far (``nasir.search.epoch_log``)
     records: list[dict[str, Any]] = Field(default_factory=list)
     seconds: float = Field(default=0.0, ge=0)
@@ -133,8 +133,8 @@ class SearchCheckpoint(CheckpointMeta):
 class SearchLog:
     step: int = 0
     losses: list[float] = field(default_factory=list)
-    #: training accuracy of every step's batch
-    accuracies: list[float] = field(default_factory=list)
+    #: training accuracy of every step's batch (None where a checkpoint of an older version had none)
+    accuracies: list[float | None] = field(default_factory=list)
     #: one record per finished epoch (and one, ``partial``, for a run that ended inside an epoch)
     records: list[Record] = field(default_factory=list)
     seconds: float = 0.0
@@ -156,6 +156,8 @@ class SupernetSearch:
                              f"second order is a DARTS method (darts, pc-darts), not {config.method}")
         if config.schedule not in ("cosine", "linear"):
             raise NasirError(f"unknown learning-rate schedule {config.schedule!r}", hint="cosine or linear")
+        if config.nesterov and config.momentum <= 0:
+            raise NasirError(f"{config.method} uses Nesterov momentum, which needs a momentum > 0, not {config.momentum:g}")
         self.model = model.to(device)
         self.config = config
         self.device = torch.device(device)
@@ -271,7 +273,8 @@ class SupernetSearch:
         step = self.log.step
         epoch = (step - 1) // self.steps_per_epoch
         first = epoch * self.steps_per_epoch
-        losses, accuracies = self.log.losses[first:step], self.log.accuracies[first:step]
+        losses = self.log.losses[first:step]
+        accuracies = [a for a in self.log.accuracies[first:step] if a is not None]
         partial = step % self.steps_per_epoch != 0
         # a run that stops inside an epoch (a smoke run) is validated on as many images as it trained on
         images = min(len(val), (step - first) * self.config.batch_size) if partial else len(val)
@@ -375,7 +378,7 @@ class SupernetSearch:
             restore_optimizer(self.a_opt, meta.a_opt, tensors, str(path))
         self.log.step = meta.step
         self.log.losses = list(meta.losses)
-        self.log.accuracies = list(meta.accuracies)
+        self.log.accuracies = list(meta.accuracies) or [None] * meta.step
         self.log.records = [dict(r) for r in meta.records]
         self.log.seconds = meta.seconds
 

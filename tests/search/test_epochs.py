@@ -148,3 +148,20 @@ def test_a_search_killed_with_sigkill_resumes_bit_for_bit(tmp_path, capsys, sing
 
     assert epochs(straight.with_suffix(".jsonl")) == epochs(killed.with_suffix(".jsonl"))
     assert [r["epoch"] for r in epochs(killed.with_suffix(".jsonl"))] == [1, 2, 3]
+
+
+def test_a_checkpoint_of_an_older_version_resumes_without_per_step_accuracies(tmp_path):
+    """Checkpoints written before epochs existed have no accuracies, records or time: they resume,
+    and the epoch they end in is logged with the accuracies there are."""
+    from nasir.checkpoint import save_checkpoint
+    from nasir.diagnostics import NasirError
+
+    ck = tmp_path / "ck.safetensors"
+    _search(steps=2, save_every=1).run(*_data(), checkpoint=ck, progress=False)
+    tensors, meta = load_checkpoint(ck)
+    old = {k: v for k, v in meta.items() if k not in ("accuracies", "records", "seconds")}
+    save_checkpoint(ck, tensors, old)
+    log = _search(steps=6).run(*_data(), checkpoint=ck, resume=True, progress=False)
+    assert log.accuracies[:2] == [None, None] and log.records[0]["train_acc"] == sum(log.accuracies[2:4]) / 2
+    with pytest.raises(NasirError, match="Nesterov momentum"):
+        _search(nesterov=True, momentum=0.0)
