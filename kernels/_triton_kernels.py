@@ -29,7 +29,8 @@ if os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
 @triton.jit
 def _dw_coef(kp, wp, c, I: tl.constexpr, S: tl.constexpr, NORM: tl.constexpr, eps, SSB: tl.constexpr):
     """Scalars (a, b) with w_i * N(k_i)[c, t] = a * k_i[c, t] + b, N the per-channel standardization
-    (none for a single tap, S = 1: see ``reference.single_tap``)."""
+    times the gain 1 / S (``reference.normalize_kernel``; none for a single tap, S = 1: see
+    ``reference.single_tap``)."""
     w = tl.load(wp + I).to(tl.float32)
     a = w
     b = w * 0.0
@@ -41,7 +42,7 @@ def _dw_coef(kp, wp, c, I: tl.constexpr, S: tl.constexpr, NORM: tl.constexpr, ep
             mean = tl.sum(k, axis=0) / (S * S)
             u = tl.where(m, k - mean, 0.0)
             std = tl.sqrt(tl.sum(u * u, axis=0) / (S * S))
-            a = w / (std + eps)
+            a = w / ((std + eps) * S)  # times the gain 1 / sqrt(fan_in) = 1 / S
             b = -a * mean
     return a, b
 
@@ -213,8 +214,8 @@ def _dw_bwd_cand(part, NSPLIT, C, c, kp, gkp, wp, gwp, I: tl.constexpr, K: tl.co
             u = tl.where(m, k - mean, 0.0)
             sigma = tl.sqrt(tl.sum(u * u, axis=0) / (S * S))
             rr = 1.0 / (sigma + eps)
-            gw = tl.sum(g * u, axis=0) * rr
-            gz = w * g
+            gw = tl.sum(g * u, axis=0) * rr / S  # the gain 1 / S of reference.normalize_kernel
+            gz = w * g / S
             gm = tl.sum(gz, axis=0) / (S * S)
             gu = tl.sum(gz * u, axis=0) / (S * S)
             coef = tl.where(sigma > 0, rr * rr * gu / tl.where(sigma > 0, sigma, 1.0), 0.0)
@@ -262,8 +263,9 @@ def dw_bwd_prep_kernel(
 @triton.jit
 def _prep_cand(acc, kp, pp, wp, o, ci, ky, kx, CIG, I: tl.constexpr, S: tl.constexpr, D: tl.constexpr,
                O: tl.constexpr, NORM: tl.constexpr, PW: tl.constexpr, eps):
-    """acc[ci, tap] += w_i * E(N(k_i))[o] (plain) or w_i * N(PW_i)[o, ci] * E(N(DW_i))[ci] (factorized);
-    N leaves a filter of one number as it is (``reference.single_tap``)."""
+    """acc[ci, tap] += w_i * E(N(k_i))[o] (plain) or w_i * E(N(PW_i DW_i))[o, ci] (factorized: the
+    product is the candidate's reparameterized kernel); N standardizes filter o and multiplies it by
+    the gain 1 / sqrt(fan_in), and leaves a filter of one number as it is (``reference.normalize_kernel``)."""
     ry = ky - O
     rx = kx - O
     on = (ry >= 0) & (rx >= 0) & (ry % D == 0) & (rx % D == 0) & (ry < D * S) & (rx < D * S) & (ci < CIG)
@@ -271,29 +273,16 @@ def _prep_cand(acc, kp, pp, wp, o, ci, ky, kx, CIG, I: tl.constexpr, S: tl.const
     w = tl.load(wp + I).to(tl.float32)
     if PW:
         v = tl.load(kp + ci * (S * S) + src, mask=on, other=0.0).to(tl.float32)
-        if NORM:
-            if S > 1:
-                mean = tl.sum(v, axis=1) / (S * S)
-                u = tl.where(on, v - mean[:, None], 0.0)
-                std = tl.sqrt(tl.sum(u * u, axis=1) / (S * S))
-                v = u / (std + eps)[:, None]
-        cm = ci < CIG
-        p = tl.load(pp + o * CIG + ci, mask=cm, other=0.0).to(tl.float32)
-        if NORM:
-            pmean = tl.sum(p, axis=0) / CIG
-            pu = tl.where(cm, p - pmean, 0.0)
-            pstd = tl.sqrt(tl.sum(pu * pu, axis=0) / CIG)
-            p = tl.where(CIG > 1, pu / (pstd + eps), p)
-        acc += w * p * v
+        v = v * tl.load(pp + o * CIG + ci, mask=ci < CIG, other=0.0).to(tl.float32)
     else:
         v = tl.load(kp + (o * CIG + ci) * (S * S) + src, mask=on, other=0.0).to(tl.float32)
-        if NORM:
-            cnt = CIG * S * S
-            mean = tl.sum(tl.sum(v, axis=1), axis=0) / cnt
-            u = tl.where(on, v - mean, 0.0)
-            std = tl.sqrt(tl.sum(tl.sum(u * u, axis=1), axis=0) / cnt)
-            v = tl.where(cnt > 1, u / (std + eps), v)
-        acc += w * v
+    if NORM:
+        cnt = CIG * S * S
+        mean = tl.sum(tl.sum(v, axis=1), axis=0) / cnt
+        u = tl.where(on, v - mean, 0.0)
+        std = tl.sqrt(tl.sum(tl.sum(u * u, axis=1), axis=0) / cnt)
+        v = tl.where(cnt > 1, u / ((std + eps) * tl.sqrt(cnt * 1.0)), v)
+    acc += w * v
     return acc
 
 

@@ -160,8 +160,10 @@ def merged_conv(
 
     O_i is ``conv2d(x, N(kernels[i]), stride, padding=d_i (s_i - 1) / 2, dilation=d_i, groups)``,
     or with ``pointwise`` the depthwise->pointwise pair ``pw_i(dw_i(x))`` (then ``groups`` must be
-    C_in).  N standardizes each output filter when ``normalize`` (``normalize_mask[i]`` False
-    exempts candidate i, e.g. a fixed identity delta).  ``weights`` are used as given (already
+    C_in).  With ``normalize`` the candidate's reparameterized kernel (its kernel, or the product
+    pw_i dw_i) is normalized instead: each output filter standardized and times 1 / sqrt(fan_in)
+    (``reference.normalize_kernel``; ``normalize_mask[i]`` False exempts candidate i, e.g. a fixed
+    identity delta).  ``weights`` are used as given (already
     softmaxed / conditional); gradients flow to x, every kernel, every pointwise kernel and the
     weights.  Dispatches to Triton on CUDA and to the torch reference elsewhere.
     """

@@ -8,8 +8,20 @@ convolutions) in float64.
 Notation (DESIGN.md, "TopoNAS formulas"): candidate i has kernel k_i of odd size s_i and dilation
 d_i; its footprint is d_i (s_i - 1) + 1 and the merged footprint is K = max_i of those.  E(k_i)
 embeds k_i centred into K x K with taps every d_i.  The merged kernel is W = sum_i w_i E(N(k_i))
-where N is per-output-filter standardization (Eq. 28) or the identity.  Factorized candidates
-(depthwise -> pointwise) merge into the dense W[o, c] = sum_i w_i PW_i[o, c] E(DW_i[c]).
+where N is kernel normalization (Eq. 28) or the identity.  Factorized candidates (depthwise ->
+pointwise) merge into the dense W[o, c] = sum_i w_i E(N(PW_i[o, c] DW_i[c])).
+
+Kernel normalization N (TopoNAS Eq. 28, "normalize the reparameterized kernels") acts on each
+candidate's *reparameterized* kernel, the dense (or grouped) kernel the candidate is equal to: its
+own kernel for a convolution, the product PW_i[o, c] DW_i[c] for a depthwise -> pointwise pair.
+Each output filter of it is standardized over its input channels and taps, then multiplied by the
+gain 1 / sqrt(fan_in) (fan_in = the entries of one filter), so that a normalized candidate passes
+on the variance it receives, as a freshly initialized convolution does and as the fixed identity
+and pooling kernels do; without the gain a 5x5 candidate would outweigh a 3x3 one 5:3 at equal
+architecture weights. Standardizing the depthwise and pointwise factors one by one instead (what
+nasir did first) forces every depthwise filter to sum to zero, i.e. to be a pure high-pass filter,
+and every pointwise row to cancel the channels' common part: a DARTS supernet built that way barely
+learns (issue 17), while the product's standardization removes one direction per output filter.
 """
 
 from __future__ import annotations
@@ -115,11 +127,25 @@ def _same_shape_groups(tensors: Sequence[Tensor], mask: Sequence[bool]) -> list[
     return list(groups.values())
 
 
+def gain(k: Tensor, first: int = 1) -> float:
+    """The gain 1 / sqrt(fan_in) that kernel normalization applies after standardizing (module
+    docstring); 1 for single-number filters, which are not standardized."""
+    fan_in = 1
+    for n in k.shape[first:]:
+        fan_in *= n
+    return fan_in ** -0.5
+
+
+def normalize_kernel(k: Tensor, eps: float = 1e-5, first: int = 1) -> Tensor:
+    """N(k): per-output-filter standardization times :func:`gain` (the module docstring's N)."""
+    return standardize(k, eps, first) * gain(k, first)
+
+
 def _standardize_all(tensors: Sequence[Tensor], mask: Sequence[bool], eps: float) -> list[Tensor]:
-    """N(t_i) where mask[i], t_i elsewhere: one stacked standardization per shape."""
+    """N(t_i) where mask[i], t_i elsewhere: one stacked normalization per shape."""
     out = list(tensors)
     for group in _same_shape_groups(tensors, mask):
-        for i, z in zip(group, standardize(torch.stack([tensors[i] for i in group]), eps, first=2).unbind(0)):
+        for i, z in zip(group, normalize_kernel(torch.stack([tensors[i] for i in group]), eps, first=2).unbind(0)):
             out[i] = z
     return out
 
@@ -129,26 +155,36 @@ def _standardize_backward_all(tensors: Sequence[Tensor], grads: Sequence[Tensor]
     """The gradients w.r.t. the raw t_i of :func:`_standardize_all` given those of its outputs."""
     out = list(grads)
     for group in _same_shape_groups(tensors, mask):
-        stacked = standardize_backward(torch.stack([tensors[i] for i in group]),
-                                       torch.stack([grads[i] for i in group]), eps, first=2)
-        for i, g in zip(group, stacked.unbind(0)):
+        stacked = torch.stack([tensors[i] for i in group])
+        scaled = torch.stack([grads[i] for i in group]) * gain(stacked, first=2)
+        for i, g in zip(group, standardize_backward(stacked, scaled, eps, first=2).unbind(0)):
             out[i] = g
     return out
+
+
+def _products(kernels: Sequence[Tensor], pointwise: Sequence[Tensor]) -> list[Tensor]:
+    """The reparameterized kernel PW_i[o, c] DW_i[c] ([C_out, C, s, s]) of each factorized candidate."""
+    return [p[:, :, 0, 0, None, None] * k[None, :, 0] for k, p in zip(kernels, pointwise)]
 
 
 def _stacked_factors(kernels: Sequence[Tensor], dilations: Sequence[int], pointwise: Sequence[Tensor] | None,
                      mask: Sequence[bool], eps: float, dt: torch.dtype, K: int
                      ) -> tuple[list[Tensor], Tensor, list[Tensor], Tensor | None]:
-    """(raw kernels, E, raw pointwise kernels, P) in ``dt``: the candidates standardized where masked,
-    embedded in K x K and stacked. Without pointwise E is [n, C_k, C_in/g, K, K] and P None; with it
-    E is the depthwise taps [n, C, K, K] and P the pointwise matrices [n, O, C]."""
+    """(raw kernels, E, raw pointwise kernels, P) in ``dt``: the candidates normalized where masked,
+    embedded in K x K and stacked. Without pointwise, or with pointwise and some candidate normalized,
+    E is [n, C_out, C_in/g, K, K] (the products PW_i DW_i for factorized candidates) and P None;
+    with pointwise and no normalization E is the depthwise taps [n, C, K, K] and P the pointwise
+    matrices [n, O, C], so that the dense product is never built."""
     raw = [k.to(dt) for k in kernels]
-    z = _standardize_all(raw, mask, eps)
     if pointwise is None:
+        z = _standardize_all(raw, mask, eps)
         return raw, torch.stack([embed(zi, int(d), K) for zi, d in zip(z, dilations)]), [], None
     raw_p = [p.to(dt) for p in pointwise]
-    P = torch.stack(_standardize_all(raw_p, mask, eps))[:, :, :, 0, 0]
-    E = torch.stack([embed(zi[:, 0], int(d), K) for zi, d in zip(z, dilations)])
+    if any(mask):
+        z = _standardize_all(_products(raw, raw_p), mask, eps)
+        return raw, torch.stack([embed(zi, int(d), K) for zi, d in zip(z, dilations)]), raw_p, None
+    P = torch.stack(raw_p)[:, :, :, 0, 0]
+    E = torch.stack([embed(k[:, 0], int(d), K) for k, d in zip(raw, dilations)])
     return raw, E, raw_p, P
 
 
@@ -274,18 +310,23 @@ def merge_kernels_backward_reference(
     if P is None:
         gw = torch.einsum("abyx,nabyx->n", gW, E)
         gz = [w[i] * extract(gW, sizes[i], int(d)) for i, d in enumerate(dilations)]
-        gks = _standardize_backward_all(raw, gz, mask, eps)
-        return [g.to(k.dtype, copy=True) for g, k in zip(gks, kernels)], [], gw.to(weights.dtype)
+        if pointwise is None:
+            gks = _standardize_backward_all(raw, gz, mask, eps)
+            return [g.to(k.dtype, copy=True) for g, k in zip(gks, kernels)], [], gw.to(weights.dtype)
+        # normalized products PW_i DW_i: back through N, then through the product to both factors
+        gprod = _standardize_backward_all(_products(raw, raw_p), gz, mask, eps)
+        gks = [torch.einsum("octyx,oc->ctyx", g[:, :, None], p[:, :, 0, 0]) for g, p in zip(gprod, raw_p)]
+        gps = [torch.einsum("ocyx,cyx->oc", g, k[:, 0])[:, :, None, None] for g, k in zip(gprod, raw)]
+        return ([g.to(k.dtype, copy=True) for g, k in zip(gks, kernels)],
+                [g.to(p.dtype, copy=True) for g, p in zip(gps, pointwise)], gw.to(weights.dtype))
     T = torch.einsum("ocyx,ncyx->noc", gW, E)  # d W / d (w_i P_i), summed over taps
     gw = (T * P).sum(dim=(1, 2))
     gP = w[:, None, None] * T
     gDemb = w[:, None, None, None] * torch.einsum("ocyx,noc->ncyx", gW, P)  # [n, C, K, K]
-    gD = [extract(gDemb[i], sizes[i], int(d))[:, None] for i, d in enumerate(dilations)]
-    gks = _standardize_backward_all(raw, gD, mask, eps)
-    gps = _standardize_backward_all(raw_p, [g[:, :, None, None] for g in gP.unbind(0)], mask, eps)
+    gks = [extract(gDemb[i], sizes[i], int(d))[:, None] for i, d in enumerate(dilations)]
     # copies: the op's outputs may not alias one another (slices of one stacked gradient would)
     return ([g.to(k.dtype, copy=True) for g, k in zip(gks, kernels)],
-            [g.to(p.dtype, copy=True) for g, p in zip(gps, pointwise)], gw.to(weights.dtype))
+            [g[:, :, None, None].to(p.dtype, copy=True) for g, p in zip(gP.unbind(0), pointwise)], gw.to(weights.dtype))
 
 
 def naive_mixed_conv(
@@ -309,14 +350,16 @@ def naive_mixed_conv(
     out = None
     for i, (k, d) in enumerate(zip(kernels, dilations)):
         d = int(d)
-        kk = standardize(k, eps) if mask[i] else k
         pad = d * (k.shape[-1] - 1) // 2
         if pointwise is None:
+            kk = normalize_kernel(k, eps) if mask[i] else k
             y = F.conv2d(x, kk, stride=stride, padding=pad, dilation=d, groups=groups)
+        elif mask[i]:  # the normalized product is a dense kernel
+            y = F.conv2d(x, normalize_kernel(_products([k], [pointwise[i]])[0], eps), stride=stride, padding=pad,
+                         dilation=d)
         else:
-            y = F.conv2d(x, kk, stride=stride, padding=pad, dilation=d, groups=x.shape[1])
-            p = standardize(pointwise[i], eps) if mask[i] else pointwise[i]
-            y = F.conv2d(y, p)
+            y = F.conv2d(x, k, stride=stride, padding=pad, dilation=d, groups=x.shape[1])
+            y = F.conv2d(y, pointwise[i])
         y = weights[i].to(y.dtype) * y
         out = y if out is None else out + y
     return out

@@ -2,11 +2,13 @@
 
 After reparameterization the merged kernel is sum_i q_i k_i, so scaling a candidate's kernel up and
 its weight down leaves the loss unchanged: the architecture weights are not identifiable and the
-search drifts. Standardizing every learnable candidate kernel before the merge,
-(k_i - mean(k_i)) / (std(k_i) + eps) per output filter with eps = 1e-5 (the ``nasir.kernels``
-reference documents the exact statistics), removes that freedom. Fixed kernels (identity delta,
-uniform pooling) are left as they are, and so are filters of a single number (a ``dwconv(1)``
-kernel, a pointwise conv over one channel): standardizing one number gives 0, which would turn the
+search drifts. Normalizing every learnable candidate's reparameterized kernel before the merge
+removes that freedom: each output filter becomes (k_i - mean(k_i)) / (std(k_i) + eps) / sqrt(fan_in)
+with eps = 1e-5, where a depthwise -> pointwise candidate's reparameterized kernel is the dense
+product PW_i[o, c] DW_i[c] (``nasir.kernels.reference`` documents the statistics, and why the gain
+and the product: standardizing the two factors one by one left a DARTS supernet unable to learn).
+Fixed kernels (identity delta, uniform pooling) are left as they are, and so are filters of a single
+number (a ``dwconv(1)`` kernel alone): standardizing one number gives 0, which would turn the
 candidate into a zero op (``nasir.kernels.reference.single_tap``).
 
 The pass marks every ``merged_conv`` node ``normalize=true``; the lowered ``MergedConv`` passes the

@@ -19,9 +19,11 @@ network n() {
 }"""
 
 
-def _standardize(k, eps=1e-5):
+def _normalize(k, eps=1e-5):
+    """TopoNAS Eq. 28 as nasir reads it: each output filter standardized, times the gain 1 / sqrt(fan_in)."""
     flat = k.flatten(1)
-    return ((flat - flat.mean(1, keepdim=True)) / (flat.std(1, unbiased=False, keepdim=True) + eps)).view_as(k)
+    z = (flat - flat.mean(1, keepdim=True)) / (flat.std(1, unbiased=False, keepdim=True) + eps)
+    return (z / flat.shape[1] ** 0.5).view_as(k)
 
 
 def test_option_and_pass_mark_merged_convs(topo):
@@ -38,16 +40,40 @@ def test_option_and_pass_mark_merged_convs(topo):
     assert print_graph(untouched) == print_graph(g)
 
 
-def test_normalized_merge_equals_mixture_of_standardized_candidates():
+def test_normalized_merge_equals_mixture_of_normalized_candidates():
     g = PassManager.parse("reparam{kernel_norm=true}").run(parse_string(SPACE))
     m = lower(g, "supernet", seed=0).double()
     x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
     h = m.h(x)
     p = torch.softmax(m.arch.e, -1)
     ks = m.e.kernels
-    want = p[0] * h + p[1] * F.conv2d(h, _standardize(ks["c3"]), padding=1) \
-        + p[2] * F.conv2d(h, _standardize(ks["d5"]), padding=4, dilation=2)
+    want = p[0] * h + p[1] * F.conv2d(h, _normalize(ks["c3"]), padding=1) \
+        + p[2] * F.conv2d(h, _normalize(ks["d5"]), padding=4, dilation=2)
     torch.testing.assert_close(m(x), want, rtol=1e-10, atol=1e-10)
+
+
+def test_factorized_candidate_is_normalized_as_its_product():
+    """A depthwise -> pointwise candidate's reparameterized kernel is the dense product PW[o, c] DW[c]:
+    that product is what Eq. 28 normalizes, not each factor (whose standardization would force every
+    depthwise filter to sum to zero, a pure high-pass filter)."""
+    g = PassManager.parse("reparam{kernel_norm=true}").run(parse_string("""
+    network n() {
+        input x: [3, 6, 6]
+        e = one_of { a: dwconv(3) -> conv(4, 1)  b: dwconv(5, dilation = 2) -> conv(4, 1) }(x)
+        output e
+    }"""))
+    m = lower(g, "supernet", seed=0).double()
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64)
+    p = torch.softmax(m.arch.e, -1)
+    ks, pws = m.e.kernels, m.e.pointwise
+    want = sum(p[i] * F.conv2d(x, _normalize(pws[c][:, :, 0, 0, None, None] * ks[c][None, :, 0]), padding=pad,
+                               dilation=d)
+               for i, (c, pad, d) in enumerate([("a", 1, 1), ("b", 4, 2)]))
+    torch.testing.assert_close(m(x), want, rtol=1e-10, atol=1e-10)
+    # channels of different constant values reach the output away from the border (they would not if
+    # each depthwise filter were standardized, i.e. summed to zero)
+    flat = torch.tensor([1.0, 2.0, -0.5], dtype=torch.float64).view(1, 3, 1, 1).expand(1, 3, 12, 12)
+    assert m(flat)[0, :, 6, 6].abs().max() > 1e-2
 
 
 def test_scaling_a_kernel_no_longer_trades_off_against_its_weight():
