@@ -55,12 +55,12 @@ from nasir.ir.ops import OpAttrs, TorchCall
 from nasir.ir.rewrite import used_arch
 from nasir.ir.verify import infer_shapes
 from nasir.ir.width import WidthAnalysis, WidthUse, check_widths, fix_widths
+from nasir.merged_runtime import emit_merge_banks, merged_choice
 from nasir.module_names import install, module_name, module_path, module_paths
 from nasir.runtime import (
     SLICED_MODULES,
     ChannelGate,
     ChoiceModule,
-    MergedConv,
     Sampler,
     UniformSampler,
     derived_weights,
@@ -254,6 +254,10 @@ class _Lowerer:
         self.zeros: set[fx.Node] = set()
         #: Fixed mode: state-dict key of each folded weight -> the supernet's kernel it is made from.
         self.folds: dict[str, Fold] = {}
+        #: module path -> what the merge banks built for that merged conv (supernet mode).
+        self.prepared: dict[str, fx.Node] = {}
+        #: supernet mode: derived-weight vectors and single weights already emitted, shared by choices
+        self.weight_nodes: dict[tuple, fx.Node] = {}
 
     # -- entry --------------------------------------------------------------------------------
     def top(self, root: nn.Module) -> fx.Graph:
@@ -271,6 +275,8 @@ class _Lowerer:
         for group, key in self.edge_keys.items():
             beta = g.get_attr(f"edge_arch.{key}")
             self.edge_vectors[group] = _fn(g, torch.softmax, (beta, -1), name=f"e_{key}")
+        if self.mode == "supernet":  # kernels of depthwise -> pointwise merged convs, built in batches
+            self.prepared = emit_merge_banks(g, root, self.graph, self.paths, vectors)
         outs = self.region(g, root, self.graph.body, "", "", env, vectors)
         g.output(outs[0] if len(outs) == 1 else tuple(outs))
         for node in reversed(list(g.nodes)):
@@ -425,12 +431,16 @@ class _Lowerer:
 
         Zero candidates are skipped (they add nothing) unless all are zero: then the first one
         stands for the zero output. Derived weights (PMS groups) are computed from the original
-        softmax by ``derived_weights``.
+        softmax by ``derived_weights``, once per forward for all choices with the same parameter,
+        covers and domain (cells of one type share their parameters), and so is each weight.
         """
         p = vectors[node.arch]
         trivial = all(len(c) == 1 for c in node.covers) and sorted(node.domain) == list(range(self.graph.arch[node.arch].size)) \
             and sorted(i for c in node.covers for i in c) == sorted(node.domain)
-        weights = None if trivial else _fn(g, derived_weights, (p, node.covers, node.domain), name=f"{name}_w")
+        key = (node.arch, tuple(map(tuple, node.covers)), tuple(node.domain))
+        if not trivial and key not in self.weight_nodes:
+            self.weight_nodes[key] = _fn(g, derived_weights, (p, node.covers, node.domain), name=f"{name}_w")
+        weights = None if trivial else self.weight_nodes[key]
         zero = [_is_zero(cand.body) for cand in node.candidates]
         if all(zero):
             zero[0] = False
@@ -440,8 +450,10 @@ class _Lowerer:
                 continue
             inner = {i.name: a for i, a in zip(cand.body.inputs, args)}
             out = self.region(g, root, cand.body, f"{ir_path}.{cand.name}.", root_path, inner, vectors)[0]
-            w = _fn(g, operator.getitem, (p, cover[0]) if trivial else (weights, j), name=f"w_{name}_{cand.name}")
-            terms.append(_fn(g, operator.mul, (w, out), name=f"{name}_{cand.name}_weighted"))
+            pick = (p, cover[0]) if trivial else (weights, j)
+            if pick not in self.weight_nodes:
+                self.weight_nodes[pick] = _fn(g, operator.getitem, pick, name=f"w_{name}_{cand.name}")
+            terms.append(_fn(g, operator.mul, (self.weight_nodes[pick], out), name=f"{name}_{cand.name}_weighted"))
         acc = terms[0]
         for k, t in enumerate(terms[1:]):
             acc = _fn(g, operator.add, (acc, t), name=name if k == len(terms) - 2 else None)
@@ -461,12 +473,9 @@ class _Lowerer:
 
     def merged(self, g: fx.Graph, root: nn.Module, node: MergedConvNode, region: Region, target: str, name: str,
                x: fx.Node, vectors: dict[str, fx.Node]) -> fx.Node:
-        c_in = region[node.inputs[0]].shape[0]
         specs = [dict(k.model_dump(), name=module_name(k.name)) for k in node.kernels]  # ParameterDict keys
-        module = MergedConv(c_in, node.out_channels, specs, node.covers, node.domain, node.arch, node.stride,
-                            node.groups, node.normalize)
-        install(root, target, module, node.loc)
-        return g.create_node("call_module", target, (x, vectors[node.arch]), name=name)
+        install(root, target, merged_choice(node, region[node.inputs[0]].shape, specs, self.mode), node.loc)
+        return g.create_node("call_module", target, (x, self.prepared.get(target, vectors[node.arch])), name=name)
 
     def folded(self, g: fx.Graph, root: nn.Module, node: MergedConvNode, in_shape: list[int], ir_path: str, target: str,
                name: str, x: fx.Node) -> fx.Node:

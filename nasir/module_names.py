@@ -10,7 +10,7 @@ lowerings of one graph share their state-dict keys):
   ``arch`` or ``sampler`` would be replaced by the architecture parameters or the sampler. The rule
   (``module_name``): a name component gets a trailing underscore when it is an attribute of any of
   the modules that hold lowered submodules (``nn.Module``, ``torch.fx.GraphModule``, ``NasirModule``,
-  ``ChoiceModule``, ``MergedConv``, ``ChannelGate``, ``nn.ParameterDict``) or when it already ends
+  ``ChoiceModule``, ``MergedConv``, ``MergedChoice``, ``ChannelGate``, ``nn.ParameterDict``) or when it already ends
   with an underscore. Every other name is kept. To map a module path back to the IR, drop one
   trailing underscore from each component that ends with one.
 * **Names that extend a module's name.** Module sharing hoists modules next to their choice and
@@ -35,7 +35,7 @@ from nasir.ir.nodes import MergedConvNode, Node, Region, sub_regions
 
 #: Attributes ``lower`` sets on every ``NasirModule``, next to its methods and submodules.
 LOWERED_ATTRIBUTES = ("arch", "arch_names", "edge_arch", "edge_names", "sampler", "ir_mode", "ir_paths",
-                      "weight_slices", "ir_folds")
+                      "weight_slices", "ir_folds", "merge_banks")
 
 
 @functools.cache
@@ -45,12 +45,16 @@ def reserved_names() -> frozenset[str]:
     import torch.fx as fx
 
     from nasir.lowering import NasirModule
+    from nasir.merged_runtime import MergedChoice
     from nasir.runtime import ChannelGate, ChoiceModule, MergedConv
 
     holders = (
         NasirModule(nn.Module(), fx.Graph()),
         ChoiceModule({}, [], [], "a", ["a"], [], [], 0, "supernet"),
         MergedConv(1, 1, [], [], [], "a", 1, 1, False),
+        # a fixed kernel: a factorized instance with all its attributes and no weights to draw (no RNG use)
+        MergedChoice(1, 1, [{"name": "k", "kernel": 1, "dilation": 1, "source": "identity", "pointwise": True}],
+                     [[0]], [0], "a", 1, 1, False, {}, "supernet"),
         ChannelGate(1, "g"),
         nn.ParameterDict(),
     )

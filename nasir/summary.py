@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from nasir.ir.cost import candidate_costs, graph_cost, width_costs
 from nasir.ir.graph import Graph, log10_size
 from nasir.ir.nodes import ArchWeighted, BlockNode, ChoiceNode, MergedConvNode, OpNode, Region
@@ -46,6 +48,10 @@ def summary(graph: Graph, max_choices: int | None = None) -> str:
         f"{sum(1 for _ in graph.walk())} nodes, {len(graph.arch)} architecture parameters",
         f"  {size_line(graph)}",
     ]
+    merged = [n for _, n, _ in graph.walk() if isinstance(n, MergedConvNode)]
+    if merged:
+        forms = Counter(n.form or "chosen when lowered" for n in merged)
+        lines.append(f"  merged convs: {len(merged)} ({', '.join(f'{form} {k}' for form, k in sorted(forms.items()))})")
     shown: set[str] = set()
     count = 0
     for path, node, _ in graph.walk():
@@ -73,7 +79,7 @@ def summary(graph: Graph, max_choices: int | None = None) -> str:
                 lines.append(f"    {cand.name:<24}{cost.params:>12,} params {_si(cost.flops):>10} FLOPs")
         else:
             ks = ", ".join(f"{k.name}" for k in node.kernels)
-            lines.append(f"    merged_conv of {ks}")
+            lines.append(f"    merged_conv of {ks}{f' ({node.form} form)' if node.form else ''}")
     if max_choices is not None and count > max_choices:
         lines.append(f"  ... {count - max_choices} more distinct choices (use --all)")
     return "\n".join(lines)

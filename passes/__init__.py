@@ -19,5 +19,6 @@ BUILTIN: dict[str, str] = {
     "partial-channel": "nasir.passes.partial_channel",
     "pms": "nasir.passes.pms",
     "reparam": "nasir.passes.reparam",
+    "select-merge-form": "nasir.passes.select_merge_form",
     "topo-simplify": "nasir.passes.topo_simplify",
 }

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from nasir.diagnostics import NasirError
 from nasir.ir.graph import Graph
+from nasir.ir.merge_forms import forward_macs
 from nasir.ir.nodes import BlockNode, ChoiceNode, MergedConvNode, Node, OpNode, Region
 from nasir.ir.rewrite import width_ops
 from nasir.ir.width import WidthAnalysis, fix_widths, has_widths
@@ -53,6 +54,9 @@ def node_cost(node: Node, region: Region) -> Cost:
             else:
                 params += node.out_channels * (c_in // node.groups) * kc.kernel**2
             params += node.out_channels if kc.bias else 0
+        if node.form is not None:  # what the chosen form computes
+            shape = _input_shape(node, region)
+            return Cost(params, forward_macs(node, c_in, (shape[1], shape[2]), node.form))
         k = max(kc.dilation * (kc.kernel - 1) + 1 for kc in node.kernels)
         o, h, w = node.shape or [0, 0, 0]
         dense_groups = 1 if any(kc.pointwise for kc in node.kernels) else node.groups

@@ -144,6 +144,10 @@ class KernelCandidate(BaseModel):
         return bias
 
 
+#: The exact forms a merged convolution can be computed in (``nasir.ir.merge_forms``).
+MergeForm = Literal["dense", "grouped", "separate"]
+
+
 class MergedConvNode(ArchWeighted):
     """A weighted sum of linear convolutions computed as one conv with a merged kernel."""
 
@@ -153,6 +157,9 @@ class MergedConvNode(ArchWeighted):
     stride: int = Field(default=1, ge=1)
     groups: int = Field(default=1, ge=1)
     normalize: bool = False
+    #: The form supernet and sampled lowerings compute it in (``select-merge-form``); None: the
+    #: lowering picks the cheapest per device kind by the cost model.
+    form: MergeForm | None = None
 
 
 class GateNode(NodeBase):

@@ -50,7 +50,8 @@ def _region(region: Region, lines: list[str], ind: str) -> None:
             ks = ", ".join(f"{k.name}:{k.kernel}x{k.kernel}d{k.dilation}{'+pw' if k.pointwise else ''}"
                            f"{'+bias' if k.bias else ''}" for k in n.kernels)
             lines.append(f"{ind}%{n.name} = merged_conv %{n.arch} covers={n.covers} domain={n.domain} "
-                         f"[{ks}] stride={n.stride} normalize={str(n.normalize).lower()}({args}) : {_shape(n.shape)}")
+                         f"[{ks}] stride={n.stride} normalize={str(n.normalize).lower()}"
+                         f"{f' form={n.form}' if n.form else ''}({args}) : {_shape(n.shape)}")
         elif isinstance(n, GateNode):
             lines.append(f"{ind}%{n.name} = gate group={n.group}({args}) : {_shape(n.shape)}")
         elif isinstance(n, SumNode) and n.edge_weights is not None:

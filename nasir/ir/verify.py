@@ -239,3 +239,6 @@ def _verify_weighted(graph: Graph, node: ArchWeighted) -> None:
         raise _fail(node, "candidate covers leave the choice's domain")
     if any(i < 0 or i >= param.size for i in node.domain):
         raise _fail(node, f"domain {node.domain} out of range for {param.size} candidates of {node.arch!r}")
+    if isinstance(node, MergedConvNode) and node.form == "grouped" and not any(k.pointwise for k in node.kernels):
+        raise _fail(node, "the grouped form needs depthwise -> pointwise candidates",
+                    "use form dense or separate (select-merge-form{form=auto} picks one)")
