@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     device_option(p)
     add_data_option(p)
     add_loader_options(p)
+    p.add_argument("--compile", nargs="?", const="inductor", default="", metavar="BACKEND",
+                   help="run the training step under torch.compile (default backend inductor; CUDA graphs for "
+                        "a supernet on CUDA)")
     output_option(p, "--checkpoint", metavar="FILE", help="save progress here (safetensors)")
     checkpoint_options(p, every_steps=10)
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint (if it exists yet)")
@@ -303,7 +306,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         args.method, **length, **_given_hyperparameters(args), order=args.order,
         batch_size=args.batch_size or method.batch_size, beta=args.beta, seed=args.seed, data=data.spec,
         train_portion=args.train_portion, augment=data.crop_flip, cutout=args.cutout,
-        save_every=args.checkpoint_every, save_minutes=args.checkpoint_minutes)
+        save_every=args.checkpoint_every, save_minutes=args.checkpoint_minutes, compile=args.compile)
     search = SupernetSearch(model, config, device=args.device, workers=args.workers)
     if args.resume and not Path(args.checkpoint).exists():
         sys.stderr.write(f"note: no checkpoint at {args.checkpoint} yet: starting at step 0\n")
@@ -389,6 +392,7 @@ def _search_command(args: argparse.Namespace) -> list[str]:
     words += ["--beta", repr(args.beta), "--seed", str(args.seed), "--device", args.device, "--data", args.data,
               "--cutout", str(args.cutout), "--train-portion", repr(args.train_portion), "--workers", str(args.workers)]
     words += ["--log", args.log] if args.log else []
+    words += ["--compile", args.compile] if args.compile else []
     return words + (["--checkpoint", args.checkpoint] if args.checkpoint else [])
 
 

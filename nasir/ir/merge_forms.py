@@ -114,6 +114,12 @@ def _prep(n_ops: int, elements: int) -> Work:
     return Work("memory", 0, _ELEMENT * 4 * elements, n_ops, per_sample=False)
 
 
+#: Ops per step a depthwise -> pointwise merged conv adds to its bank's batched kernel building (its
+#: share of the bank's output, forward and backward); the bank's own few dozen ops are shared by
+#: every merged conv of the same signature, dozens in a DARTS supernet.
+_BANK_SHARE = 4
+
+
 def form_works(node: MergedConvNode, c_in: int, in_hw: tuple[int, int], form: MergeForm) -> list[Work]:
     """The work list of ``node`` (input channels ``c_in``, input size ``in_hw``) computed in ``form``."""
     if form not in available_forms(node):
@@ -134,18 +140,15 @@ def form_works(node: MergedConvNode, c_in: int, in_hw: tuple[int, int], form: Me
         works += [Work("memory", 0, _ELEMENT * 3 * o * p, 1) for k in node.kernels if k.source == "avg_pool"]
         works.append(Work("memory", 0, _ELEMENT * 4 * o * p * (n - 1), 2 * n))  # weighted sum
         return works + [_prep(2 * n + (8 if norm else 0), sum(o * cig * k.kernel**2 for k in node.kernels))]
-    stats = 14 if norm else 0  # the product statistics of normalization
     if form == "dense":
-        return [_conv("dense", c_in, q, o, p, c_in * K * K), _prep(10 + stats, n * c_in * (o + K * K) + o * c_in * K * K)]
+        return [_conv("dense", c_in, q, o, p, c_in * K * K), _prep(_BANK_SHARE, n * c_in * (o + K * K) + o * c_in * K * K)]
     box = []
-    if norm:  # channel sum, box filters over it (n tiny convolutions as one), their pointwise conv, add
-        box = [Work("memory", 0, _ELEMENT * (c_in * q + q), 2), _conv("depthwise", 1, q, n, p, K * K),
-               _conv("pointwise", n, p, o, p, n), Work("memory", 0, _ELEMENT * 3 * o * p, 1)]
-    pointwise = _conv("pointwise", n * c_in, p, o, p, n * c_in)
+    if norm:  # channel sum, box filters over it (one tiny convolution), extra pointwise input channels
+        box = [Work("memory", 0, _ELEMENT * (c_in * q + q), 2), _conv("depthwise", 1, q, n, p, K * K)]
+    pointwise = _conv("pointwise", n * c_in + (n if norm else 0), p, o, p, n * c_in + (n if norm else 0))
     if form == "grouped":
         kind = "multiplier" if n > 1 else "depthwise"
-        return [_conv(kind, c_in, q, n * c_in, p, K * K), pointwise, *box,
-                _prep(8 + stats, n * c_in * (o + K * K))]
+        return [_conv(kind, c_in, q, n * c_in, p, K * K), pointwise, *box, _prep(_BANK_SHARE, n * c_in * (o + K * K))]
     works = []
     for k in node.kernels:
         if k.source == "conv":
@@ -153,7 +156,7 @@ def form_works(node: MergedConvNode, c_in: int, in_hw: tuple[int, int], form: Me
         elif k.source == "avg_pool":
             works.append(Work("memory", 0, _ELEMENT * 3 * (c_in * q + c_in * p), 2))
     works.append(Work("memory", 0, _ELEMENT * 2 * n * c_in * p, 1))  # concatenation
-    return works + [pointwise, *box, _prep(6 + n + stats, n * c_in * (o + 1))]
+    return works + [pointwise, *box, _prep(_BANK_SHARE, n * c_in * (o + 1))]
 
 
 def forward_macs(node: MergedConvNode, c_in: int, in_hw: tuple[int, int], form: MergeForm) -> int:
@@ -162,16 +165,16 @@ def forward_macs(node: MergedConvNode, c_in: int, in_hw: tuple[int, int], form: 
 
 
 def form_cost(node: MergedConvNode, c_in: int, in_hw: tuple[int, int], form: MergeForm,
-              device: DeviceKind = "cpu", batch: int = 64) -> FormCost:
-    """Per-step cost of ``node`` in ``form`` on ``device`` for ``batch`` samples."""
-    model = DEVICE_MODELS[device]
+              device: DeviceKind | DeviceModel = "cpu", batch: int = 64) -> FormCost:
+    """Per-step cost of ``node`` in ``form`` on ``device`` (a kind, or a model) for ``batch`` samples."""
+    model = device if isinstance(device, DeviceModel) else DEVICE_MODELS[device]
     works = form_works(node, c_in, in_hw, form)
     per = [batch if w.per_sample else 1 for w in works]
     return FormCost(form, sum(w.macs * s for w, s in zip(works, per)), sum(w.bytes * s for w, s in zip(works, per)),
                     sum(w.launches for w in works), sum(model.seconds(w, batch) for w in works))
 
 
-def choose_form(node: MergedConvNode, c_in: int, in_hw: tuple[int, int], device: DeviceKind = "cpu",
+def choose_form(node: MergedConvNode, c_in: int, in_hw: tuple[int, int], device: DeviceKind | DeviceModel = "cpu",
                 batch: int = 64) -> MergeForm:
     """The cheapest available form of ``node`` on ``device`` (ties go to the earlier of ``FORMS``)."""
     costs = [form_cost(node, c_in, in_hw, f, device, batch) for f in available_forms(node)]

@@ -100,6 +100,9 @@ class SearchConfig:
     #: pad-4 random crop and horizontal flip of training batches; cutout square side (0: none)
     augment: bool = False
     cutout: int = 0
+    #: ``torch.compile`` backend for the training step's forward and backward ("": eager), e.g.
+    #: "inductor"; on CUDA a supernet (no host syncs) also gets CUDA graphs ("reduce-overhead").
+    compile: str = ""
 
     @classmethod
     def for_method(cls, method: str, **options: Any) -> SearchConfig:
@@ -110,7 +113,7 @@ class SearchConfig:
         return cls(method=method, **{**{k: v for k, v in DEFAULTS[method].settings().items() if k in known}, **options})
 
 #: Configuration entries a resumed run may change.
-_NOT_COMPARED = ("steps", "epochs", "save_every", "save_minutes")
+_NOT_COMPARED = ("steps", "epochs", "save_every", "save_minutes", "compile")
 
 
 class SearchCheckpoint(CheckpointMeta):
@@ -173,6 +176,8 @@ class SupernetSearch:
         self.steps_per_epoch = max(config.steps, 1)
         if config.method == "gdas":
             model.set_sampler(GumbelSampler(config.tau_max))
+        #: what the steps call: the module, or its compiled form (same parameters)
+        self.forward = model if not config.compile else compile_step(model, config.compile, self.device)
 
     # -- schedules ------------------------------------------------------------------------------
     def epoch(self) -> int:
@@ -200,7 +205,7 @@ class SupernetSearch:
     def _loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss, logits) of the model on ``batch``."""
         x, y = batch
-        logits = self.model(x)
+        logits = self.forward(x)
         return F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing), logits
 
     def _arch_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -393,3 +398,17 @@ def _entropy(alpha: torch.Tensor) -> torch.Tensor:
     logp = torch.log_softmax(alpha.detach().float(), -1)
     return -(logp.exp() * logp).sum()
 
+
+def compile_step(model: NasirModule, backend: str, device: torch.device):
+    """``model`` under ``torch.compile`` (forward, and the backward AOTAutograd derives from it).
+
+    A supernet lowering has no data-dependent host sync (tests/search/test_compile.py checks it), so
+    on CUDA with Inductor it also runs as CUDA graphs; sampled lowerings read the sampled index on
+    the host every forward and compile in the default mode. GDAS changes its temperature every step,
+    which would recompile every step: it is refused.
+    """
+    if isinstance(getattr(model, "sampler", None), GumbelSampler):
+        raise NasirError("--compile does not support GDAS (its temperature changes every step)",
+                         hint="use --method darts or spos with --compile")
+    graphs = backend == "inductor" and device.type == "cuda" and model.ir_mode == "supernet"
+    return torch.compile(model, backend=backend, mode="reduce-overhead" if graphs else None)
