@@ -1,20 +1,28 @@
-"""Supernet training-step cost before and after the TopoNAS passes (issue 3).
+"""Supernet training-step cost before and after the TopoNAS passes (issues 3 and 17).
 
     python bench/supernet_step.py [--spaces darts,exaggerated] [--configs none,pms,fms,pms+fms,all]
-                                  [--steps 10] [--warmup 3] [--batch 64] [--json out.json]
+                                  [--steps 10] [--warmup 3] [--repeat 3] [--batch 64] [--ops]
+                                  [--compile-backend inductor] [--json out.json]
 
 One *step* is a first-order DARTS search step: an architecture step (forward + backward on a
 validation batch, Adam on the architecture parameters) and a weight step (forward + backward on a
 training batch, gradient clipping, SGD with momentum on the weights); data is random, resident on
-the device. Per space and pipeline it prints the mean step time (after warm-up steps, which also
-let cuDNN autotune) and the peak allocated memory over the timed steps, and both relative to the
-space without passes.
+the device. All configurations of a space are built first and warmed up (which also lets cuDNN
+autotune); then ``--repeat`` timed runs of ``--steps`` steps each go round the configurations,
+interleaved, in an order rotated every repetition, so that a change of the machine's load hits
+every configuration alike. Per configuration it prints the medians over the runs of the wall time
+and of the process CPU time per step (the CPU time is what a shared CPU box measures reliably with
+one thread: other processes' load does not enter it; the range of the runs is in brackets), the
+CPU time relative to the first configuration, on CUDA the peak memory a step allocates above what
+was allocated before it, and with ``--ops`` the ATen calls of one step.
 
 Spaces (NNI/TopoNAS variants: no BatchNorm after the pools): ``darts`` is ``std/darts.nas`` with
 ``pool_bn=false`` (C=16, 8 layers); ``exaggerated`` is ``bench/toponas_exaggerated.nas``, the
 15-candidate edge of TopoNAS Table VI. Input 32x32, batch 64.
 
-Pipelines: none; pms; fms; pms+fms (``pms,fms``); all (``topo-simplify,reparam{kernel_norm=true}``).
+Pipelines: none; pms; fms; pms+fms (``pms,fms``); topo (``topo-simplify``: PMS and FMS to a fixpoint); all (``topo-simplify,reparam{kernel_norm=true}``,
+merged convs in the form the cost model picks); a configuration ``NAME+compile`` is NAME with the
+supernet under ``torch.compile`` (``--compile-backend``).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import gc
 import importlib.util
 import json
 import platform
+import statistics
 import sys
 import time
 from collections import Counter
@@ -39,6 +48,7 @@ PIPELINES = {
     "pms": "pms",
     "fms": "fms",
     "pms+fms": "pms,fms",
+    "topo": "topo-simplify",
     "all": "topo-simplify,reparam{kernel_norm=true}",
 }
 
@@ -74,50 +84,73 @@ def build_graph(space: str):
     raise SystemExit(f"unknown space {space!r}")
 
 
-def measure(graph, pipeline: str, device: str, batch: int, steps: int, warmup: int) -> dict:
-    from nasir.lowering import lower
-    from nasir.passes._topo_stats import edge_counts
-    from nasir.passmanager import PassManager
+class Runner:
+    """One configuration of one space: its lowered supernet, optimizers, data and training step."""
 
-    t0 = time.perf_counter()
-    g = PassManager.parse(pipeline).run(graph) if pipeline else graph
-    compile_s = time.perf_counter() - t0
-    counts = list(edge_counts(g).values())
-    model = lower(g, "supernet", seed=0).to(device)
-    w_opt = torch.optim.SGD(model.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
-    a_opt = torch.optim.Adam(model.arch_parameters(), lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
-    gen = torch.Generator(device=device).manual_seed(0)
-    xs = [torch.randn(batch, 3, 32, 32, device=device, generator=gen) for _ in range(2)]
-    ys = [torch.randint(0, 10, (batch,), device=device, generator=gen) for _ in range(2)]
-    loss_fn = torch.nn.CrossEntropyLoss()
+    def __init__(self, graph, config: str, device: str, batch: int, backend: str):
+        from nasir.lowering import lower
+        from nasir.passes._topo_stats import edge_counts
+        from nasir.passmanager import PassManager
 
-    def step() -> None:
-        a_opt.zero_grad(set_to_none=True)
-        loss_fn(model(xs[1]), ys[1]).backward()
-        a_opt.step()
-        w_opt.zero_grad(set_to_none=True)
-        loss_fn(model(xs[0]), ys[0]).backward()
-        torch.nn.utils.clip_grad_norm_(model.weight_parameters(), 5.0)
-        w_opt.step()
+        pipeline = PIPELINES[config.removesuffix("+compile")]
+        t0 = time.perf_counter()
+        g = PassManager.parse(pipeline, stats=False).run(graph) if pipeline else graph
+        self.compile_s = time.perf_counter() - t0
+        counts = list(edge_counts(g).values())
+        # the most common per-edge count: the stride-1 edges (TopoNAS Table II units)
+        self.edge_modules = Counter(c.total for c in counts).most_common(1)[0][0] if counts else 0
+        self.model = lower(g, "supernet", seed=0).to(device)
+        self.forward = torch.compile(self.model, backend=backend) if config.endswith("+compile") else self.model
+        self.params = sum(p.numel() for p in self.model.weight_parameters())
+        self.w_opt = torch.optim.SGD(self.model.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
+        self.a_opt = torch.optim.Adam(self.model.arch_parameters(), lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
+        gen = torch.Generator(device=device).manual_seed(0)
+        self.xs = [torch.randn(batch, 3, 32, 32, device=device, generator=gen) for _ in range(2)]
+        self.ys = [torch.randint(0, 10, (batch,), device=device, generator=gen) for _ in range(2)]
+        self.cuda = device.startswith("cuda")
 
-    cuda = device.startswith("cuda")
-    for _ in range(warmup):
-        step()
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if cuda:
-        torch.cuda.synchronize()
-    ms = (time.perf_counter() - start) / steps * 1e3
-    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else float("nan")
-    out = {"step_ms": ms, "peak_mib": peak, "compile_s": compile_s,
-           # the most common per-edge count: the stride-1 edges (TopoNAS Table II units)
-           "edge_modules": Counter(c.total for c in counts).most_common(1)[0][0] if counts else 0,
-           "params": sum(p.numel() for p in model.weight_parameters())}
-    return out
+    def step(self) -> None:
+        loss_fn = torch.nn.functional.cross_entropy
+        self.a_opt.zero_grad(set_to_none=True)
+        loss_fn(self.forward(self.xs[1]), self.ys[1]).backward()
+        self.a_opt.step()
+        self.w_opt.zero_grad(set_to_none=True)
+        loss_fn(self.forward(self.xs[0]), self.ys[0]).backward()
+        torch.nn.utils.clip_grad_norm_(self.model.weight_parameters(), 5.0)
+        self.w_opt.step()
+
+    def timed(self, steps: int) -> tuple[float, float, float]:
+        """(wall ms, process CPU ms, peak MiB above what was allocated before) per step over ``steps``."""
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            resident = torch.cuda.memory_allocated()
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(steps):
+            self.step()
+        if self.cuda:
+            torch.cuda.synchronize()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        peak = (torch.cuda.max_memory_allocated() - resident) / 2**20 if self.cuda else float("nan")
+        return wall / steps * 1e3, cpu / steps * 1e3, peak
+
+    def aten_calls(self) -> tuple[int, int]:
+        """ATen calls of one step: as dispatched below autograd (TorchDispatchMode; a custom op counts
+        once), and every aten:: event torch.profiler records (ops called inside ops too)."""
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        class Count(TorchDispatchMode):
+            calls = 0
+
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                Count.calls += 1
+                return func(*args, **(kwargs or {}))
+
+        with Count():
+            self.step()
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            self.step()
+        return Count.calls, sum(e.count for e in prof.key_averages() if e.key.startswith("aten::"))
 
 
 def saved_activations(graph, pipeline: str, batch: int) -> dict:
@@ -152,8 +185,11 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--spaces", default="darts,exaggerated")
     ap.add_argument("--configs", default=",".join(PIPELINES))
-    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--steps", type=int, default=10, help="steps per timed run")
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=3, help="timed runs per configuration, interleaved")
+    ap.add_argument("--ops", action="store_true", help="also count the ATen calls of one step")
+    ap.add_argument("--compile-backend", default="inductor", help="torch.compile backend of the NAME+compile configs")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--json", help="also write the results here")
@@ -180,21 +216,33 @@ def main(argv: list[str] | None = None) -> None:
         return
     for space in args.spaces.split(","):
         graph = build_graph(space)
-        base = None
-        print(f"\n| {space} | edge modules | step ms | vs none | peak MiB | vs none | weights | passes s |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|", flush=True)
-        for config in args.configs.split(","):
-            r = measure(graph, PIPELINES[config], args.device, args.batch, args.steps, args.warmup)
-            gc.collect()  # the model of the last configuration is gone: start the next one from a clean device
-            if args.device.startswith("cuda"):
-                torch.cuda.empty_cache()
-            base = base or r
-            dt = r["step_ms"] / base["step_ms"] - 1
-            dm = r["peak_mib"] / base["peak_mib"] - 1 if base["peak_mib"] == base["peak_mib"] else float("nan")
-            mem = f"{r['peak_mib']:.0f} | {dm:+.0%}" if dm == dm else "n/a (CPU: see --saved) | "
-            print(f"| {config} | {r['edge_modules']} | {r['step_ms']:.1f} | {dt:+.0%} | {mem} "
-                  f"| {r['params']:,} | {r['compile_s']:.1f} |", flush=True)
-            results.append({"space": space, "config": config, **r})
+        configs = args.configs.split(",")
+        runners = {c: Runner(graph, c, args.device, args.batch, args.compile_backend) for c in configs}
+        for runner in runners.values():
+            for _ in range(args.warmup):
+                runner.step()
+        runs: dict[str, list[tuple[float, float, float]]] = {c: [] for c in configs}
+        for rep in range(args.repeat):  # interleaved, the order rotated every repetition
+            for c in configs[rep % len(configs):] + configs[: rep % len(configs)]:
+                runs[c].append(runners[c].timed(args.steps))
+        ops = {c: runners[c].aten_calls() for c in configs} if args.ops else {}
+        print(f"\n| {space} | edge modules | step ms (wall) | CPU ms | vs {configs[0]} (CPU) | peak MiB | weights "
+              f"| passes s |{' aten calls (dispatch / profiler) |' if ops else ''}")
+        print(f"|---|---:|---:|---:|---:|---:|---:|---:|{'---:|' if ops else ''}", flush=True)
+        base = statistics.median(r[1] for r in runs[configs[0]])
+        for c in configs:
+            wall, cpu = (statistics.median(r[k] for r in runs[c]) for k in (0, 1))
+            peak = max(r[2] for r in runs[c])
+            spread = f"{min(r[1] for r in runs[c]):,.0f}-{max(r[1] for r in runs[c]):,.0f}"
+            row = (f"| {c} | {runners[c].edge_modules} | {wall:,.0f} | {cpu:,.0f} ({spread}) | {cpu / base - 1:+.0%} "
+                   f"| {'n/a' if peak != peak else f'{peak:,.0f}'} | {runners[c].params:,} | {runners[c].compile_s:.1f} |")
+            if ops:
+                row += f" {ops[c][0]:,} / {ops[c][1]:,} |"
+            print(row, flush=True)
+            results.append({"space": space, "config": c, "runs": runs[c], "aten_calls": ops.get(c),
+                            "edge_modules": runners[c].edge_modules})
+        del runners
+        gc.collect()
     if args.json:
         Path(args.json).write_text(json.dumps({"device": dev_name, "torch": torch.__version__, "results": results},
                                               indent=1))

@@ -112,7 +112,8 @@ def prepare(consts: nn.Module, form: str, weights: torch.Tensor, batch: _Batch, 
     dense ``[W]`` (the merged kernel, [E, O, C, K, K]); grouped ``[D, P]`` (the depthwise kernels
     [E, C n, 1, K, K], channel c n + i, and the pointwise matrix [E, O, C n (+ L), 1, 1]); separate
     ``[P]`` (the pointwise matrix [E, O, n C (+ L), 1, 1] over the candidates' depthwise outputs in slot
-    order). The "+ L" columns, with normalization, weigh the L box channels (``MergedChoice._boxes``).
+    order). The "+ L" columns, with normalization, weigh the box channels of the L learnable
+    candidates (``MergedChoice._boxes``).
     """
     taps, mats = batch.taps, batch.mats
     E, n, O, C = mats.shape
@@ -255,26 +256,37 @@ class MergedChoice(MergedConv):
         K, stride = self._K, self._stride
         if form == "dense":
             return F.conv2d(x, prepared[0], stride=stride, padding=K // 2)
-        n, C = len(self._specs), self._c_in
-        boxed = self._boxed
+        n, C, learnable = len(self._specs), self._c_in, self._box.shape[0]
+        slots = list(slots)
         if form == "grouped":
             parts = [F.conv2d(x, prepared[0], stride=stride, padding=K // 2, groups=C)]
             pointwise = prepared[1]
         else:
-            slots = list(slots)
             parts = [self._depthwise(x, self._order[j]) for j in slots]
             pointwise = prepared[0]
             if len(slots) < n:  # sampled: the columns of the picked candidates (and of their box channels)
-                cols = [j * C + c for j in slots for c in range(C)] + [n * C + j for j in slots if boxed and
-                                                                      j < self._box.shape[0]]
-                pointwise = pointwise[:, cols]
-        if boxed:
-            boxes = F.conv2d(x.sum(1, keepdim=True), self._box, stride=stride, padding=K // 2)
-            if form == "separate" and len(slots) < n:
-                boxes = boxes[:, [j for j in slots if j < self._box.shape[0]]]
-            parts.append(boxes)
+                cols = [j * C + c for j in slots for c in range(C)]
+                pointwise = pointwise[:, cols + [n * C + j for j in slots if self._boxed and j < learnable]]
+        if self._boxed:
+            parts += self._boxes(x, [j for j in slots if j < learnable] if form == "separate" else range(learnable))
         z = torch.cat(parts, 1) if len(parts) > 1 else parts[0]
         return F.conv2d(z, pointwise)
+
+    def _boxes(self, x: torch.Tensor, slots) -> list[torch.Tensor]:
+        """Box filters of the learnable candidates in ``slots`` on the channel sum of x, [B, 1, H', W']
+        each: the means normalization subtracts (``prepare``'s "+ L" columns weigh them). The images
+        go in as the channels of one depthwise convolution per candidate (a CPU runs that several
+        times faster than a convolution over one channel)."""
+        b = x.shape[0]
+        total = x.sum(1)[None]  # [1, B, H, W]
+        out = []
+        for j in slots:
+            s = self._specs[self._order[j]]
+            k, d = s["kernel"], s["dilation"]
+            box = F.conv2d(total, x.new_ones(b, 1, k, k), stride=self._stride, padding=d * (k - 1) // 2, dilation=d,
+                           groups=b)
+            out.append(box.view(b, 1, *box.shape[2:]))
+        return out
 
     def _depthwise(self, x: torch.Tensor, i: int) -> torch.Tensor:
         """Candidate i's depthwise part at its own size: its kernel, the input (identity), or the pool."""
