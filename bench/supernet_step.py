@@ -20,9 +20,10 @@ Spaces (NNI/TopoNAS variants: no BatchNorm after the pools): ``darts`` is ``std/
 ``pool_bn=false`` (C=16, 8 layers); ``exaggerated`` is ``bench/toponas_exaggerated.nas``, the
 15-candidate edge of TopoNAS Table VI. Input 32x32, batch 64.
 
-Pipelines: none; pms; fms; pms+fms (``pms,fms``); topo (``topo-simplify``: PMS and FMS to a fixpoint); all (``topo-simplify,reparam{kernel_norm=true}``,
-merged convs in the form the cost model picks); a configuration ``NAME+compile`` is NAME with the
-supernet under ``torch.compile`` (``--compile-backend``).
+Pipelines: none; pms; fms; pms+fms (``pms,fms``); topo (``topo-simplify``: PMS and FMS to a
+fixpoint); all (``topo-simplify,reparam{kernel_norm=true}``, merged convs in the form the cost model
+picks); a configuration ``NAME+compile`` is NAME with the supernet under ``torch.compile``
+(``--compile-backend``).
 """
 
 from __future__ import annotations
