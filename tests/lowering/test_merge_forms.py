@@ -16,15 +16,18 @@ from nasir.passmanager import PassManager
 from nasir.runtime import FixedSampler, MergedConv
 from nasir.testing import assert_exact, filecheck, one_hot_alpha, run_pipeline
 
-#: a factorized choice with fixed members (identity, uniform pool) and a zero, then a dense-conv choice
+#: a factorized choice with fixed members (identity, uniform pool) and a zero, a dense-conv choice and a
+#: depthwise one with an identity; the last two have biased candidates (added after the merged conv)
 SPACE = """
 network n() {{
     input x: [3, 9, 9]
     h = conv(4, 3)(x)
     f = one_of {{ none: zero  skip: identity  s3: dwconv(3) -> conv(4, 1)  s5: dwconv(5) -> conv(4, 1)
                  d3: dwconv(3, dilation = 2) -> conv(4, 1)  avg: avg_pool(3, 1, count_include_pad = true) }}(h)
-    e = one_of {{ c1: conv(6, 1, {stride})  c3: conv(6, 3, {stride})  d3: conv(6, 3, {stride}, dilation = 2) }}(f)
-    output e
+    e = one_of {{ c1: conv(6, 1, {stride})  c3: conv(6, 3, {stride}, bias = true)
+                 d3: conv(6, 3, {stride}, dilation = 2, bias = true) }}(f)
+    g = one_of {{ skip: identity  w3: dwconv(3, bias = true)  w5: dwconv(5) }}(e)
+    output g
 }}"""
 FORMS = ("dense", "grouped", "separate")
 
@@ -41,8 +44,9 @@ def test_every_form_is_exact(form, stride):
     after = assert_exact(parse_string(SPACE.format(stride=stride)), f"reparam,select-merge-form{{form={form}}}",
                          x_shape=(2, 3, 9, 9))
     forms = [n.form for _, n, _ in after.walk() if isinstance(n, MergedConvNode)]
-    # the dense-conv choice has no grouped form: it gets the cheaper of the other two
-    assert forms[0] == form and forms[1] in (("dense", "separate") if form == "grouped" else (form,))
+    # the dense-conv and depthwise choices have no grouped form: they get the cheaper of the other two
+    assert forms[0] == form and len(forms) == 3
+    assert all(f in (("dense", "separate") if form == "grouped" else (form,)) for f in forms[1:])
 
 
 def _lowered(norm: bool, form: str):
@@ -61,15 +65,19 @@ def test_forms_equal_the_fused_op_with_gradients(norm):
         with torch.no_grad():
             for a in model.arch_parameters():
                 a.copy_(torch.randn(a.shape, dtype=a.dtype))
+        merged = [m for m in model.modules() if isinstance(m, MergedChoice)]
+        assert len(merged) == 3 and all(m._forms == {"cpu": form, "cuda": form} or not m._factorized for m in merged)
+        inputs = {}
+        hooks = [m.register_forward_pre_hook(lambda m, args, seen=inputs: seen.setdefault(m, args)) for m in merged]
         out = model(x)
+        for hook in hooks:
+            hook.remove()
         out.square().sum().backward()
         results[form] = (out.detach(), [p.grad.clone() for p in model.parameters()])
-        # the op, on this module's own parameters and inputs
-        merged = [m for m in model.modules() if isinstance(m, MergedChoice)]
-        assert len(merged) == 2 and all(m._forms == {"cpu": form, "cuda": form} or not m._factorized for m in merged)
-        h = model.h(x)
-        p = torch.softmax(model.arch.f, -1)
-        torch.testing.assert_close(merged[0](h, p), MergedConv.forward(merged[0], h, p), rtol=1e-10, atol=1e-10)
+        # the op, on each module's own parameters and inputs (the factorized one gets its bank's kernels)
+        inputs[merged[0]] = (model.h(x), torch.softmax(model.arch.f, -1))
+        for m in merged:
+            torch.testing.assert_close(m(*inputs[m]), MergedConv.forward(m, *inputs[m]), rtol=1e-10, atol=1e-10)
     for form in ("grouped", "separate"):
         torch.testing.assert_close(results[form][0], results["dense"][0], rtol=1e-10, atol=1e-10)
         for a, b in zip(results[form][1], results["dense"][1]):
@@ -79,14 +87,15 @@ def test_forms_equal_the_fused_op_with_gradients(norm):
 @pytest.mark.parametrize("norm", [False, True])
 @pytest.mark.parametrize("pick", [0, 1, 3, 5])  # zero (dropped), identity, a pair, the pool
 def test_sampled_mode_runs_the_picked_candidate(norm, pick):
-    """Sampled mode equals the supernet with all the weight on the sampled candidate."""
+    """Sampled mode equals the supernet with all the weight on the sampled candidate (biased ones too)."""
     g = PassManager.parse(f"reparam{{kernel_norm={str(norm).lower()}}}").run(parse_string(SPACE.format(stride=1)))
-    sampled = lower(g, "sampled", sampler=FixedSampler({"f": pick, "e": 1}), seed=0).double()
+    path = {"f": pick, "e": 1, "g": pick % 3}  # e: the biased 3x3; g: identity, the biased 3x3, the 5x5
+    sampled = lower(g, "sampled", sampler=FixedSampler(path), seed=0).double()
     supernet = lower(g, "supernet", seed=0).double()
     supernet.load_state_dict(sampled.state_dict())
     with torch.no_grad():
         for key, a in supernet.arch.items():
-            a.copy_(one_hot_alpha(pick if key == "f" else 1)(key, a.numel()))
+            a.copy_(one_hot_alpha(path[key])(key, a.numel()))
     x = torch.randn(2, 3, 9, 9, dtype=torch.float64)
     torch.testing.assert_close(sampled(x), supernet(x), rtol=1e-10, atol=1e-10)
 
@@ -134,11 +143,11 @@ def test_grouped_form_wins_where_its_convolutions_are_cheap():
 def test_select_merge_form_records_and_reports_the_choice(tmp_path):
     g, pm = run_pipeline(parse_string(SPACE.format(stride=1)), "reparam,select-merge-form{form=grouped}")
     assert pm.records[-1].exactness == "exact"
-    assert pm.records[-1].result.stats == {"form-dense": 0, "form-grouped": 1, "form-separate": 1}
+    assert pm.records[-1].result.stats == {"form-dense": 1, "form-grouped": 1, "form-separate": 1}
     assert "have no grouped form" in pm.records[-1].result.notes[0]
     filecheck(print_graph(g), "CHECK: normalize=false form=grouped(%h)")
     g2, pm2 = run_pipeline(g, "select-merge-form{device=cuda}")
-    assert sum(pm2.records[-1].result.stats.values()) == 2
+    assert sum(pm2.records[-1].result.stats.values()) == 3
     with pytest.raises(NasirError, match="unknown form"):
         PassManager.parse("select-merge-form{form=fastest}")
     with pytest.raises(NasirError, match="unknown device"):
@@ -153,3 +162,19 @@ def test_grouped_form_needs_depthwise_pointwise_pairs():
     dense.form = "grouped"
     with pytest.raises(VerificationError, match="grouped form needs depthwise"):
         verify(g)
+
+
+def test_merged_convs_of_one_signature_share_one_bank():
+    """Every depthwise -> pointwise merged conv of a DARTS supernet gets its kernels from the bank of
+    its signature: a handful of banks build hundreds of kernels per forward."""
+    from nasir.frontends.elaborate import parse_file, std_path
+    from nasir.merged_runtime import MergeBank
+
+    g = PassManager.parse("topo-simplify,reparam{kernel_norm=true}").run(
+        parse_file(std_path("darts"), C=4, layers=3, steps=2, multiplier=2, pool_bn=False))
+    model = lower(g, "supernet", seed=0)
+    banks = [m for m in model.modules() if isinstance(m, MergeBank)]
+    merged = [m for m in model.modules() if isinstance(m, MergedChoice)]
+    assert sum(b._members for b in banks) == len(merged) > 4 * len(banks)
+    assert len([n for n in model.graph.nodes if n.op == "call_module" and n.target.startswith("merge_banks.")]) \
+        == len(banks)
