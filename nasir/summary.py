@@ -6,6 +6,7 @@ from collections import Counter
 
 from nasir.ir.cost import candidate_costs, graph_cost, width_costs
 from nasir.ir.graph import Graph, log10_size
+from nasir.ir.merge_forms import DEVICE_KINDS, choose_form
 from nasir.ir.nodes import ArchWeighted, BlockNode, ChoiceNode, MergedConvNode, OpNode, Region
 from nasir.ir.rewrite import width_ops
 from nasir.ir.verify import infer_shapes
@@ -33,6 +34,18 @@ def size_line(graph: Graph) -> str:
     return text
 
 
+def _forms(node: MergedConvNode, region: Region) -> dict[str, str]:
+    """Device kind -> the form ``node`` is computed in: the recorded one, else the cost model's pick
+    (what the supernet and sampled lowerings compute it in on that kind of device)."""
+    c_in, h, w = region[node.inputs[0]].shape
+    return {dev: node.form or choose_form(node, c_in, (h, w), dev) for dev in DEVICE_KINDS}
+
+
+def _form_counts(forms, device: str) -> str:
+    counts = Counter(f[device] for f in forms)
+    return f"{device} " + ", ".join(f"{form} {k}" for form, k in sorted(counts.items()))
+
+
 def summary(graph: Graph, max_choices: int | None = None) -> str:
     """Network name, totals, search-space size, and each distinct choice with its candidates' cost
     (for a width choice: the cost of the layers following it, at each width)."""
@@ -48,13 +61,13 @@ def summary(graph: Graph, max_choices: int | None = None) -> str:
         f"{sum(1 for _ in graph.walk())} nodes, {len(graph.arch)} architecture parameters",
         f"  {size_line(graph)}",
     ]
-    merged = [n for _, n, _ in graph.walk() if isinstance(n, MergedConvNode)]
-    if merged:
-        forms = Counter(n.form or "chosen when lowered" for n in merged)
-        lines.append(f"  merged convs: {len(merged)} ({', '.join(f'{form} {k}' for form, k in sorted(forms.items()))})")
+    forms = {path: _forms(node, region) for path, node, region in graph.walk() if isinstance(node, MergedConvNode)}
+    if forms:
+        lines.append(f"  merged convs: {len(forms)}; forms by device kind (recorded, or the cost model's pick when "
+                     f"lowered): {'; '.join(_form_counts(forms.values(), dev) for dev in DEVICE_KINDS)}")
     shown: set[str] = set()
     count = 0
-    for path, node, _ in graph.walk():
+    for path, node, region in graph.walk():
         if isinstance(node, OpNode) and node.width is not None and widths is not None:
             if f"width:{node.width.arch}" in shown:
                 continue
@@ -79,7 +92,9 @@ def summary(graph: Graph, max_choices: int | None = None) -> str:
                 lines.append(f"    {cand.name:<24}{cost.params:>12,} params {_si(cost.flops):>10} FLOPs")
         else:
             ks = ", ".join(f"{k.name}" for k in node.kernels)
-            lines.append(f"    merged_conv of {ks}{f' ({node.form} form)' if node.form else ''}")
+            picked = f"{node.form} form" if node.form else \
+                "cost model: " + ", ".join(f"{dev} {form}" for dev, form in _forms(node, region).items())
+            lines.append(f"    merged_conv of {ks} ({picked})")
     if max_choices is not None and count > max_choices:
         lines.append(f"  ... {count - max_choices} more distinct choices (use --all)")
     return "\n".join(lines)

@@ -178,3 +178,18 @@ def test_merged_convs_of_one_signature_share_one_bank():
     assert sum(b._members for b in banks) == len(merged) > 4 * len(banks)
     assert len([n for n in model.graph.nodes if n.op == "call_module" and n.target.startswith("merge_banks.")]) \
         == len(banks)
+
+
+def test_summary_shows_each_merged_convs_form_per_device_kind():
+    """``--emit summary`` shows the recorded form, or without ``select-merge-form`` what the cost model
+    picks per device kind (the form the lowering computes it in there)."""
+    from nasir.summary import summary
+
+    g, _ = run_pipeline(parse_string(SPACE.format(stride=1)), "reparam")
+    text = summary(g)
+    filecheck(text, "CHECK: merged convs: 3; forms by device kind")
+    picks = [line for line in text.splitlines() if line.startswith("    merged_conv of")]
+    assert len(picks) == 3 and all("(cost model: cpu " in line and ", cuda " in line for line in picks)
+    g, _ = run_pipeline(g, "select-merge-form{form=separate}")
+    text = summary(g)
+    filecheck(text, "CHECK: cpu separate 3; cuda separate 3\nCHECK: merged_conv of skip, s3, s5, d3, avg (separate form)")
