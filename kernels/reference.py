@@ -232,10 +232,15 @@ def _acc_dtype(t: Tensor) -> torch.dtype:
     return torch.float64 if t.dtype == torch.float64 else torch.float32
 
 
-def standardized_kernel(k: Tensor, eps: float = 1e-5) -> Tensor:
+def normalized_kernel(k: Tensor, pointwise: Tensor | None = None, eps: float = 1e-5) -> Tensor:
     """N(k) as the merged convolution computes it (in fp32, fp64 for fp64), in ``k``'s dtype: the
-    weight of the plain convolution a normalized merged convolution folds into at a fixed architecture."""
-    return standardize(k.to(_acc_dtype(k)), eps).to(k.dtype)
+    weight of the plain convolution a normalized merged convolution folds into at a fixed architecture.
+    With ``pointwise`` ([C_out, C, 1, 1]; ``k`` the depthwise kernel [C, 1, s, s]) it is N of the
+    reparameterized kernel, the dense product PW[o, c] DW[c] ([C_out, C, s, s])."""
+    acc = k.to(_acc_dtype(k))
+    if pointwise is not None:
+        acc = pointwise.to(acc.dtype)[:, :, 0, 0, None, None] * acc[None, :, 0]
+    return normalize_kernel(acc, eps).to(k.dtype)
 
 
 def merge_kernels_reference(

@@ -94,10 +94,12 @@ def _ident(name: str) -> str:
 
 @dataclass(frozen=True)
 class Fold:
-    """Where a fixed network's folded weight comes from: a supernet kernel (state-dict key), standardized or not."""
+    """Where a fixed network's folded weight comes from: a supernet kernel (state-dict key), normalized
+    or not, times a pointwise kernel (``nasir.ir.fix.FoldedOp.pointwise``) or not."""
 
     source: str
-    standardize: bool
+    normalize: bool
+    pointwise: str | None = None
 
 
 class NasirModule(fx.GraphModule):
@@ -142,7 +144,7 @@ class NasirModule(fx.GraphModule):
         same graph (or the weights of a ``nasir search`` checkpoint). In fixed mode the weights and
         statistics of layers following width choices are cut to the chosen widths (the first channels of
         every width segment), and the plain convolution a merged convolution became takes the chosen
-        candidate's kernel, standardized where the graph normalizes kernels (``reparam{kernel_norm=true}``)
+        candidate's kernel, normalized where the graph normalizes kernels (``reparam{kernel_norm=true}``)
         as the supernet does at run time; the rest is copied. A missing or misshapen entry is a ``NasirError``.
         ``fixed.load_state_dict(fixed.sliced_state_dict(supernet.state_dict()))`` inherits the weights."""
         slices = getattr(self, "weight_slices", {})
@@ -155,10 +157,13 @@ class NasirModule(fx.GraphModule):
                 raise NasirError(f"the given state has no entry {source!r}" + (f" (for {key!r})" if fold else ""),
                                  hint="give the weights of a supernet of the same graph: same file, -D values and passes")
             value = state[source]
-            if fold is not None and fold.standardize:
-                from nasir.kernels.reference import standardized_kernel  # the kernels' package loads torch._dynamo
+            if fold is not None and fold.pointwise is not None and fold.pointwise not in state:
+                raise NasirError(f"the given state has no entry {fold.pointwise!r} (for {key!r})",
+                                 hint="give the weights of a supernet of the same graph: same file, -D values and passes")
+            if fold is not None and fold.normalize:
+                from nasir.kernels.reference import normalized_kernel  # the kernels' package loads torch._dynamo
 
-                value = standardized_kernel(value)
+                value = normalized_kernel(value, state[fold.pointwise] if fold.pointwise is not None else None)
             for dim, kept in enumerate(slices.get(key.rpartition(".")[0], ())):
                 if kept is not None and value.dim() > dim:
                     value = value.index_select(dim, torch.tensor(kept, dtype=torch.long, device=value.device))
@@ -491,7 +496,9 @@ class _Lowerer:
                         name if last else _ident(f"{target}.{local}"), x, node.loc)
             in_shape = op.node.shape
             for param, source in op.params.items():
-                self.folds[f"{path}.{param}"] = Fold(self.paths[f"{ir_path}.{source}"], op.standardize and param == "weight")
+                weight = param == "weight"
+                pointwise = self.paths[f"{ir_path}.{op.pointwise}"] if weight and op.pointwise else None
+                self.folds[f"{path}.{param}"] = Fold(self.paths[f"{ir_path}.{source}"], op.normalize and weight, pointwise)
             if op.node.attrs.op == "zero":  # a picked 'none' the merge dropped: left out of sums, like a choice's
                 self.zeros.add(x)
         return x

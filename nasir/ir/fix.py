@@ -9,7 +9,10 @@ chosen kernel stands for (``fold_merged_conv``):
 * a learnable kernel: one ``conv`` with the candidate's size, dilation, stride, grouping and bias
   (``dwconv`` when it is depthwise), or ``dwconv -> conv(C, 1)`` for a depthwise->pointwise pair.
   Exact: a merged conv at a one-hot weight convolves with that kernel embedded in the merged
-  footprint, padded to its centre, which is the candidate's own dilated convolution;
+  footprint, padded to its centre, which is the candidate's own dilated convolution. Where the
+  merged conv normalizes kernels, a depthwise->pointwise pair folds into one dense ``conv`` (named
+  after its pointwise conv): normalization acts on the pair's reparameterized kernel, the product
+  PW[o, c] DW[c], and subtracting that product's mean leaves no depthwise->pointwise factorization;
 * the identity delta: nothing (the value passes through);
 * the uniform pooling kernel: the ``avg_pool(k, stride, count_include_pad = true)`` it came from;
 * a picked candidate that was a ``zero`` (merged convs drop zeros, keeping their index): ``zero``.
@@ -19,7 +22,7 @@ the IR (the ``fix-arch`` pass, ``nasir export --format safetensors``). Both name
 ``<merged conv>.<candidate>.<name of the op it replaced>``, so the IR path of every module of a
 fixed network is the same in the lowered module and in the fixed graph. A folded op's weight and
 bias are the merged conv's kernel and bias of the candidate (``FoldedOp.params``), the kernel
-standardized first where the merged conv normalizes kernels (TopoNAS 3.5):
+normalized first where the merged conv normalizes kernels (TopoNAS 3.5, ``FoldedOp.normalize``):
 ``NasirModule.sliced_state_dict`` folds a trained supernet's weights that way.
 """
 
@@ -45,8 +48,11 @@ class FoldedOp:
     #: The op's parameters (``weight``, ``bias``) -> the merged conv's parameters they are, relative
     #: to it (``kernels.<candidate>``, ``pointwise.<candidate>``, ``biases.<candidate>``).
     params: dict[str, str] = field(default_factory=dict)
-    #: Whether the weight is standardized (kernel normalization; biases never are) before it is this op's.
-    standardize: bool = False
+    #: Whether the weight is normalized (kernel normalization; biases never are) before it is this op's.
+    normalize: bool = False
+    #: A normalized depthwise->pointwise pair folded into one dense conv: the source of its pointwise
+    #: kernel (``pointwise.<candidate>``); the weight is the product PW[o, c] DW[c], normalized.
+    pointwise: str | None = None
 
 
 def chosen_kernel(node: MergedConvNode, pick: int) -> KernelCandidate | None:
@@ -66,6 +72,9 @@ def _plain_ops(node: MergedConvNode, kernel: KernelCandidate | None, c_in: int) 
         return [(f"{kernel.name}.avg_pool", AvgPool(kernel=kernel.kernel, stride=node.stride, count_include_pad=True), {})]
     taps = {"kernel": kernel.kernel, "stride": node.stride, "dilation": kernel.dilation}
     first, second = ([name.rsplit(".", 1)[-1] for name in kernel.weight_names] + ["conv", "conv"])[:2]
+    if kernel.pointwise and node.normalize:  # the normalized product PW DW (``fold_merged_conv``)
+        return [(f"{kernel.name}.{second}", Conv(out_channels=node.out_channels, **taps),
+                 {"weight": f"kernels.{kernel.name}"})]
     if kernel.pointwise:  # never with a bias
         second = second if second != first else f"{second}_pointwise"  # two ops whose names end alike
         return [(f"{kernel.name}.{first}", DWConv(**taps), {"weight": f"kernels.{kernel.name}"}),
@@ -89,7 +98,8 @@ def fold_merged_conv(node: MergedConvNode, pick: int, in_shape: list[int]) -> li
     for local, attrs, params in _plain_ops(node, kernel, in_shape[0]):
         out = attrs.out_shape(shape)
         op = OpNode(name=f"{node.name}.{local}", inputs=[source], loc=node.loc, shape=out, attrs=attrs)
-        folded.append(FoldedOp(op, params, standardize=node.normalize and bool(params)))
+        product = f"pointwise.{kernel.name}" if kernel is not None and kernel.pointwise and node.normalize else None
+        folded.append(FoldedOp(op, params, normalize=node.normalize and bool(params), pointwise=product))
         source, shape = op.name, out
     return folded
 

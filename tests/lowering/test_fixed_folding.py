@@ -84,7 +84,8 @@ def test_each_candidate_folds_into_what_it_is(space):
         ("dense", 5): ("dense.merged.conv.pool.avg_pool", nn.AvgPool2d, dict(kernel_size=3, count_include_pad=True)),
         ("dw", 1): ("dw.d5.dwconv", nn.Conv2d, dict(kernel_size=(5, 5), dilation=(2, 2), groups=4)),
         ("dw", 3): ("dw.zero", Zero, dict(stride=1)),
-        ("sep", 1): ("sep.s5.dwconv", nn.Conv2d, dict(kernel_size=(5, 5), stride=(2, 2), groups=4)),
+        # normalized, a depthwise -> pointwise pair is its reparameterized kernel: one dense conv
+        ("sep", 1): ("sep.s5.conv", nn.Conv2d, dict(kernel_size=(5, 5), stride=(2, 2), groups=1)),
         ("sep", 2): ("sep.pool.avg_pool", nn.AvgPool2d, dict(kernel_size=3, stride=2)),
         ("sep", 3): ("sep.zero", Zero, dict(stride=2)),
     }
@@ -96,7 +97,9 @@ def test_each_candidate_folds_into_what_it_is(space):
     assert {name for name, m in identity.named_modules() if name.startswith(("dense", "dw")) and list(m.parameters())} == set()
     assert set(lower(after, "fixed", arch={"dense": 0, "dw": 0, "sep": 0}).ir_folds) == {
         "dense.merged.conv.c3.conv.weight", "dense.merged.conv.c3.conv.bias", "dw.d3.dwconv.weight", "dw.d3.dwconv.bias",
-        "sep.s3.dwconv.weight", "sep.s3.conv.weight"}
+        "sep.s3.conv.weight"}
+    assert lower(after, "fixed", arch={"dense": 0, "dw": 0, "sep": 0}).ir_folds["sep.s3.conv.weight"].pointwise \
+        == "sep.pointwise.s3"
 
 
 def test_without_kernel_norm_the_fixed_network_is_the_plain_spaces(space):
@@ -114,8 +117,7 @@ def test_fix_arch_after_reparam_writes_the_plain_network(space, tmp_path):
     assert not plain.arch and {n.kind for _, n, _ in plain.walk()} == {"input", "op", "output"}
     filecheck(print_graph(plain), """
         CHECK: %dense.merged.conv.c5d2.conv = conv(out_channels=4, kernel=5, dilation=2)(%x)
-        CHECK-NEXT: %sep.s3.dwconv = dwconv(stride=2)(%dense.merged.conv.c5d2.conv)
-        CHECK-NEXT: %sep.s3.conv = conv(out_channels=4)(%sep.s3.dwconv)
+        CHECK-NEXT: %sep.s3.conv = conv(out_channels=4, kernel=3, stride=2)(%dense.merged.conv.c5d2.conv)
         CHECK-NEXT: %output = output(%sep.s3.conv)
     """)
     fixed = lower(after, "fixed", arch=arch, seed=0).double().eval()
