@@ -455,7 +455,8 @@ def _std_bwd_tile(g, u, on, cnt, rr, sigma):
 def _mbwd_row_cand(gt, kp, pp, gkp, gpp, wp, gwp, o, ci, c1, ky, kx, CIG, I: tl.constexpr, S: tl.constexpr,
                    D: tl.constexpr, O: tl.constexpr, NORM: tl.constexpr, PW: tl.constexpr, MAXC: tl.constexpr, eps):
     """Row o of candidate I: dense -> grad of k_I[o]; factorized -> grad of pw_I[o, :]; and gwp[o, I].
-    ``ci`` is the channel index as a column [CB, 1], ``c1`` the same as a vector [CB]."""
+    ``ci`` is the channel index as a column [CB, 1], ``c1`` the same as a vector [CB]. Normalized
+    factorized candidates do not come here (``triton_conv.merge_backward``)."""
     ry = ky - O
     rx = kx - O
     on = (ry >= 0) & (rx >= 0) & (ry % D == 0) & (rx % D == 0) & (ry < D * S) & (rx < D * S) & (ci < CIG)
@@ -464,26 +465,10 @@ def _mbwd_row_cand(gt, kp, pp, gkp, gpp, wp, gwp, o, ci, c1, ky, kx, CIG, I: tl.
     g = tl.where(on, gt, 0.0)
     if PW:
         v = tl.load(kp + ci * (S * S) + src, mask=on, other=0.0).to(tl.float32)
-        if NORM:
-            if S > 1:
-                mean = tl.sum(v, axis=1) / (S * S)
-                u = tl.where(on, v - mean[:, None], 0.0)
-                std = tl.sqrt(tl.sum(u * u, axis=1) / (S * S))
-                v = u / (std + eps)[:, None]
-        t = tl.sum(g * v, axis=1)  # [CB]: d W[o] / d (w_I P_I[o, c]) summed over taps
+        t = tl.sum(g * v, axis=1)  # [CB]: d W[o] / d (w_I PW_I[o, c]) summed over taps
         cm = c1 < CIG
         p = tl.load(pp + o * CIG + c1, mask=cm, other=0.0).to(tl.float32)
         gp = w * t
-        if NORM:
-            pmean = tl.sum(p, axis=0) / CIG
-            pu = tl.where(cm, p - pmean, 0.0)
-            psig = tl.sqrt(tl.sum(pu * pu, axis=0) / CIG)
-            prr = 1.0 / (psig + eps)
-            gm = tl.sum(gp, axis=0) / CIG
-            gu = tl.sum(gp * pu, axis=0) / CIG
-            coef = tl.where(psig > 0, prr * prr * gu / tl.where(psig > 0, psig, 1.0), 0.0)
-            p = tl.where(CIG > 1, pu * prr, p)  # one input channel: not standardized
-            gp = tl.where(CIG > 1, tl.where(cm, prr * (gp - gm) - coef * pu, 0.0), gp)
         tl.store(gwp + o * MAXC + I, tl.sum(t * p, axis=0))
         tl.store(gpp + o * CIG + c1, gp.to(gpp.dtype.element_ty), mask=cm)
     else:
@@ -495,8 +480,9 @@ def _mbwd_row_cand(gt, kp, pp, gkp, gpp, wp, gwp, o, ci, c1, ky, kx, CIG, I: tl.
             u = tl.where(on, v - mean, 0.0)
             sigma = tl.sqrt(tl.sum(tl.sum(u * u, axis=1), axis=0) / cnt)
             rr = 1.0 / (sigma + eps)
-            v = tl.where(cnt > 1, u * rr, v)  # a one-number filter is not standardized
-            gz = tl.where(cnt > 1, _std_bwd_tile(gz, u, on, cnt, rr, sigma), gz)
+            gain = 1.0 / tl.sqrt(cnt * 1.0)  # reference.normalize_kernel: standardized, times 1 / sqrt(fan_in)
+            v = tl.where(cnt > 1, u * rr * gain, v)  # a one-number filter is not normalized
+            gz = tl.where(cnt > 1, _std_bwd_tile(gz * gain, u, on, cnt, rr, sigma), gz)
         tl.store(gwp + o * MAXC + I, tl.sum(tl.sum(g * v, axis=1), axis=0))
         tl.store(gkp + (o * CIG + ci) * (S * S) + src, gz.to(gkp.dtype.element_ty), mask=on)
 
@@ -547,78 +533,55 @@ def merge_bwd_rows_kernel(
 
 
 @triton.jit
-def _mbwd_col_cand(gW, kp, pp, gkp, wp, c, CO, CIG, I: tl.constexpr, K: tl.constexpr, S: tl.constexpr,
-                   D: tl.constexpr, O: tl.constexpr, NORM: tl.constexpr, SSB: tl.constexpr, OB: tl.constexpr,
-                   CB: tl.constexpr, eps):
-    """Depthwise half of factorized candidate I at channel c: sum_o gW[o, c, taps] N(pw)[o, c], then
-    the depthwise standardization's backward over its S x S taps."""
+def _mbwd_col_cand(gW, pp, gkp, wp, c, CO, CIG, I: tl.constexpr, K: tl.constexpr, S: tl.constexpr,
+                   D: tl.constexpr, O: tl.constexpr, SSB: tl.constexpr, OB: tl.constexpr):
+    """Depthwise half of factorized candidate I at channel c: w_I sum_o gW[o, c, taps] pw[o, c]
+    (not normalized: ``triton_conv.merge_backward``)."""
     s = tl.arange(0, SSB)
     sm = s < S * S
     tap = (O + (s // S) * D) * K + O + (s % S) * D
-    cc = tl.arange(0, CB)[None, :]
     acc = tl.zeros([SSB], dtype=tl.float32)
     for o0 in range(0, CO, OB):
         o = o0 + tl.arange(0, OB)[:, None]
         om = o < CO
-        prow = tl.load(pp + o * CIG + cc, mask=om & (cc < CIG), other=0.0).to(tl.float32)
         pc = tl.load(pp + o * CIG + c, mask=om, other=0.0).to(tl.float32)  # [OB, 1]
-        if NORM:
-            pmean = tl.sum(prow, axis=1)[:, None] / CIG
-            pu = tl.where(cc < CIG, prow - pmean, 0.0)
-            psig = tl.sqrt(tl.sum(pu * pu, axis=1)[:, None] / CIG)
-            pc = tl.where(CIG > 1, (pc - pmean) / (psig + eps), pc)  # one input channel: not standardized
         g = tl.load(gW + (o * CIG + c) * (K * K) + tap[None, :], mask=om & sm[None, :], other=0.0)
         acc += tl.sum(g * pc, axis=0)
     w = tl.load(wp + I).to(tl.float32)
-    gz = w * acc
-    if NORM:
-        if S > 1:
-            k = tl.load(kp + c * (S * S) + s, mask=sm, other=0.0).to(tl.float32)
-            mean = tl.sum(k, axis=0) / (S * S)
-            u = tl.where(sm, k - mean, 0.0)
-            sigma = tl.sqrt(tl.sum(u * u, axis=0) / (S * S))
-            rr = 1.0 / (sigma + eps)
-            gm = tl.sum(gz, axis=0) / (S * S)
-            gu = tl.sum(gz * u, axis=0) / (S * S)
-            coef = tl.where(sigma > 0, rr * rr * gu / tl.where(sigma > 0, sigma, 1.0), 0.0)
-            gz = rr * (gz - gm) - coef * u
-    tl.store(gkp + c * (S * S) + s, gz.to(gkp.dtype.element_ty), mask=sm)
+    tl.store(gkp + c * (S * S) + s, (w * acc).to(gkp.dtype.element_ty), mask=sm)
 
 
 @triton.jit
 def merge_bwd_cols_kernel(
     gW, wp,
-    k0, k1, k2, k3, k4, k5, k6, k7,
     p0, p1, p2, p3, p4, p5, p6, p7,
     gk0, gk1, gk2, gk3, gk4, gk5, gk6, gk7,
-    CO, CIG, eps,
-    K: tl.constexpr, NC: tl.constexpr, SSB: tl.constexpr, OB: tl.constexpr, CB: tl.constexpr,
+    CO, CIG,
+    K: tl.constexpr, NC: tl.constexpr, SSB: tl.constexpr, OB: tl.constexpr,
     S0: tl.constexpr, S1: tl.constexpr, S2: tl.constexpr, S3: tl.constexpr,
     S4: tl.constexpr, S5: tl.constexpr, S6: tl.constexpr, S7: tl.constexpr,
     D0: tl.constexpr, D1: tl.constexpr, D2: tl.constexpr, D3: tl.constexpr,
     D4: tl.constexpr, D5: tl.constexpr, D6: tl.constexpr, D7: tl.constexpr,
     O0: tl.constexpr, O1: tl.constexpr, O2: tl.constexpr, O3: tl.constexpr,
     O4: tl.constexpr, O5: tl.constexpr, O6: tl.constexpr, O7: tl.constexpr,
-    N0: tl.constexpr, N1: tl.constexpr, N2: tl.constexpr, N3: tl.constexpr,
-    N4: tl.constexpr, N5: tl.constexpr, N6: tl.constexpr, N7: tl.constexpr,
 ):
-    """Factorized candidates: the depthwise kernels' gradients, one program per input channel."""
+    """Factorized candidates (not normalized): the depthwise kernels' gradients, one program per input channel."""
     c = tl.program_id(0)
-    _mbwd_col_cand(gW, k0, p0, gk0, wp, c, CO, CIG, 0, K, S0, D0, O0, N0, SSB, OB, CB, eps)
+    _mbwd_col_cand(gW, p0, gk0, wp, c, CO, CIG, 0, K, S0, D0, O0, SSB, OB)
     if NC > 1:
-        _mbwd_col_cand(gW, k1, p1, gk1, wp, c, CO, CIG, 1, K, S1, D1, O1, N1, SSB, OB, CB, eps)
+        _mbwd_col_cand(gW, p1, gk1, wp, c, CO, CIG, 1, K, S1, D1, O1, SSB, OB)
     if NC > 2:
-        _mbwd_col_cand(gW, k2, p2, gk2, wp, c, CO, CIG, 2, K, S2, D2, O2, N2, SSB, OB, CB, eps)
+        _mbwd_col_cand(gW, p2, gk2, wp, c, CO, CIG, 2, K, S2, D2, O2, SSB, OB)
     if NC > 3:
-        _mbwd_col_cand(gW, k3, p3, gk3, wp, c, CO, CIG, 3, K, S3, D3, O3, N3, SSB, OB, CB, eps)
+        _mbwd_col_cand(gW, p3, gk3, wp, c, CO, CIG, 3, K, S3, D3, O3, SSB, OB)
     if NC > 4:
-        _mbwd_col_cand(gW, k4, p4, gk4, wp, c, CO, CIG, 4, K, S4, D4, O4, N4, SSB, OB, CB, eps)
+        _mbwd_col_cand(gW, p4, gk4, wp, c, CO, CIG, 4, K, S4, D4, O4, SSB, OB)
     if NC > 5:
-        _mbwd_col_cand(gW, k5, p5, gk5, wp, c, CO, CIG, 5, K, S5, D5, O5, N5, SSB, OB, CB, eps)
+        _mbwd_col_cand(gW, p5, gk5, wp, c, CO, CIG, 5, K, S5, D5, O5, SSB, OB)
     if NC > 6:
-        _mbwd_col_cand(gW, k6, p6, gk6, wp, c, CO, CIG, 6, K, S6, D6, O6, N6, SSB, OB, CB, eps)
+        _mbwd_col_cand(gW, p6, gk6, wp, c, CO, CIG, 6, K, S6, D6, O6, SSB, OB)
     if NC > 7:
-        _mbwd_col_cand(gW, k7, p7, gk7, wp, c, CO, CIG, 7, K, S7, D7, O7, N7, SSB, OB, CB, eps)
+        _mbwd_col_cand(gW, p7, gk7, wp, c, CO, CIG, 7, K, S7, D7, O7, SSB, OB)
 
 
 # ---------------------------------------------------------------- implicit-GEMM dense convolution (forward)

@@ -427,9 +427,15 @@ def merge_backward(grad_merged: Tensor, kernels, dilations, weights, pointwise, 
 
     One launch over output filters (dense/grouped kernel gradients, or the pointwise ones), and for
     factorized candidates one over input channels (the depthwise gradients, a sum over filters).
+    Normalized factorized candidates take the reference VJP: normalizing the product PW DW needs
+    each filter's statistics in both launches (the supernet lowering builds factorized kernels in
+    PyTorch, ``nasir.merged_runtime``, so only direct calls of the op come here).
     """
-    km = _kmod()
     plan = make_plan(kernels, dilations, normalize, normalize_mask)
+    if pointwise is not None and any(plan.norms):
+        return ref.merge_kernels_backward_reference(grad_merged, kernels, dilations, weights, pointwise=pointwise,
+                                                    normalize=normalize, normalize_mask=normalize_mask, eps=eps)
+    km = _kmod()
     ks = [k.contiguous() for k in kernels]
     gW = grad_merged.contiguous().float()
     gks = [torch.empty_like(k) for k in ks]
@@ -448,11 +454,11 @@ def merge_backward(grad_merged: Tensor, kernels, dilations, weights, pointwise, 
         K=plan.K, NC=plan.n, PW=pointwise is not None, CB=_pow2(cig), KKB=_pow2(plan.K * plan.K), MAXC=MAX_CAND,
         **kw, num_warps=num_warps)
     if pointwise is not None:
-        cb = _pow2(cig)
+        cols = {k: v for k, v in kw.items() if not k.startswith("N")}  # not normalized (above): no flags
         _launch(km.merge_bwd_cols_kernel, gW)[(cig,)](
-            gW, w, *_slots(ks), *_slots(pws), *_slots(gks), co, cig, eps,
-            K=plan.K, NC=plan.n, SSB=_pow2(max(plan.sizes) ** 2), OB=max(1, min(_pow2(co), 4096 // cb)), CB=cb,
-            **kw, num_warps=num_warps)
+            gW, w, *_slots(pws), *_slots(gks), co, cig,
+            K=plan.K, NC=plan.n, SSB=_pow2(max(plan.sizes) ** 2), OB=max(1, min(_pow2(co), 4096 // _pow2(cig))),
+            **cols, num_warps=num_warps)
     return gks, gps, gwp[:, : plan.n].sum(0).to(weights.dtype)
 
 
