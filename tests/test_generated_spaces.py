@@ -63,6 +63,8 @@ PIPELINES = [
     "topo-simplify,reparam",
     "topo-simplify,reparam{kernel_norm=true}",
     "canonicalize,dead-code,topo-simplify{approximate=false},reparam",
+    "topo-simplify{approximate=false},reparam,select-merge-form{form=grouped}",
+    "reparam,select-merge-form{form=separate}",
 ]
 #: Pipelines of a search-only pass: a supernet of other widths, so it has weights of its own and its
 #: fixed network is not the original's; with edge weights (on by default) the supernet scales edges
