@@ -3,13 +3,14 @@
 Lowered code is plain PyTorch; this file holds the few pieces that have no ``torch.nn`` equivalent:
 DARTS' zero op and factorized reduction, the choice module that mixes or samples candidates, the
 merged convolution wrapper, the DANCE channel gate, the layers whose weights width choices slice
-and the width mask, and the path samplers (uniform for SPOS/DNA, Gumbel for GDAS, fixed for rating
-one path).
+and the width mask, the path samplers (uniform for SPOS/DNA, Gumbel for GDAS, fixed for rating
+one path), and what evaluation networks need in training: drop path and the auxiliary output.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +33,44 @@ class Zero(nn.Module):
 
     def extra_repr(self) -> str:
         return f"stride={self.stride}"
+
+
+class AuxOutput(NamedTuple):
+    """What a network with an auxiliary head returns in training mode (DARTS' NetworkCIFAR returns the
+    same pair); in eval mode it returns the logits alone, so exported networks have one output."""
+
+    logits: torch.Tensor
+    aux_logits: torch.Tensor
+
+
+class DropPath(nn.Module):
+    """Drop a whole path per sample with probability ``drop_prob`` in training, scaling kept samples by
+    ``1 / (1 - drop_prob)`` (DARTS' ``drop_path``). The probability is set from outside as training goes
+    on (DARTS raises it linearly with the epoch): see ``set_drop_path``. The identity in eval mode."""
+
+    def __init__(self, drop_prob: float = 0.0):
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.drop_prob <= 0.0:
+            return x
+        keep = 1.0 - self.drop_prob
+        mask = torch.empty((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device).bernoulli_(keep)
+        return x / keep * mask
+
+    def extra_repr(self) -> str:
+        return f"drop_prob={self.drop_prob}"
+
+
+def set_drop_path(module: nn.Module, drop_prob: float) -> int:
+    """Set the probability of every ``DropPath`` in ``module``; returns how many there are."""
+    if not 0.0 <= drop_prob < 1.0:
+        raise ValueError(f"drop path probability must be in [0, 1), got {drop_prob}")
+    paths = [m for m in module.modules() if isinstance(m, DropPath)]
+    for path in paths:
+        path.drop_prob = drop_prob
+    return len(paths)
 
 
 class FactorizedReduce(nn.Module):
