@@ -63,6 +63,8 @@ from nasir.search.methods import METHODS as DEFAULTS
 from nasir.search.unrolled import unrolled_arch_gradients
 
 METHODS = tuple(DEFAULTS)
+#: ``SearchConfig``'s defaults are DARTS' published settings, taken from one place.
+_DARTS = DEFAULTS["darts"]
 
 
 @dataclass
@@ -74,23 +76,23 @@ class SearchConfig:
     #: > 0: the run is this many epochs (passes over the weight half) and ``steps`` is not used
     epochs: int = 0
     batch_size: int = 32
-    lr: float = 0.025
-    lr_min: float = 0.001
+    lr: float = _DARTS.lr
+    lr_min: float = _DARTS.lr_min
     #: "cosine": per epoch from ``lr`` to ``lr_min``; "linear": per step from ``lr`` to ``lr_min``
-    schedule: str = "cosine"
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 3e-4
-    arch_lr: float = 3e-4
-    arch_weight_decay: float = 1e-3
+    schedule: str = _DARTS.schedule
+    momentum: float = _DARTS.momentum
+    nesterov: bool = _DARTS.nesterov
+    weight_decay: float = _DARTS.weight_decay
+    arch_lr: float = _DARTS.arch_lr
+    arch_weight_decay: float = _DARTS.arch_weight_decay
     #: gradient-norm clipping of the weight step (0: none)
-    grad_clip: float = 5.0
+    grad_clip: float = _DARTS.grad_clip
     #: epochs of weight training before the first architecture step (PC-DARTS: 15)
-    warmup_epochs: int = 0
-    label_smoothing: float = 0.0
+    warmup_epochs: int = _DARTS.warmup_epochs
+    label_smoothing: float = _DARTS.label_smoothing
     beta: float = 0.0
-    tau_max: float = 10.0
-    tau_min: float = 0.1
+    tau_max: float = _DARTS.tau_max
+    tau_min: float = _DARTS.tau_min
     seed: int = 0
     save_every: int = 10
     save_minutes: float = CHECKPOINT_MINUTES
