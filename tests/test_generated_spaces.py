@@ -16,7 +16,9 @@ For every generated space and every pipeline of the passes that apply to superne
 
 CI checks 200 spaces, each over one pipeline and one ``topo-simplify`` starting point (rotating
 with the seed, so every pipeline sees a dozen spaces). ``NASIR_GENERATED=N`` checks N spaces, each
-over every pipeline and every starting point: the long run of docs/benchmarks.md.
+over every pipeline and every starting point: the long run of docs/benchmarks.md;
+``NASIR_GENERATED_FIRST=K`` starts it at seed K, so that slices of one long run can go to several
+processes or machines.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from nasir.testing.spaces import MODULE_ATTRIBUTE_NAMES
 #: The long run: every pipeline on every space.
 LONG = bool(os.environ.get("NASIR_GENERATED"))
 COUNT = int(os.environ.get("NASIR_GENERATED") or 200)
+FIRST = int(os.environ.get("NASIR_GENERATED_FIRST") or 0)
 
 PIPELINES = [
     "canonicalize",
@@ -296,7 +299,7 @@ def test_every_supernet_pass_is_checked():
     assert checked == set(pass_names()) - NOT_SUPERNET_PASSES
 
 
-@pytest.mark.parametrize("seed", range(COUNT))
+@pytest.mark.parametrize("seed", range(FIRST, FIRST + COUNT))
 def test_generated_space(seed):
     space = random_space(seed)
     stage = "count"
