@@ -25,6 +25,8 @@ in each member, made fresh where that member already uses it.
 
 from __future__ import annotations
 
+import re
+
 from nasir.ir.graph import Graph
 from nasir.ir.names import FreshNames, fresh_name
 from nasir.ir.nodes import Candidate, ChoiceNode, InputNode, Node, OpNode, OutputNode, Region, sub_regions
@@ -134,8 +136,8 @@ def _unhoist_leading(region: Region, node: ChoiceNode, approximate: bool) -> boo
         return False
     pred = region[source]
     if isinstance(pred, OpNode) and len(pred.inputs) == 1 and shareable(region, pred):
-        op = _local_copy(pred, node)
         for cand in node.candidates:
+            op = _local_copy(pred, node, cand.body)
             cand.body = join([(_op_region([op], cand.body.inputs[0]), False), (cand.body, True)])
     elif isinstance(pred, ChoiceNode) and pred.arch == node.arch and approximate and len(pred.inputs) == 1:
         _unshare_choice(region, pred, approximate)
@@ -161,8 +163,8 @@ def _unhoist_trailing(region: Region, node: ChoiceNode, approximate: bool) -> bo
         return False
     if not (approximate or op.attrs.linear):
         return False
-    local = _local_copy(op, node)
     for cand in node.candidates:
+        local = _local_copy(op, node, cand.body)
         cand.body = join([(cand.body, True), (_op_region([local], cand.body.outputs[0]), False)])
     node.shape = list(op.shape) if op.shape else None
     replace_uses(region, op.name, node.name)
@@ -170,10 +172,25 @@ def _unhoist_trailing(region: Region, node: ChoiceNode, approximate: bool) -> bo
     return True
 
 
-def _local_copy(op: OpNode, node: ChoiceNode) -> OpNode:
-    """A hoisted op under the name it had in the candidates (``<choice>.relu`` -> ``relu``)."""
+#: The inner choices that PMS (``mix``) and FMS (``first``, ``second``) build, and their fresh variants.
+_STRUCTURAL_CHOICE = re.compile(r"(mix|first|second)(_\d+)?")
+
+
+def _local_copy(op: OpNode, node: ChoiceNode, body: Region) -> OpNode:
+    """A hoisted op under the name it had in the candidates (``<choice>.relu`` -> ``relu``), for ``body``.
+
+    An op hoisted twice (out of FMS' inner ``second``, then out of the choice that holds it) is
+    named ``<choice>.second.relu``; once the group that held ``second`` is expanded, ``body`` has no
+    ``second`` and the op goes back as ``relu``, so that undoing and redoing give the same names.
+    """
     copy = op.model_copy(deep=True)
-    copy.name = op.name[len(node.name) + 1:]
+    name = op.name[len(node.name) + 1:]
+    while "." in name:
+        scope, rest = name.split(".", 1)
+        if not _STRUCTURAL_CHOICE.fullmatch(scope) or scope in body:
+            break
+        name = rest
+    copy.name = name
     return copy
 
 

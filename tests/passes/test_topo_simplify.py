@@ -121,6 +121,30 @@ def test_fixpoint_does_not_depend_on_what_ran_before(topo):
     assert not pm.records[-1].result.changed
 
 
+def test_a_module_hoisted_twice_gets_its_name_back_when_undone(topo):
+    """The trailing BN of a, b, d is hoisted out of FMS' ``second`` (``second.bn_1``), then out of
+    ``e`` (``e.second.bn_1``). Undoing used to put it back as ``second.bn_1`` in members that no
+    longer have a ``second``, so a second run named it ``e.second.second.bn_1``: not idempotent
+    (found by the long run of the generated spaces, space 449)."""
+    g = parse_string("""
+    network n() {
+        input x: [4, 4, 4]
+        e = one_of {
+            a: relu -> dwconv(3) -> conv(4, 1) -> bn(affine = false) -> relu -> dwconv(3) -> conv(4, 1) -> bn(affine = false)
+            b: relu -> dwconv(5) -> conv(4, 1) -> bn(affine = false) -> relu -> dwconv(5) -> conv(4, 1) -> bn(affine = false)
+            c: conv(4, 3) -> bn(affine = false)
+            d: dwconv(3) -> conv(4, 1) -> bn(affine = false) -> relu -> conv(4, 3) -> bn(affine = false)
+        }(x)
+        output e
+    }""")
+    once, _ = topo.run(g, "topo-simplify")
+    topo.filecheck(print_graph(once), """
+        %e.second.bn_1 = bn(affine=false)(%e)
+    """)
+    twice, pm = topo.run(once, "topo-simplify")
+    assert not pm.records[-1].result.changed and print_graph(twice) == print_graph(once)
+
+
 def test_exact_mode_is_exact_float64(topo):
     before, after, _, pm = topo.compare(_darts(), "topo-simplify{approximate=false},reparam")
     assert pm.exact
