@@ -131,12 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
     output_option(p, "--arch-out", metavar="FILE", help="write the derived architecture as JSON")
     p.set_defaults(func=cmd_search)
 
+    from nasir.train.cli import add_train_parser
+
+    add_train_parser(sub)
+
     p = sub.add_parser("export", help="write one architecture, after any passes, as a plain network (ONNX, pt2, safetensors)")
-    _common(p)
+    _common(p)  # or a fixed network written by `export --format safetensors` or `train -o` (FILE.safetensors)
     p.add_argument("--passes", default="", metavar="PIPELINE",
                    help="the pipeline the supernet was searched with (its checkpoint's weights are named after it)")
-    p.add_argument("--arch", required=True, metavar="ARCH",
-                   help="the architecture: a file (nasir-arch JSON, DARTS genotype, NB201 string) or such text")
+    p.add_argument("--arch", metavar="ARCH", help="the architecture: a file (nasir-arch JSON, DARTS genotype, NB201 "
+                   "string) or such text; not for a fixed network (FILE.safetensors), which is one architecture")
     p.add_argument("--checkpoint", metavar="FILE", help="take the trained weights of this `nasir search` checkpoint")
     p.add_argument("--format", choices=EXPORT_FORMATS, required=True,
                    help="onnx, pt2 (torch.export program), or safetensors (weights + plain IR, for nasir)")
@@ -416,6 +420,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if args.format == "onnx":
         require_onnx()  # before any work
+    if Path(args.file).suffix == ".safetensors":
+        return _export_fixed_file(args)
+    if not args.arch:
+        raise NasirError("export needs --arch ARCH: the architecture of the space to export",
+                         hint="or give a trained network instead of the space: nasir export net.safetensors ...")
     weights = search_checkpoint_weights(args.checkpoint) if args.checkpoint else None
     graph = PassManager.parse(args.passes, stats=False, copy_input=False).run(_load(args))
     done = export(graph, args.arch, weights, format=args.format, path=args.output, seed=args.seed)
@@ -424,6 +433,23 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"written to {done.path} ({done.format}); checked: it computes what the fixed network computes "
           f"(max difference {done.max_difference:.1e})")
     print(f"next: {_EXPORT_NEXT[done.format].format(path=str(done.path), input=graph.body.inputs[0].name)}")
+    return 0
+
+
+def _export_fixed_file(args: argparse.Namespace) -> int:
+    """``nasir export NET.safetensors``: a fixed network (``train -o``, ``export --format safetensors``)."""
+    from nasir.exporting import export_fixed_file
+
+    given = [flag for flag, value in (("--arch", args.arch), ("--checkpoint", args.checkpoint), ("-D", args.define),
+                                      ("--passes", args.passes), ("--entry", args.entry)) if value]
+    if given:
+        raise NasirError(f"{args.file} is a trained fixed network: {given[0]} does not apply to it",
+                         hint=f"nasir export {args.file} --format {args.format} -o {args.output}")
+    done = export_fixed_file(args.file, format=args.format, path=args.output)
+    print(f"{args.file}: a plain network of {done.parameters:,} parameters")
+    print(f"written to {done.path} ({done.format}); checked: it computes what the network computes "
+          f"(max difference {done.max_difference:.1e})")
+    print(f"next: {_EXPORT_NEXT[done.format].format(path=str(done.path), input=done.inputs[0])}")
     return 0
 
 

@@ -71,6 +71,8 @@ class Exported:
     parameters: int
     #: Largest difference between the exported program's output and the fixed network's.
     max_difference: float
+    #: Names of the network's inputs (an ONNX session's feed names).
+    inputs: tuple[str, ...] = ()
 
 
 def fixed_network(graph: Graph, arch: ArchSource, weights: Mapping[str, torch.Tensor] | None = None, *,
@@ -121,18 +123,51 @@ def export(graph: Graph, arch: ArchSource, weights: Mapping[str, torch.Tensor] |
     with torch.no_grad():
         expected = fixed(*inputs)
     if format == "safetensors":
-        meta = {"kind": "fixed-network", "ir": plain.to_json(indent=None), "arch": load_architecture(arch, graph).arch}
-        writer = checkpoint_writer(dict(module.state_dict()), meta)
+        writer = _fixed_network_writer(plain, load_architecture(arch, graph).arch, module)
         with torch.no_grad():
             difference = _difference(module(*inputs), expected)
-    else:
-        program = export_program(module, inputs, dynamic_batch)
-        with torch.no_grad():
-            difference = _difference(program.module()(*inputs), expected)
-        writer = _onnx_writer(program, inputs) if format == "onnx" else _pt2_writer(program)
+        atomic_write(path, writer)
+        return Exported(Path(path), format, sum(p.numel() for p in module.parameters()), difference)
+    return _export_plain(module, inputs, expected, format, path, dynamic_batch)
+
+
+def export_fixed_file(source: str | Path, *, format: str, path: str | Path, dynamic_batch: bool = True) -> Exported:
+    """Write the fixed network of a ``safetensors`` export (or of ``nasir train -o``) as ``format``
+    (``onnx`` or ``pt2``), checked against the network itself."""
+    if format not in ("onnx", "pt2"):
+        raise NasirError(f"{source} is a fixed network already; export it as onnx or pt2, not {format}")
+    if format == "onnx":
+        require_onnx()
+    check_output(path)
+    module, graph = read_fixed_network(source)
+    inputs = example_inputs(graph)
+    with torch.no_grad():
+        expected = module(*inputs)
+    return _export_plain(module, inputs, expected, format, path, dynamic_batch)
+
+
+def _export_plain(module: NasirModule, inputs: tuple[torch.Tensor, ...], expected: Any, format: str,
+                  path: str | Path, dynamic_batch: bool) -> Exported:
+    """Export a plain network as ``onnx`` or ``pt2`` after checking the program against ``expected``."""
+    program = export_program(module, inputs, dynamic_batch)
+    with torch.no_grad():
+        difference = _difference(program.module()(*inputs), expected)
+    writer = _onnx_writer(program, inputs) if format == "onnx" else _pt2_writer(program)
     atomic_write(path, writer)
-    parameters = sum(p.numel() for p in module.parameters())
-    return Exported(Path(path), format, parameters, difference)
+    names = tuple(node.name for node in module.graph.nodes if node.op == "placeholder")
+    return Exported(Path(path), format, sum(p.numel() for p in module.parameters()), difference, names)
+
+
+def save_fixed_network(graph: Graph, arch: ArchSource, fixed: NasirModule, path: str | Path) -> None:
+    """Write a fixed network of ``graph`` at ``arch`` (e.g. one ``nasir train`` trained) in the
+    ``safetensors`` export format: its plain IR and its weights."""
+    plain, module = plain_network(graph, arch, fixed)
+    atomic_write(path, _fixed_network_writer(plain, load_architecture(arch, graph).arch, module))
+
+
+def _fixed_network_writer(plain: Graph, arch: dict[str, str], module: NasirModule) -> Writer:
+    meta = {"kind": "fixed-network", "ir": plain.to_json(indent=None), "arch": arch}
+    return checkpoint_writer(dict(module.state_dict()), meta)
 
 
 def export_program(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...],
@@ -223,10 +258,15 @@ def search_checkpoint_weights(path: str | Path) -> dict[str, torch.Tensor]:
 
 def load_fixed_network(path: str | Path) -> NasirModule:
     """Lower a ``safetensors`` export again: its plain IR, with its weights (checked against it)."""
+    return read_fixed_network(path)[0]
+
+
+def read_fixed_network(path: str | Path) -> tuple[NasirModule, Graph]:
+    """``load_fixed_network``, and the plain IR it lowered."""
     tensors, meta = load_checkpoint_as(path, FixedNetworkMeta, "fixed-network export")
     graph = Graph.from_json(meta.ir, f"{path} (IR)")
     verify(graph)
     if graph.arch:
         raise NasirError(f"{path}: the stored IR still has architecture parameters; a fixed-network export has none")
     module = build_for_state(lambda: lower(graph, "fixed", arch={}), tensors, str(path))
-    return module.eval()
+    return module.eval(), graph

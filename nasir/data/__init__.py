@@ -70,11 +70,12 @@ def add_data_option(p: argparse.ArgumentParser, default: str | None = DEFAULT) -
                         f"in DIR; nothing is downloaded)" + (f"; default {default}" if default else ""))
 
 
-def add_loader_options(p: argparse.ArgumentParser, train_portion: bool = True) -> None:
+def add_loader_options(p: argparse.ArgumentParser, train_portion: bool = True, cutout: int | None = 0) -> None:
     """Options of the commands that stream augmented batches (``nasir search``; ``nasir dance train``
-    without the DARTS split)."""
-    p.add_argument("--cutout", type=int, default=0, metavar="N",
-                   help="cutout augmentation: zero a random N x N square of every training image (0: off)")
+    without the DARTS split; ``nasir train`` without it, its cutout default (None) the recipe's)."""
+    p.add_argument("--cutout", type=int, default=cutout, metavar="N",
+                   help="cutout augmentation: zero a random N x N square of every training image (0: off"
+                        + ("" if cutout is not None else "; default: the recipe's") + ")")
     if train_portion:
         p.add_argument("--train-portion", type=float, default=0.5, metavar="P",
                        help="DARTS split: the first P of the training set trains the weights, the rest the architecture")

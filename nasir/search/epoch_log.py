@@ -1,4 +1,5 @@
-"""The per-epoch log of a search: JSON lines, and TensorBoard scalars where TensorBoard is installed.
+"""The per-epoch log of a search (and of ``nasir train``, whose records say what ``nasir.train.trainer``
+lists): JSON lines, and TensorBoard scalars where TensorBoard is installed.
 
 One JSON object per line and epoch (``epoch``, ``step``, ``lr``, ``train_loss``, ``train_acc``,
 ``valid_loss``, ``valid_acc`` on ``valid_images`` images of the architecture half, ``arch_entropy``,
@@ -9,7 +10,7 @@ each epoch, so after a crash and ``--resume`` it holds exactly the epochs of the
 then the new ones, never an epoch twice.
 
 TensorBoard: if ``torch.utils.tensorboard`` can be imported (the ``tensorboard`` package is
-installed), every numeric entry of a new record is also a scalar ``search/<name>`` at its epoch,
+installed), every numeric entry of a new record is also a scalar ``search/<name>`` (``train/<name>``) at its epoch,
 in the folder ``<log without suffix>.tb``; without it nothing is written and nothing is said.
 """
 
@@ -33,8 +34,9 @@ def default_log_path(checkpoint: str | Path) -> Path:
 class EpochLog:
     """Writes the records of one run to ``path`` (and to TensorBoard when it is available)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, prefix: str = "search"):
         self.path = Path(path)
+        self.prefix = prefix
         self._tensorboard = _summary_writer(self.path.with_suffix(".tb"))
 
     def write(self, records: Sequence[Record], new: Record | None = None) -> None:
@@ -43,7 +45,7 @@ class EpochLog:
         if new is not None and self._tensorboard is not None:
             for key, value in new.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "epoch":
-                    self._tensorboard.add_scalar(f"search/{key}", value, new["epoch"])
+                    self._tensorboard.add_scalar(f"{self.prefix}/{key}", value, new["epoch"])
             self._tensorboard.flush()
 
     def close(self) -> None:

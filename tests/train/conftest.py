@@ -1,0 +1,10 @@
+"""Training tests use tiny networks: one intra-op thread (see ``single_thread`` in tests/conftest.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(single_thread):
+    yield
