@@ -348,7 +348,7 @@ class Trainer:
                     self.log.step += 1
                     self.log.losses.append(loss)
                     self.log.accuracies.append(accuracy)
-                    bar.set_postfix(loss=f"{loss:.3f}", epoch=self.epoch() + (self.log.step < self.total_steps))
+                    bar.set_postfix(loss=f"{loss:.3f}", epoch=(self.log.step - 1) // self.steps_per_epoch + 1)
                     bar.update(1)
                     ends_epoch = self.log.step % self.steps_per_epoch == 0 or self.log.step == self.total_steps
                     self.log.seconds = time.perf_counter() - start
