@@ -108,7 +108,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from nasir.summary import _si
     from nasir.train.recipes import recipe_for
     from nasir.train.run import train_network
-    from nasir.train.trainer import check_precision
+    from nasir.train.trainer import TrainConfig, check_precision
 
     require_checkpoint_for_resume(args)
     check_loader_options(args.cutout or 0, None, args.workers)
@@ -123,16 +123,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     args.interrupted_hint = (f"next: nasir {shlex.join([*words, '--resume'])}  # continues from the last checkpoint"
                              if args.checkpoint else "note: nothing was saved; give --checkpoint FILE to make it resumable")
     log_path = args.log or (default_log_path(args.checkpoint) if args.checkpoint else None)
+    options = _options(args)
+    print_settings(TrainConfig.for_recipe(recipe, **options))
     done = train_network(graph, args.arch, data=args.data, recipe=recipe, device=args.device, workers=args.workers,
                          checkpoint=args.checkpoint, resume=args.resume, log=log_path, output=args.output,
-                         **_options(args))
+                         **options)
     cfg, log = done.config, done.log
     if log.resumed_from:
         print(f"resumed from {args.checkpoint} at step {log.resumed_from} of {log.step}")
-    print(f"settings: batch {cfg.batch_size}, SGD {cfg.lr:g} -> {cfg.lr_min:g} cosine per {cfg.schedule}, momentum "
-          f"{cfg.momentum:g}{' (Nesterov)' if cfg.nesterov else ''}, weight decay {cfg.weight_decay:g}, clip "
-          f"{cfg.grad_clip:g}, cutout {cfg.cutout}, drop path {cfg.drop_path:g}, auxiliary weight {cfg.auxiliary_weight:g}"
-          + (f", autocast {cfg.amp}" if cfg.amp else ""))
     first, last = (log.losses[0], log.losses[-1]) if log.losses else (float("nan"), float("nan"))
     print(f"{log.step} steps in {log.seconds:.1f} s ({log.step / log.steps_per_epoch:.2f} epochs of "
           f"{log.steps_per_epoch} steps): loss {first:.3f} -> {last:.3f}" + (f"; per-epoch log: {log_path}" if log_path else ""))
@@ -144,3 +142,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         next_step(["export", str(done.output), "--format", "onnx", "-o", f"{stem}.onnx"],
                   note="or --format pt2; checked against this network")
     return 0
+
+
+def print_settings(cfg: Any) -> None:
+    """One line with the run's training settings (a ``TrainConfig``)."""
+    print(f"settings: batch {cfg.batch_size}, {f'{cfg.epochs} epochs' if cfg.epochs else f'{cfg.steps} steps'}, SGD "
+          f"{cfg.lr:g} -> {cfg.lr_min:g} cosine per {cfg.schedule}, momentum {cfg.momentum:g}"
+          f"{' (Nesterov)' if cfg.nesterov else ''}, weight decay {cfg.weight_decay:g}, clip {cfg.grad_clip:g}, cutout "
+          f"{cfg.cutout}, drop path {cfg.drop_path:g}, auxiliary weight {cfg.auxiliary_weight:g}"
+          + (f", label smoothing {cfg.label_smoothing:g}" if cfg.label_smoothing else "")
+          + (f", autocast {cfg.amp}" if cfg.amp else "") + (", channels-last" if cfg.channels_last else ""))
