@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import torch
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from nasir.diagnostics import NasirError
 from nasir.io import Writer, atomic_write, parse_json
@@ -116,9 +116,9 @@ def load_checkpoint(path: str | Path, error: type[NasirError] = NasirError
     if not path.is_file():
         raise error(f"no checkpoint at {path}")
     try:
-        tensors = load_file(str(path))
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="pt") as f:  # one opening: a file replaced meanwhile is not mixed in
             header = f.metadata() or {}
+            tensors = {key: f.get_tensor(key) for key in f.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise error(f"{path}: corrupt or unreadable checkpoint ({str(e).splitlines()[0][:200]})") from None
     if header.get("format") != FORMAT:
