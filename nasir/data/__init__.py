@@ -1,6 +1,9 @@
 """Datasets for the drivers: one module per source, chosen with ``--data``.
 
 * ``tinyshapes`` (``nasir.data.tinyshapes``): the bundled synthetic 10-class set, the default;
+* ``tinyshapes-hard`` and ``tinyshapes-hard:SIZE`` (``nasir.data.tinyshapes_hard``): the bundled
+  24-class set with clutter, occlusion and a label rule over two objects, rendered at SIZE pixels
+  (default: the space's resolution, else 32);
 * ``cifar10:DIR`` and ``cifar100:DIR`` (``nasir.data.cifar``): the official releases unpacked in a
   local folder, python (pickled) or binary version;
 * ``imagefolder:DIR`` (``nasir.data.imagefolder``): one sub-folder per class, any image size.
@@ -24,28 +27,37 @@ if TYPE_CHECKING:
     from nasir.data.sources import ImageData
 
 #: Source name -> whether it reads a folder (``NAME:DIR``).
-SOURCES = {"tinyshapes": False, "cifar10": True, "cifar100": True, "imagefolder": True}
+SOURCES = {"tinyshapes": False, "tinyshapes-hard": False, "cifar10": True, "cifar100": True, "imagefolder": True}
+#: Bundled sources rendered at any size: ``NAME:SIZE`` picks it from ``SIZES``.
+SIZED = {"tinyshapes-hard"}
+SIZES = range(16, 129)
 DEFAULT = "tinyshapes"
-_FORMS = "tinyshapes, cifar10:DIR, cifar100:DIR or imagefolder:DIR"
+_FORMS = "tinyshapes, tinyshapes-hard[:SIZE], cifar10:DIR, cifar100:DIR or imagefolder:DIR"
 
 
 @dataclass(frozen=True)
 class DataSpec:
-    """A parsed ``--data`` value: the source and, for the folder sources, its folder."""
+    """A parsed ``--data`` value: the source and, for the folder sources, its folder; for a sized
+    bundled source, the side its images are rendered at (None: the space's resolution)."""
 
     source: str
     folder: Path | None = None
+    size: int | None = None
 
     def __str__(self) -> str:
+        if self.size is not None:
+            return f"{self.source}:{self.size}"
         return self.source if self.folder is None else f"{self.source}:{self.folder}"
 
 
 def parse_data_spec(text: str) -> DataSpec:
-    """``tinyshapes``, ``cifar10:DIR``, ``cifar100:DIR`` or ``imagefolder:DIR``."""
+    """``tinyshapes``, ``tinyshapes-hard[:SIZE]``, ``cifar10:DIR``, ``cifar100:DIR`` or ``imagefolder:DIR``."""
     source, sep, folder = text.partition(":")
     source = source.strip().lower()
     if source not in SOURCES:
         raise NasirError(f"--data {text!r}: unknown data source {source!r}", hint=f"use {_FORMS}")
+    if source in SIZED and sep:
+        return DataSpec(source, size=_size(text, folder))
     if not SOURCES[source]:
         if sep:
             raise NasirError(f"--data {text!r}: {source} is bundled and takes no folder", hint=f"write --data {source}")
@@ -53,6 +65,13 @@ def parse_data_spec(text: str) -> DataSpec:
     if not folder:
         raise NasirError(f"--data {text!r}: {source} reads a local folder", hint=f"write --data {source}:DIR")
     return DataSpec(source, Path(folder).expanduser())
+
+
+def _size(text: str, value: str) -> int:
+    if not value.strip().isdigit() or int(value) not in SIZES:
+        raise NasirError(f"--data {text!r}: the image size must be a whole number of pixels from {SIZES.start} "
+                         f"to {SIZES.stop - 1}", hint="e.g. --data tinyshapes-hard:64")
+    return int(value)
 
 
 def load_data(spec: str | DataSpec = DEFAULT, resolution: int | None = None) -> ImageData:

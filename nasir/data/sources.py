@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nasir.data import DataSpec
-from nasir.data.images import ImageSet, resize
+from nasir.data.images import ImageSet, Normalization, resize
 from nasir.diagnostics import NasirError
 
 
@@ -14,7 +14,7 @@ class ImageData:
     """A dataset in memory: what ``--data`` named, its splits, and its number of classes.
 
     ``crop_flip`` says whether training uses the standard CIFAR crop and flip by default: yes for
-    photos (CIFAR, image folders), no for TinyShapes, whose generator already varies position and
+    photos (CIFAR, image folders) and TinyShapes-Hard (whose labels survive them), no for TinyShapes, whose generator already varies position and
     size (and whose results stay what they were before datasets were selectable)."""
 
     spec: str
@@ -33,6 +33,8 @@ def load(spec: DataSpec, resolution: int | None) -> ImageData:
 
         train, test = (ImageSet(resize(x, resolution), y) for x, y in (load_tiny("train"), load_tiny("test")))
         return ImageData(str(spec), train, test, len(CLASSES), crop_flip=False, class_names=CLASSES)
+    if spec.source == "tinyshapes-hard":
+        return _load_hard(spec, resolution)
     assert spec.folder is not None
     if spec.source in ("cifar10", "cifar100"):
         from nasir.data.cifar import RELEASES, load_cifar
@@ -44,6 +46,19 @@ def load(spec: DataSpec, resolution: int | None) -> ImageData:
 
     train, test, names = load_imagefolder(spec.folder, resolution or 32)
     return ImageData(str(spec), train, test, len(names), crop_flip=True, class_names=names)
+
+
+def _load_hard(spec: DataSpec, resolution: int | None) -> ImageData:
+    """Rendered at ``spec.size``, else natively at the space's resolution (else 32); normalized
+    with the per-channel statistics of its first 2000 training images."""
+    from nasir.data.tinyshapes_hard import CLASSES, DEFAULT_SIZE, load_hard
+
+    size = spec.size or resolution or DEFAULT_SIZE
+    (train, y_train), (test, y_test) = load_hard("train", size), load_hard("test", size)
+    pixels = train[:2000].float() / 255
+    stats = Normalization(tuple(pixels.mean((0, 2, 3)).tolist()), tuple(pixels.std((0, 2, 3)).tolist()))
+    return ImageData(str(spec), ImageSet(resize(train, resolution), y_train, stats),
+                     ImageSet(resize(test, resolution), y_test, stats), len(CLASSES), crop_flip=True, class_names=CLASSES)
 
 
 def space_resolution(graph) -> int | None:
