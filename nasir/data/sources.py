@@ -14,8 +14,9 @@ class ImageData:
     """A dataset in memory: what ``--data`` named, its splits, and its number of classes.
 
     ``crop_flip`` says whether training uses the standard CIFAR crop and flip by default: yes for
-    photos (CIFAR, image folders) and TinyShapes-Hard (whose labels survive them), no for TinyShapes, whose generator already varies position and
-    size (and whose results stay what they were before datasets were selectable)."""
+    photos (CIFAR, image folders) and TinyShapes-Hard (whose labels survive them), no for
+    TinyShapes, whose generator already varies position and size (and whose results stay what
+    they were before datasets were selectable)."""
 
     spec: str
     train: ImageSet
