@@ -94,6 +94,10 @@ class PredictorFile(BaseModel):
     name: str
     scores: dict[str, float]
 
+    @classmethod
+    def json_schema(cls) -> dict:
+        return cls.model_json_schema()
+
 
 def file_scores(graph: Graph, archs: Sequence[Arch], path: str | Path) -> tuple[str, list[float]]:
     """(name, scores) of a ``PredictorFile``, one score per architecture of the study."""
