@@ -11,7 +11,15 @@ import torch
 from nasir.data.images import ImageSet
 from nasir.diagnostics import NasirError
 from nasir.frontends.elaborate import parse_string
-from nasir.ranking.predictors import PredictorFile, arch_label, cost_scores, file_scores, sample_architectures, spos_scores
+from nasir.ranking.predictors import (
+    PredictorFile,
+    arch_label,
+    cost_scores,
+    dna_scores,
+    file_scores,
+    sample_architectures,
+    spos_scores,
+)
 from nasir.ranking.study import Study, run_ground_truth
 from nasir.ranking.train import Budget, holdout_split, train_to_plateau
 
@@ -110,3 +118,20 @@ def test_a_whole_study_on_the_tiny_space(graph):
     with pytest.raises(NasirError, match="3 scores for 4 architectures"):
         Study(study.labels, study.truth, {"bad": [1.0, 2.0, 3.0]})
 
+
+
+def test_dna_scores_sum_the_rated_paths_an_architecture_takes(graph, tmp_path):
+    from nasir.dna.blocks import CellNames, LayerNames, PathNames
+    from nasir.dna.rating import BlockRating, save_ratings
+
+    names = PathNames(network="tiny", cells=[CellNames(layers=[LayerNames(param="y", picks=["k3", "k1"])])])
+    second = PathNames(network="tiny", cells=[CellNames(layers=[LayerNames(param="z.choice", picks=["conv", "skip"])])])
+    save_ratings(tmp_path / "r.json", [BlockRating("b1", [(0, (0,)), (0, (1,))], [0.5, 0.25], names=names),
+                                       BlockRating("b2", [(0, (0,)), (0, (1,))], [0.125, 1.0], names=second)])
+    archs = sample_architectures(graph, 4, seed=0)
+    scores = dict(zip([arch_label(graph, a) for a in archs], dna_scores(graph, archs, tmp_path / "r.json")))
+    assert scores == {"y=k3,z.choice=conv": -0.625, "y=k3,z.choice=skip": -1.5,
+                      "y=k1,z.choice=conv": -0.375, "y=k1,z.choice=skip": -1.25}
+    save_ratings(tmp_path / "other.json", [BlockRating("b1", [(0, (0,))], [0.5], names=names)])
+    with pytest.raises(NasirError, match="0 paths matching"):
+        dna_scores(graph, [a for a in archs if a["y"] == 1], tmp_path / "other.json")
