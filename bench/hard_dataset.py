@@ -3,8 +3,9 @@
     nice -n 5 python bench/hard_dataset.py --net cnn --seeds 0 1 2 [--images 0] [--max-epochs 30] [--json out.json]
     nice -n 5 python bench/hard_dataset.py --net resnet18 --width 16 --seeds 0 1 2
 
-``cnn`` is a small plain network (conv 3x3 at 16, 32, 64 channels, each followed by batch norm,
-ReLU and 2x2 max pooling, then global pooling and a linear layer); ``resnet18`` is
+``cnn`` is a small plain network (conv 3x3 at ``--width``, twice and four times that many
+channels, each followed by batch norm, ReLU and 2x2 max pooling, then global pooling and a linear
+layer); ``resnet18`` is
 std/resnet18.nas at ``--width``. Both are compiled from .nas text and lowered by nasir. Training:
 ``nasir.ranking.train.train_to_plateau`` (SGD, early stopping on a held-out tenth of the training
 split, learning-rate drops on plateaus), crop-and-flip augmentation. Prints the test accuracy of
@@ -21,11 +22,11 @@ import time
 
 import torch
 
-SMALL_CNN = """network small_cnn(classes = 24, resolution = 32) {
+SMALL_CNN = """network small_cnn(classes = 24, resolution = 32, width = 16) {
   input x: [3, resolution, resolution]
-  h = (conv(16, 3) -> bn -> relu -> max_pool(2, 2)
-       -> conv(32, 3) -> bn -> relu -> max_pool(2, 2)
-       -> conv(64, 3) -> bn -> relu -> max_pool(2, 2)
+  h = (conv(width, 3) -> bn -> relu -> max_pool(2, 2)
+       -> conv(2 * width, 3) -> bn -> relu -> max_pool(2, 2)
+       -> conv(4 * width, 3) -> bn -> relu -> max_pool(2, 2)
        -> global_avg_pool -> linear(classes))(x)
   output h
 }
@@ -38,7 +39,7 @@ def build_graph(net: str, width: int, classes: int, resolution: int):
 
     if net == "resnet18":
         return compile_file("std/resnet18.nas", width=width, classes=classes, resolution=resolution)
-    return parse_string(SMALL_CNN, filename="small_cnn.nas", classes=classes, resolution=resolution)
+    return parse_string(SMALL_CNN, filename="small_cnn.nas", classes=classes, resolution=resolution, width=width)
 
 
 def main() -> None:
