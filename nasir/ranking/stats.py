@@ -132,7 +132,8 @@ def bootstrap(statistic: str, predictor: Sequence[float], truth: torch.Tensor | 
 class Reliability:
     """Split-half reliability of a seeded ground truth: Spearman rho between the seed-means of two
     disjoint halves of the seeds, averaged over the splits, and the Spearman-Brown prophecy
-    ``2 r / (1 + r)`` for the mean of all seeds."""
+    ``2 r / (1 + r)`` for the mean of all seeds (NaN when r <= 0: the halves share no ranking,
+    and the prophecy has no meaning)."""
 
     half: float
     full: float
@@ -160,4 +161,4 @@ def split_half_reliability(truth: torch.Tensor | Sequence[Sequence[float]], max_
     second = torch.stack([t[:, [s for s in range(seeds) if s not in c]].mean(1) for c in splits])
     rhos = spearman_rho_rows(first, second)
     r = float(rhos.nanmean())
-    return Reliability(r, 2 * r / (1 + r) if r > -1 else math.nan, len(splits))
+    return Reliability(r, 2 * r / (1 + r) if r > 0 else math.nan, len(splits))

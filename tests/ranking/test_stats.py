@@ -75,6 +75,7 @@ def test_split_half_reliability_of_known_noise():
     noise_only = torch.randn(400, 3, generator=g, dtype=torch.float64)
     assert abs(split_half_reliability(noise_only).half) < 0.12
     assert split_half_reliability(noise_only).splits == 3  # {0}|{1,2}, {1}|{0,2}, {2}|{0,1}
+    assert math.isnan(split_half_reliability([[1, 3], [2, 2], [3, 1]]).full)  # halves in opposite orders
 
 
 def test_bad_shapes_are_clear_errors():
