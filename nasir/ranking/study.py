@@ -9,6 +9,7 @@ predictor with bootstrap intervals (architectures and seeds resampled).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -45,6 +46,11 @@ def run_ground_truth(graph: Graph, archs: Sequence[Arch], train: ImageSet, test:
     return runs
 
 
+def _finite(x: float) -> float | None:
+    """JSON has no NaN: an undefined statistic is null."""
+    return None if math.isnan(x) else x
+
+
 @dataclass
 class Study:
     """Architectures (labels), their seeded test accuracies ``truth[arch][seed]``, and predictor
@@ -75,11 +81,11 @@ class Study:
         return {
             "architectures": [{"label": label, "test_accuracy": row, "mean": sum(row) / len(row)}
                               for label, row in zip(self.labels, self.truth)],
-            "reliability": None if rel is None else {"split_half": rel.half, "spearman_brown": rel.full,
-                                                     "splits": rel.splits},
+            "reliability": None if rel is None else {"split_half": _finite(rel.half),
+                                                     "spearman_brown": _finite(rel.full), "splits": rel.splits},
             "predictors": {name: {"scores": self.predictors[name],
-                                  **{stat: {"value": iv.value, "low": iv.low, "high": iv.high, "level": iv.level,
-                                            "resamples": iv.resamples} for stat, iv in stats.items()}}
+                                  **{stat: {"value": _finite(iv.value), "low": _finite(iv.low), "high": _finite(iv.high),
+                                            "level": iv.level, "resamples": iv.resamples} for stat, iv in stats.items()}}
                            for name, stats in self.correlations(resamples, level, seed).items()},
         }
 
