@@ -1,7 +1,7 @@
 """Does TinyShapes-Hard separate architectures? Stand-alone runs to a plateau, several seeds.
 
     nice -n 5 python bench/hard_dataset.py --net cnn --seeds 0 1 2 [--images 0] [--max-epochs 30] [--json out.json]
-    nice -n 5 python bench/hard_dataset.py --net resnet18 --width 16 --seeds 0 1 2
+    nice -n 5 python bench/hard_dataset.py --net resnet18 --width 16 --seeds 0 1 2 [--device cuda]
 
 ``cnn`` is a small plain network (conv 3x3 at ``--width``, twice and four times that many
 channels, each followed by batch norm, ReLU and 2x2 max pooling, then global pooling and a linear
@@ -53,6 +53,7 @@ def main() -> None:
     ap.add_argument("--patience", type=int, default=3)
     ap.add_argument("--images", type=int, default=0, help="training images used (0: all but the held-out tenth)")
     ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -76,7 +77,7 @@ def main() -> None:
     runs = []
     for seed in args.seeds:
         result = train_to_plateau(lambda s: lower(graph, mode="fixed", seed=s), data.train, data.test, seed, budget,
-                                  augmentation, log=print)
+                                  augmentation, args.device, log=lambda line: print(line, flush=True))
         print(f"seed {seed}: test {result.test_accuracy:.4f} (held-out {result.val_accuracy:.4f}, best epoch "
               f"{result.best_epoch} of {result.epochs}, {result.seconds:.0f} s)", flush=True)
         runs.append(result)
@@ -88,7 +89,7 @@ def main() -> None:
         doc = {"net": args.net, "width": args.width, "params": params, "data": args.data, "resolution": args.resolution,
                "budget": budget.__dict__, "runs": [r.to_json() for r in runs], "seeds": args.seeds,
                "generation_seconds": generated, "torch": torch.__version__, "python": platform.python_version(),
-               "threads": torch.get_num_threads(), "machine": platform.machine()}
+               "threads": torch.get_num_threads(), "machine": platform.machine(), "device": args.device}
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=1)
 
