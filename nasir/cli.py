@@ -277,6 +277,13 @@ def cmd_passes(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from nasir.distributed import processes
+
+    with processes(args.device) as procs:  # one, or every process torchrun started (nasir.distributed)
+        return _search(args, procs)
+
+
+def _search(args: argparse.Namespace, procs: Any) -> int:
     import torch
 
     from nasir.data import check_loader_options, load_data
@@ -311,7 +318,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         batch_size=args.batch_size or method.batch_size, beta=args.beta, seed=args.seed, data=data.spec,
         train_portion=args.train_portion, augment=data.crop_flip, cutout=args.cutout,
         save_every=args.checkpoint_every, save_minutes=args.checkpoint_minutes, compile=args.compile)
-    search = SupernetSearch(model, config, device=args.device, workers=args.workers)
+    search = SupernetSearch(model, config, workers=args.workers, processes=procs)
     if args.resume and not Path(args.checkpoint).exists():
         sys.stderr.write(f"note: no checkpoint at {args.checkpoint} yet: starting at step 0\n")
     args.interrupted_hint = _search_resume_hint(args)
@@ -322,7 +329,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     xt, yt = data.test.normalized(256)
     model.eval()
     with torch.no_grad():
-        acc = float((model(xt.to(args.device)).argmax(1).cpu() == yt).float().mean()) if len(yt) else float("nan")
+        acc = float((model(xt.to(procs.device)).argmax(1).cpu() == yt).float().mean()) if len(yt) else float("nan")
     first, last = log.losses[0] if log.losses else float("nan"), log.losses[-1] if log.losses else float("nan")
     print(f"{log.step} steps in {log.seconds:.1f} s ({log.step / search.steps_per_epoch:.2f} epochs of "
           f"{search.steps_per_epoch} steps): loss {first:.3f} -> {last:.3f}, {'supernet' if graph.arch else 'network'} "
@@ -341,7 +348,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                         "order": args.order, "beta": args.beta, "seed": args.seed, "passes": pipeline,
                         "data": data.spec}})
         if args.arch_out:
-            arch.save(args.arch_out)
+            procs.main_only(lambda: arch.save(args.arch_out))
             print(f"derived architecture written to {args.arch_out}")
             passes = _network_pipeline(args, pm)  # the architecture names the transformed space
             next_step(["compile", *_space_words(args), *(["--passes", passes] if passes else []),

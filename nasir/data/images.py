@@ -13,7 +13,7 @@ generator per batch, which keeps augmentation the same with any number of worker
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -63,15 +63,28 @@ def augmentation_for(crop_flip: bool, cutout: int = 0) -> Augmentation | None:
     return Augmentation(cutout=cutout) if crop_flip else Augmentation(crop_padding=0, flip=False, cutout=cutout)
 
 
-def crop_flip(x: torch.Tensor, generator: torch.Generator | None, padding: int = 4, flip: bool = True) -> torch.Tensor:
+@dataclass(frozen=True)
+class Rows:
+    """Rows ``part`` of a batch of ``batch`` images: one process's share of a global batch
+    (``nasir.distributed``). The augmentation draws are made for the whole batch and the share keeps
+    its own, so the images a process trains on are exactly those rows of the single-process batch."""
+
+    batch: int
+    part: slice = field(default_factory=lambda: slice(None))
+
+
+def crop_flip(x: torch.Tensor, generator: torch.Generator | None, padding: int = 4, flip: bool = True,
+              rows: Rows | None = None) -> torch.Tensor:
     """Random crops of the zero-padded images and random horizontal flips, one draw of each per image
-    (vertical offsets, horizontal offsets, then flips); any dtype."""
+    (vertical offsets, horizontal offsets, then flips); any dtype. ``rows``: ``x`` is these rows of a
+    larger batch and gets their draws (see ``Rows``)."""
     if x.dim() != 4:
         return x
     b, c, h, w = x.shape
-    dy = torch.randint(0, 2 * padding + 1, (b,), generator=generator)
-    dx = torch.randint(0, 2 * padding + 1, (b,), generator=generator)
-    flips = torch.rand(b, generator=generator) < 0.5 if flip else torch.zeros(b, dtype=torch.bool)
+    rows = rows or Rows(b)
+    dy = torch.randint(0, 2 * padding + 1, (rows.batch,), generator=generator)[rows.part]
+    dx = torch.randint(0, 2 * padding + 1, (rows.batch,), generator=generator)[rows.part]
+    flips = (torch.rand(rows.batch, generator=generator) < 0.5)[rows.part] if flip else torch.zeros(b, dtype=torch.bool)
     padded = F.pad(x, (padding, padding, padding, padding))
     rows = dy.view(b, 1) + torch.arange(h)
     cols = torch.arange(w).expand(b, w)
@@ -81,12 +94,13 @@ def crop_flip(x: torch.Tensor, generator: torch.Generator | None, padding: int =
     return padded[batch, chan, rows.view(b, 1, h, 1), cols.view(b, 1, 1, w)]
 
 
-def cutout(x: torch.Tensor, size: int, generator: torch.Generator | None) -> torch.Tensor:
+def cutout(x: torch.Tensor, size: int, generator: torch.Generator | None, rows: Rows | None = None) -> torch.Tensor:
     """Zero a ``size`` x ``size`` square per image whose centre is uniform over the image (the
-    square is clipped at the border), as the DARTS reference ``Cutout`` does."""
+    square is clipped at the border), as the DARTS reference ``Cutout`` does; ``rows`` as in ``crop_flip``."""
     b, _, h, w = x.shape
-    cy = torch.randint(0, h, (b, 1, 1), generator=generator)
-    cx = torch.randint(0, w, (b, 1, 1), generator=generator)
+    rows = rows or Rows(b)
+    cy = torch.randint(0, h, (rows.batch, 1, 1), generator=generator)[rows.part]
+    cx = torch.randint(0, w, (rows.batch, 1, 1), generator=generator)[rows.part]
     ys = torch.arange(h).view(1, h, 1)
     xs = torch.arange(w).view(1, 1, w)
     half = size // 2
@@ -133,15 +147,18 @@ class ImageSet:
         return ImageSet(self.images[indices], self.labels[indices], self.normalization)
 
     def batch(self, indices: torch.Tensor, augmentation: Augmentation | None = None,
-              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalized float images and labels of ``indices``, augmented with ``generator``'s draws."""
+              generator: torch.Generator | None = None, part: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalized float images and labels of ``indices``, augmented with ``generator``'s draws;
+        ``part``: only these rows of that batch, with the draws they get in the whole batch."""
+        rows = Rows(len(indices), part)
+        indices = indices[part]
         x = self.images[indices]
         if augmentation is not None and (augmentation.crop_padding or augmentation.flip):
-            x = crop_flip(x, generator, augmentation.crop_padding, augmentation.flip)
+            x = crop_flip(x, generator, augmentation.crop_padding, augmentation.flip, rows)
         if self.normalization is not None:
             x = self.normalization.apply(x)
         if augmentation is not None and augmentation.cutout and x.dim() == 4:
-            x = cutout(x, augmentation.cutout, generator)
+            x = cutout(x, augmentation.cutout, generator, rows)
         return x, self.labels[indices]
 
     def normalized(self, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,7 +5,9 @@ full batches (the last partial batch of an epoch is dropped). Augmentation: batc
 draws from its own generator, seeded from ``seed`` and ``k``. A stream that starts at batch
 ``skip`` (a resumed run) therefore yields exactly the batches an uninterrupted stream yields from
 there, without computing the ones before, and the batches do not depend on how many DataLoader
-worker processes prepare them.
+worker processes prepare them. In a run of many processes (``nasir.distributed``) the batch is
+global: every process draws the same batch and keeps its rows ``part`` of it, with the augmentation
+those rows get in the whole batch, so the processes together train on what one process would.
 """
 
 from __future__ import annotations
@@ -48,25 +50,27 @@ def batch_generator(seed: int, number: int) -> torch.Generator:
 
 
 class _NumberedBatches(Dataset):
-    """Batch ``(number, indices)`` of a set, augmented with that batch's own generator."""
+    """Rows ``part`` of batch ``(number, indices)`` of a set, augmented with that batch's own generator."""
 
-    def __init__(self, data: ImageSet, augmentation: Augmentation | None, seed: int):
+    def __init__(self, data: ImageSet, augmentation: Augmentation | None, seed: int, part: slice):
         self.data = data
         self.augmentation = augmentation
         self.seed = seed
+        self.part = part
 
     def __getitem__(self, key: tuple[int, torch.Tensor]) -> Batch:
         number, indices = key
         gen = batch_generator(self.seed, number) if self.augmentation is not None else None
-        return self.data.batch(indices, self.augmentation, gen)
+        return self.data.batch(indices, self.augmentation, gen, self.part)
 
 
 def stream(data: ImageSet, batch_size: int, seed: int, augmentation: Augmentation | None = None, skip: int = 0,
-           workers: int = 0, pin_memory: bool = False) -> Iterator[Batch]:
+           workers: int = 0, pin_memory: bool = False, part: slice = slice(None)) -> Iterator[Batch]:
     """Batches ``skip, skip + 1, ...`` of ``data`` (see the module docstring), prepared by
-    ``workers`` DataLoader processes (0: this one), in pinned memory if asked (CUDA)."""
+    ``workers`` DataLoader processes (0: this one), in pinned memory if asked (CUDA); of every batch
+    only its rows ``part`` (this process's share, ``Processes.rows``)."""
     keys = enumerate(index_batches(len(data), batch_size, seed, skip), start=skip)
-    source = _NumberedBatches(data, augmentation, seed)
+    source = _NumberedBatches(data, augmentation, seed, part)
     if workers == 0 and not pin_memory:
         return (source[key] for key in keys)
     loader = DataLoader(source, batch_size=None, sampler=keys, num_workers=workers, pin_memory=pin_memory,

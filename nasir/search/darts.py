@@ -36,6 +36,15 @@ data order, the per-step sampling noise, the learning rate and the Gumbel temper
 of the step. A checkpoint is checked before anything runs: its metadata as data
 (``SearchCheckpoint``), its configuration against this run's (only the run length and the save
 intervals may differ) and its step against this run's length.
+
+Many processes (``torchrun --nproc_per_node N nasir search ...``, ``nasir.distributed``): each
+process trains on its rows of every global batch of ``batch_size`` images; the module is wrapped in
+DistributedDataParallel, so weight and architecture gradients alike (alphas and PC-DARTS edge
+weights are parameters of the module) are averaged over the processes in each of the two backward
+passes of a DARTS step; the second-order step computes its gradients with ``torch.autograd.grad``
+on the unwrapped module and averages each of them (``Processes.average``) before using it. Losses,
+accuracies and evaluations are means over all processes; process 0 alone shows progress and writes
+the log and the checkpoint.
 """
 
 from __future__ import annotations
@@ -55,6 +64,7 @@ from nasir.checkpoint import CheckpointMeta, flatten_state, load_checkpoint_as, 
 from nasir.data.images import ImageSet, augmentation_for
 from nasir.data.loader import index_batches, stream
 from nasir.diagnostics import NasirError
+from nasir.distributed import Processes, wrap
 from nasir.lowering import NasirModule
 from nasir.runtime import GumbelSampler
 from nasir.save_schedule import CHECKPOINT_MINUTES, SaveSchedule
@@ -150,7 +160,10 @@ class SearchLog:
 class SupernetSearch:
     """Alternating weight/architecture optimisation of a lowered supernet."""
 
-    def __init__(self, model: NasirModule, config: SearchConfig, device: str | torch.device = "cpu", workers: int = 0):
+    def __init__(self, model: NasirModule, config: SearchConfig, device: str | torch.device = "cpu", workers: int = 0,
+                 processes: Processes | None = None):
+        """``processes``: this process's place in a run of many (``nasir.distributed``; its device is
+        used); None: a single process on ``device``."""
         if config.method not in METHODS:
             raise NasirError(f"unknown search method {config.method!r}", hint=f"choose one of {', '.join(METHODS)}")
         defaults = DEFAULTS[config.method]
@@ -163,9 +176,11 @@ class SupernetSearch:
             raise NasirError(f"unknown learning-rate schedule {config.schedule!r}", hint="cosine or linear")
         if config.nesterov and config.momentum <= 0:
             raise NasirError(f"{config.method} uses Nesterov momentum, which needs a momentum > 0, not {config.momentum:g}")
-        self.model = model.to(device)
+        self.processes = processes or Processes(torch.device(device))
+        self.device = self.processes.device
+        self.processes.check_batch(config.batch_size)
+        self.model = model.to(self.device)
         self.config = config
-        self.device = torch.device(device)
         self.workers = workers  # DataLoader processes; the batches do not depend on it
         self.w_opt = torch.optim.SGD(model.weight_parameters(), lr=config.lr, momentum=config.momentum,
                                      weight_decay=config.weight_decay, nesterov=config.nesterov)
@@ -178,8 +193,10 @@ class SupernetSearch:
         self.steps_per_epoch = max(config.steps, 1)
         if config.method == "gdas":
             model.set_sampler(GumbelSampler(config.tau_max))
-        #: what the steps call: the module, or its compiled form (same parameters)
-        self.forward = model if not config.compile else compile_step(model, config.compile, self.device)
+        #: what the steps call: the module (in DistributedDataParallel with many processes; a sampled
+        #: path leaves the other candidates' parameters unused), or its compiled form (same parameters)
+        shared = wrap(model, self.processes, find_unused_parameters=defaults.mode == "sampled")
+        self.forward = shared if not config.compile else compile_step(shared, config.compile, self.device)
 
     # -- schedules ------------------------------------------------------------------------------
     def epoch(self) -> int:
@@ -204,15 +221,15 @@ class SupernetSearch:
             self.model.sampler.tau = cfg.tau_max - (cfg.tau_max - cfg.tau_min) * frac
 
     # -- one step -------------------------------------------------------------------------------
-    def _loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(loss, logits) of the model on ``batch``."""
+    def _loss(self, batch: tuple[torch.Tensor, torch.Tensor], forward=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, logits) on ``batch`` of the model as the steps call it, or of ``forward``."""
         x, y = batch
-        logits = self.forward(x)
+        logits = (forward or self.forward)(x)
         return F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing), logits
 
-    def _arch_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def _arch_loss(self, batch: tuple[torch.Tensor, torch.Tensor], forward=None) -> torch.Tensor:
         cfg = self.config
-        loss = self._loss(batch)[0]
+        loss = self._loss(batch, forward)[0]
         if cfg.beta > 0:
             alphas = [p for _, p in _alphas(self.model)]
             loss = loss + cfg.beta * torch.stack([torch.logsumexp(a, -1) for a in alphas]).mean()
@@ -240,19 +257,24 @@ class SupernetSearch:
             for p in self.model.arch_parameters():  # weight grads must not leak into the next arch step
                 p.grad = None
         self.log.step += 1
-        self.log.losses.append(float(loss.detach()))
-        self.log.accuracies.append(float((logits.detach().argmax(1) == train[1]).float().mean()))
-        return self.log.losses[-1]
+        accuracy = (logits.detach().argmax(1) == train[1]).float().mean()
+        loss_value, accuracy_value = self.processes.mean([float(loss.detach()), float(accuracy)])
+        self.log.losses.append(loss_value)
+        self.log.accuracies.append(accuracy_value)
+        return loss_value
 
     def _unrolled_arch_step(self, train, val) -> None:
-        """Set the architecture gradients to the second-order DARTS hypergradient."""
+        """Set the architecture gradients to the second-order DARTS hypergradient (its forward passes
+        run the unwrapped module: ``torch.autograd.grad`` bypasses DDP, the gradients are averaged
+        explicitly)."""
         weights = self.model.weight_parameters()
         momentum = self.config.momentum
         buffers = [self.w_opt.state.get(w, {}).get("momentum_buffer") for w in weights] if momentum else None
         grads = unrolled_arch_gradients(
-            weights, self.model.arch_parameters(), lambda: self._loss(train)[0], lambda: self._arch_loss(val),
-            xi=self.w_opt.param_groups[0]["lr"], weight_decay=self.config.weight_decay, momentum=momentum,
-            buffers=buffers, nesterov=self.config.nesterov)
+            weights, self.model.arch_parameters(), lambda: self._loss(train, self.model)[0],
+            lambda: self._arch_loss(val, self.model), xi=self.w_opt.param_groups[0]["lr"],
+            weight_decay=self.config.weight_decay, momentum=momentum, buffers=buffers, nesterov=self.config.nesterov,
+            average=self.processes.average)
         for p, g in zip(self.model.arch_parameters(), grads):
             p.grad = g
 
@@ -260,12 +282,15 @@ class SupernetSearch:
     @torch.no_grad()
     def evaluate(self, data: ImageSet, limit: int | None = None) -> tuple[float, float]:
         """Mean loss and accuracy of the model on the first ``limit`` (all) images of ``data`` (eval
-        mode, no augmentation)."""
+        mode, no augmentation; with many processes each evaluates every N-th batch with process 0's
+        BatchNorm statistics)."""
+        self.processes.sync_buffers(self.model)
         self.model.eval()
         total_loss, correct = 0.0, 0
         n = len(data) if limit is None else min(limit, len(data))
+        share = range(self.processes.rank * self.config.batch_size, n, self.processes.world * self.config.batch_size)
         try:
-            for start in range(0, n, self.config.batch_size):
+            for start in share:
                 x, y = data.batch(torch.arange(start, min(start + self.config.batch_size, n)))
                 x, y = x.to(self.device), y.to(self.device)
                 logits = self.model(x)
@@ -273,7 +298,8 @@ class SupernetSearch:
                 correct += int((logits.argmax(1) == y).sum())
         finally:
             self.model.train()
-        return total_loss / max(n, 1), correct / max(n, 1)
+        total_loss, correct = self.processes.total([total_loss, correct])
+        return total_loss / max(n, 1), round(correct) / max(n, 1)
 
     def _record(self, val: ImageSet, seconds: float) -> Record:
         """The record of the epoch the last step ended (see the module docstring)."""
@@ -309,7 +335,8 @@ class SupernetSearch:
         cfg = self.config
         train, val = ImageSet.of(train), ImageSet.of(val)
         augmentation = augmentation_for(cfg.augment, cfg.cutout)
-        options = dict(augmentation=augmentation, workers=self.workers, pin_memory=self.device.type == "cuda")
+        options = dict(augmentation=augmentation, workers=self.workers, pin_memory=self.device.type == "cuda",
+                       part=self.processes.rows(cfg.batch_size))
         index_batches(len(train), cfg.batch_size, cfg.seed)  # is there one batch at all? (before anything loads)
         self.steps_per_epoch = len(train) // cfg.batch_size
         self.total_steps = cfg.epochs * self.steps_per_epoch if cfg.epochs else cfg.steps
@@ -319,7 +346,7 @@ class SupernetSearch:
             self.log.records = [r for r in self.log.records if not r.get("partial")]
         train_it = stream(train, cfg.batch_size, cfg.seed, skip=self.log.step, **options)
         val_it = stream(val, cfg.batch_size, cfg.seed + 1, skip=self.log.step, **options)
-        epoch_log = EpochLog(log) if log is not None else None
+        epoch_log = EpochLog(log) if log is not None and self.processes.main else None
         if epoch_log is not None:
             epoch_log.write(self.log.records)
         torch.manual_seed(cfg.seed)
@@ -327,7 +354,7 @@ class SupernetSearch:
         schedule = SaveSchedule(cfg.save_every, cfg.save_minutes, last_step=self.log.step)
         try:
             with tqdm(total=self.total_steps, initial=self.log.step, desc=f"{cfg.method} search", unit="step",
-                      disable=not progress, dynamic_ncols=True) as bar:
+                      disable=not progress or not self.processes.main, dynamic_ncols=True) as bar:
                 while self.log.step < self.total_steps:
                     torch.manual_seed(cfg.seed * 100003 + self.log.step)  # per-step sampling noise
                     self._apply_schedules()
@@ -341,7 +368,7 @@ class SupernetSearch:
                         self.log.records.append(self._record(val, self.log.seconds))
                     if checkpoint is not None and (schedule.due(self.log.step) or ends_epoch):
                         self.log.seconds = time.perf_counter() - start
-                        self.save(checkpoint)
+                        self.processes.main_only(lambda: self.save(checkpoint))
                         schedule.saved(self.log.step)
                     if ends_epoch and epoch_log is not None:
                         epoch_log.write(self.log.records, new=self.log.records[-1])

@@ -16,6 +16,10 @@ about to take, momentum and weight decay included, with ``xi`` its current learn
 gradient clipping left out. The weights are moved in place and copied back exactly afterwards, so
 the only lasting effect is on the architecture gradients (and on BatchNorm running statistics, which
 see the extra forward passes, as in the reference).
+
+With many processes (``nasir.distributed``) each loss is this process's share of the batch, and
+``average`` makes every gradient the mean over the processes as soon as it is computed, so the
+virtual step, ``v``, its norm and the finite difference are those of the whole batch.
 """
 
 from __future__ import annotations
@@ -33,29 +37,37 @@ def unrolled_arch_gradients(weights: Sequence[nn.Parameter], alphas: Sequence[nn
                             train_loss: Callable[[], torch.Tensor], val_loss: Callable[[], torch.Tensor],
                             xi: float, weight_decay: float, momentum: float = 0.0,
                             buffers: Sequence[torch.Tensor | None] | None = None,
-                            nesterov: bool = False) -> list[torch.Tensor]:
+                            nesterov: bool = False,
+                            average: Callable[[Sequence[torch.Tensor]], None] | None = None) -> list[torch.Tensor]:
     """``d L_val(w'(alpha), alpha) / d alpha`` by Eq. 7-8 (see the module docstring).
 
     ``train_loss()`` and ``val_loss()`` compute the losses of the model at its current weights (any
     extra term of the architecture objective belongs in ``val_loss``); ``buffers`` are the SGD
-    momentum buffers of ``weights`` (None where the optimizer has none yet).
+    momentum buffers of ``weights`` (None where the optimizer has none yet); ``average`` replaces
+    gradients in place by their mean over the processes of a distributed run.
     """
+    def grads(loss: torch.Tensor, params: Sequence[nn.Parameter]) -> list[torch.Tensor]:
+        out = _grads(loss, params)
+        if average is not None:
+            average(out)
+        return out
+
     weights, alphas = list(weights), list(alphas)
     saved = [w.detach().clone() for w in weights]
-    step = _sgd_step(weights, _grads(train_loss(), weights), weight_decay, momentum,
+    step = _sgd_step(weights, grads(train_loss(), weights), weight_decay, momentum,
                      buffers or [None] * len(weights), nesterov)
     with torch.no_grad():
         for w, d in zip(weights, step):
             w.sub_(xi * d)
-    grads = _grads(val_loss(), [*alphas, *weights])
-    d_alpha, v = grads[:len(alphas)], grads[len(alphas):]
+    grads_val = grads(val_loss(), [*alphas, *weights])
+    d_alpha, v = grads_val[:len(alphas)], grads_val[len(alphas):]
     norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in v]))
     if float(norm) == 0.0:  # the validation loss does not depend on the weights: no second-order term
         _restore(weights, saved)
         return d_alpha
     eps = FD_RADIUS / norm
-    plus = _arch_grads_at(weights, saved, v, eps, alphas, train_loss)
-    minus = _arch_grads_at(weights, saved, v, -eps, alphas, train_loss)
+    plus = _arch_grads_at(weights, saved, v, eps, alphas, train_loss, grads)
+    minus = _arch_grads_at(weights, saved, v, -eps, alphas, train_loss, grads)
     _restore(weights, saved)
     return [da - xi * (p - m) / (2 * eps) for da, p, m in zip(d_alpha, plus, minus)]
 
@@ -79,13 +91,13 @@ def _sgd_step(weights: Sequence[nn.Parameter], grads: Sequence[torch.Tensor], we
 
 
 def _arch_grads_at(weights: Sequence[nn.Parameter], saved: Sequence[torch.Tensor], v: Sequence[torch.Tensor],
-                   eps: torch.Tensor, alphas: Sequence[nn.Parameter], train_loss: Callable[[], torch.Tensor]
-                   ) -> list[torch.Tensor]:
-    """``grad_alpha L_train`` at ``w + eps v``."""
+                   eps: torch.Tensor, alphas: Sequence[nn.Parameter], train_loss: Callable[[], torch.Tensor],
+                   grads: Callable[[torch.Tensor, Sequence[nn.Parameter]], list[torch.Tensor]]) -> list[torch.Tensor]:
+    """``grad_alpha L_train`` at ``w + eps v`` (by ``grads``)."""
     with torch.no_grad():
         for w, w0, d in zip(weights, saved, v):
             w.copy_(w0 + eps * d)
-    return _grads(train_loss(), alphas)
+    return grads(train_loss(), alphas)
 
 
 def _restore(weights: Sequence[nn.Parameter], saved: Sequence[torch.Tensor]) -> None:

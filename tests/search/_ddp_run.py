@@ -1,0 +1,75 @@
+"""DARTS-family searches in two gloo processes, for ``test_distributed.py``, which starts this file
+under torchrun: process 0 writes each run's parameters and logged losses to the folder named by the
+first argument, for the test to compare with single-process runs on the same data.
+
+The folder must already hold ``one.safetensors``: a checkpoint one process saved at step 1, which the
+two processes resume here; they also save ``two.safetensors`` at step 1, for one process to resume.
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import cache
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from nasir.data.tinyshapes import load_tiny
+from nasir.distributed import Processes, processes
+from nasir.frontends.elaborate import parse_file, std_path
+from nasir.lowering import lower
+from nasir.search.darts import SearchConfig, SupernetSearch
+from nasir.search.methods import METHODS
+
+#: name -> (method, order): the runs compared step for step
+CASES = {"darts1": ("darts", 1), "darts2": ("darts", 2), "gdas": ("gdas", 1)}
+BATCH = 32
+
+
+def data():
+    """Weight and architecture halves: two global batches each, of 8 x 8 corners (the network is
+    convolutional: small images keep the test fast)."""
+    x, y = load_tiny("train")
+    x = x[:, :, :8, :8]
+    return (x[:2 * BATCH], y[:2 * BATCH]), (x[2 * BATCH:4 * BATCH], y[2 * BATCH:4 * BATCH])
+
+
+@cache
+def _space():
+    return parse_file(std_path("darts"), C=4, layers=2, steps=2, multiplier=2)
+
+
+def search_for(case: str, steps: int, procs: Processes | None = None) -> SupernetSearch:
+    """A search of a small DARTS space with augmented batches (crop, flip, cutout)."""
+    method, order = CASES[case]
+    model = lower(_space(), METHODS[method].mode, seed=0)
+    config = SearchConfig.for_method(method, order=order, steps=steps, epochs=0, batch_size=BATCH, save_every=1, augment=True,
+                                     cutout=8)
+    return SupernetSearch(model, config, processes=procs)
+
+
+def result(search: SupernetSearch) -> dict[str, torch.Tensor]:
+    """What the comparison looks at: every parameter (weights and alphas) and the logged losses."""
+    out = {name: p.detach().clone() for name, p in search.model.named_parameters()}
+    out["log.losses"] = torch.tensor(search.log.losses, dtype=torch.float64)
+    out["log.accuracies"] = torch.tensor(search.log.accuracies, dtype=torch.float64)
+    return out
+
+
+def main(out: Path) -> None:
+    torch.set_num_threads(1)
+    with processes("cpu") as procs:
+        assert procs.world == 2, procs
+        for case in CASES:
+            search = search_for(case, 1, procs)
+            search.run(*data(), progress=False)
+            procs.main_only(lambda s=search, c=case: save_file(result(s), out / f"{c}.safetensors"))
+        search_for("darts1", 1, procs).run(*data(), checkpoint=out / "two.safetensors", progress=False)
+        search = search_for("darts1", 2, procs)
+        search.run(*data(), checkpoint=out / "one.safetensors", resume=True, progress=False)
+        procs.main_only(lambda: save_file(result(search), out / "resumed_by_two.safetensors"))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))

@@ -1,0 +1,97 @@
+"""Many processes, one command (``nasir.distributed``): a step of 2 gloo processes on 2 x 16 images
+equals a single-process step on the same 32 images, and a run resumes with another process count.
+
+BatchNorm: each process normalizes its 16 rows with their own statistics (DDP's default), so the
+single-process reference runs the same search with BatchNorms that normalize the two groups of 16
+rows of its batch separately (``per_process_batch_norm``); everything else is the plain
+single-process ``SupernetSearch``. A plain single-process step differs (checked too), which shows
+that the comparison sees the data each process trained on.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from nasir.diagnostics import NasirError
+from nasir.distributed import Processes
+
+from ._ddp_run import CASES, data, result, search_for
+
+WORLD = 2
+
+
+def per_process_batch_norm(search, groups: int = WORLD):
+    """``search`` with every BatchNorm normalizing each of ``groups`` equal row groups on its own, as
+    ``groups`` processes do with their shares of a batch."""
+    for m in search.model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.forward = lambda x, norm=m.forward: torch.cat([norm(part) for part in x.chunk(groups)])
+    return search
+
+
+def _run(case: str, steps: int, checkpoint: Path | None = None, resume: bool = False, grouped: bool = True):
+    search = search_for(case, steps)
+    if grouped:
+        per_process_batch_norm(search)
+    search.run(*data(), checkpoint=checkpoint, resume=resume, progress=False)
+    return result(search)
+
+
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory):
+    """The folder where two torchrun processes left their results (``_ddp_run.py``)."""
+    out = tmp_path_factory.mktemp("ddp")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _run("darts1", 1, checkpoint=out / "one.safetensors")  # for the two processes to resume
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                               str(WORLD), str(Path(__file__).with_name("_ddp_run.py")), str(out)],
+                              env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        yield out
+    finally:
+        torch.set_num_threads(before)
+
+
+def _assert_same(got: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+    assert got.keys() == expected.keys()
+    for name, value in expected.items():
+        torch.testing.assert_close(got[name], value, rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_step_of_two_processes_equals_one_process_on_the_whole_batch(two_processes, case, single_thread):
+    """Weights, architecture parameters and the logged loss and accuracy after one step: DARTS first
+    and second order (its unrolled gradients averaged explicitly), GDAS (a sampled path: unused
+    parameters in DDP)."""
+    _assert_same(load_file(two_processes / f"{case}.safetensors"), _run(case, 1))
+
+
+def test_the_comparison_sees_batch_norm_groups(two_processes, single_thread):
+    got = load_file(two_processes / "darts1.safetensors")
+    plain = _run("darts1", 1, grouped=False)
+    assert any(not torch.allclose(got[name], plain[name], rtol=1e-5, atol=1e-6) for name in plain)
+
+
+def test_two_processes_resume_what_one_saved_and_one_resumes_what_two_saved(two_processes, tmp_path, single_thread):
+    straight = _run("darts1", 2)
+    _assert_same(load_file(two_processes / "resumed_by_two.safetensors"), straight)
+    checkpoint = tmp_path / "two.safetensors"
+    checkpoint.write_bytes((two_processes / "two.safetensors").read_bytes())
+    _assert_same(_run("darts1", 2, checkpoint=checkpoint, resume=True), straight)
+
+
+def test_the_global_batch_is_shared_evenly():
+    assert Processes(torch.device("cpu"), rank=1, world=4).rows(32) == slice(8, 16)
+    with pytest.raises(NasirError, match="multiple of the 4 processes"):
+        Processes(torch.device("cpu"), rank=0, world=4).rows(30)
