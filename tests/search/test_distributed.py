@@ -11,6 +11,7 @@ that the comparison sees the data each process trained on.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,12 +21,32 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from nasir.cli import main
 from nasir.diagnostics import NasirError
 from nasir.distributed import Processes
 
+from ..cli.test_search_methods import CELL
 from ._ddp_run import CASES, data, result, search_for
 
 WORLD = 2
+
+
+def launch(argv: list[str], world: int = WORLD, timeout: float = 600) -> list[subprocess.CompletedProcess]:
+    """Run ``python argv`` in ``world`` processes with the environment torchrun gives its workers
+    (torchrun's own agent would only add its start-up time); returns their results by rank."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WORLD_SIZE": str(world), "LOCAL_WORLD_SIZE": str(world),
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    procs = [subprocess.Popen([sys.executable, *argv], env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(world)]
+    try:
+        outputs = [p.communicate(timeout=timeout) for p in procs]
+        return [subprocess.CompletedProcess(p.args, p.returncode, *out) for p, out in zip(procs, outputs)]
+    finally:
+        for p in procs:
+            p.kill()
 
 
 def per_process_batch_norm(search, groups: int = WORLD):
@@ -53,11 +74,8 @@ def two_processes(tmp_path_factory):
     torch.set_num_threads(1)
     try:
         _run("darts1", 1, checkpoint=out / "one.safetensors")  # for the two processes to resume
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-                               str(WORLD), str(Path(__file__).with_name("_ddp_run.py")), str(out)],
-                              env=env, capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr[-3000:]
+        for done in launch([str(Path(__file__).with_name("_ddp_run.py")), str(out)]):
+            assert done.returncode == 0, done.stderr[-3000:]
         yield out
     finally:
         torch.set_num_threads(before)
@@ -95,3 +113,20 @@ def test_the_global_batch_is_shared_evenly():
     assert Processes(torch.device("cpu"), rank=1, world=4).rows(32) == slice(8, 16)
     with pytest.raises(NasirError, match="multiple of the 4 processes"):
         Processes(torch.device("cpu"), rank=0, world=4).rows(30)
+
+
+def test_torchrun_search_prints_and_writes_once_and_one_process_resumes(tmp_path, capsys, single_thread):
+    """``torchrun --nproc_per_node 2 nasir search ...`` (PC-DARTS: edge weights are DDP parameters
+    too): process 0 alone prints and writes the checkpoint, the log and the architecture; one
+    process then resumes the checkpoint."""
+    space = tmp_path / "cell.nas"
+    space.write_text(CELL)
+    ck, arch = tmp_path / "run.safetensors", tmp_path / "arch.json"
+    argv = ["search", str(space), "--method", "pc-darts", "--warmup-epochs", "0", "--batch-size", "8",
+            "--checkpoint", str(ck)]
+    first, second = launch(["-m", "nasir.cli", *argv, "--steps", "1", "--arch-out", str(arch)])
+    assert first.returncode == second.returncode == 0, first.stderr[-3000:] + second.stderr[-3000:]
+    assert "1 steps in" in first.stdout and "written to" in first.stdout and second.stdout == ""
+    assert ck.is_file() and arch.is_file() and len(ck.with_suffix(".jsonl").read_text().splitlines()) == 1
+    assert main([*argv, "--steps", "2", "--resume"]) == 0
+    assert "resumed from" in capsys.readouterr().out
