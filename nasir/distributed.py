@@ -32,6 +32,7 @@ same data:
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -164,6 +165,7 @@ def processes(device: str | torch.device = "cpu") -> Iterator[Processes]:
         if rank != 0:
             sys.stdout.close()
             sys.stdout = stdout
+        gc.collect()  # DDP modules left in reference cycles must not outlive their process group
         dist.destroy_process_group()
 
 

@@ -139,6 +139,13 @@ def _range(text: str | None) -> tuple[float, float] | None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from nasir.distributed import processes
+
+    with processes(args.device) as procs:  # one, or every process torchrun started (nasir.distributed)
+        return _train(args, procs)
+
+
+def _train(args: argparse.Namespace, procs) -> int:
     import shlex
     from pathlib import Path
 
@@ -158,8 +165,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                          save_minutes=args.checkpoint_minutes, data=data.spec, cutout=args.cutout)
     net = GatedNetwork(graph, tau=args.tau_start, seed=args.seed)
     resume_command = "nasir " + shlex.join(_train_command(args))
-    trainer = DanceTrainer(net, config, device=args.device, progress=not args.no_progress,
-                           resume_command=resume_command, workers=args.workers)
+    trainer = DanceTrainer(net, config, progress=not args.no_progress, resume_command=resume_command,
+                           workers=args.workers, processes=procs)
     if args.resume and not Path(args.checkpoint).is_file():
         sys.stderr.write(f"note: no checkpoint at {args.checkpoint} yet: starting at stage 1, step 0\n")
     args.interrupted_hint = f"next: {resume_command}  # continues from the last checkpoint"
@@ -172,7 +179,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     net.set_mode("off")
     print(f"trained {config.stage1_steps} + {config.stage2_steps} steps in {log.seconds:.1f} s; "
           f"last loss {log.history[-1]['loss'] if log.history else float('nan'):.3f}; "
-          f"full network test accuracy {accuracy(net, test, device=args.device):.1%}")
+          f"full network test accuracy {accuracy(net, test, device=procs.device):.1%}")
     print(f"checkpoint: {args.checkpoint}")
     next_step(["dance", "extract", args.checkpoint, "--budget", f"{args.budget:g}", "-o", "subnet.json",
                "--weights", "subnet.safetensors"])

@@ -24,6 +24,15 @@ uninterrupted run, which it equals bit for bit on the CPU. A checkpoint is valid
 (``DanceCheckpoint``): its configuration must be this run's (the save intervals may differ), its
 position must lie within the run, and its optimizer and scheduler states must fit before anything
 is loaded.
+
+Many processes (``torchrun --nproc_per_node N nasir dance train ...``, ``nasir.distributed``): each
+process trains on its rows of every global batch of ``batch_size`` images, with the network in
+DistributedDataParallel (backbone, gates and batch representation alike; unused parameters allowed:
+stage 1 leaves the gates out). Stage 2's T samples accumulate their gradients locally and are
+averaged once, after the last. The budget and, on the CPU, the gates' Gumbel draws come from
+generators seeded alike in every process; the gates see each process's share of the batch (the
+batch representation is a function of it, as BatchNorm statistics are). Losses are logged as means
+over the processes; process 0 alone shows progress and writes the checkpoint.
 """
 
 from __future__ import annotations
@@ -55,6 +64,7 @@ from nasir.dance.losses import LossWeights, dance_loss
 from nasir.data.images import ImageSet, augmentation_for
 from nasir.data.loader import index_batches, stream
 from nasir.diagnostics import NasirError
+from nasir.distributed import Processes, wrap
 from nasir.ir.graph import Graph
 from nasir.save_schedule import CHECKPOINT_MINUTES, SaveSchedule
 
@@ -223,13 +233,20 @@ class DanceTrainer:
     """Runs stages 1 and 2 on a ``GatedNetwork`` and stage 3 on the networks it extracts."""
 
     def __init__(self, net: GatedNetwork, config: DanceConfig, device: str | torch.device = "cpu",
-                 progress: bool = True, resume_command: str | None = None, workers: int = 0):
+                 progress: bool = True, resume_command: str | None = None, workers: int = 0,
+                 processes: Processes | None = None):
+        """``processes``: this process's place in a run of many (``nasir.distributed``; its device is
+        used); None: a single process on ``device``."""
         config.validate()
-        self.net = net.to(device)
+        self.processes = processes or Processes(torch.device(device))
+        self.processes.check_batch(config.batch_size)
+        self.device = self.processes.device
+        self.net = net.to(self.device)
+        #: what the steps call: the network, in DistributedDataParallel with many processes
+        self.forward = wrap(net, self.processes, find_unused_parameters=True)
         self.workers = workers  # DataLoader processes preparing batches; the batches do not depend on it
         self.config = config
-        self.device = torch.device(device)
-        self.progress = progress
+        self.progress = progress and self.processes.main
         self.resume_command = resume_command
         self.log = DanceLog()
         c = config
@@ -259,14 +276,14 @@ class DanceTrainer:
             self._stage(data, "stage1", self.config.stage1_steps, self._step1, checkpoint, start)
             self.log.stage, self.log.step = "stage2", 0
             if checkpoint is not None:
-                self.save(checkpoint, start)
+                self._save(checkpoint, start)
         if self.log.stage == "stage2":
             if self.config.budget is not None:
                 self.net.set_budget(self.config.budget)
             self._stage(data, "stage2", self.config.stage2_steps, self._step2, checkpoint, start)
             self.log.stage, self.log.step = "done", 0
             if checkpoint is not None:
-                self.save(checkpoint, start)
+                self._save(checkpoint, start)
         self.log.seconds = time.perf_counter() - start
         self.net.set_mode("off")
         return self.log
@@ -275,19 +292,21 @@ class DanceTrainer:
         seed = self.config.seed * 1000 + (1 if stage == "stage1" else 2)
         # each batch augmented with a generator of its own: the same batches on resume, with any --workers
         batches = stream(data, self.config.batch_size, seed, augmentation_for(self.config.augment, self.config.cutout),
-                         skip=self.log.step, workers=self.workers, pin_memory=self.device.type == "cuda")
+                         skip=self.log.step, workers=self.workers, pin_memory=self.device.type == "cuda",
+                         part=self.processes.rows(self.config.batch_size))
         bar = tqdm(total=steps, initial=self.log.step, desc=f"dance {stage}", disable=not self.progress, leave=False)
         schedule = SaveSchedule(self.config.save_every, self.config.save_minutes, last_step=self.log.step)
         self.net.train()
         while self.log.step < steps:
             x, y = next(batches)
             parts = step_fn(x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True))
+            parts = dict(zip(parts, self.processes.mean(list(parts.values()))))
             self.log.history.append({"stage": 1.0 if stage == "stage1" else 2.0, **parts})
             self.log.step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{parts['loss']:.3f}")
             if checkpoint is not None and schedule.due(self.log.step) and self.log.step < steps:
-                self.save(checkpoint, start)
+                self._save(checkpoint, start)
                 schedule.saved(self.log.step)
         bar.close()
 
@@ -295,7 +314,7 @@ class DanceTrainer:
         self.net.set_mode("off")
         self.opt1.zero_grad(set_to_none=True)
         with _autocast(self.device, self.config.amp):
-            logits = self.net(x)
+            logits = self.forward(x)
         loss = F.cross_entropy(logits.float(), y)
         loss.backward()
         nn.utils.clip_grad_norm_(self.net.backbone_parameters(), self.config.grad_clip)
@@ -320,11 +339,14 @@ class DanceTrainer:
             opt.zero_grad(set_to_none=True)
         previous: dict[str, list[torch.Tensor]] = {}
         totals: dict[str, float] = {}
-        for _ in range(c.samples):
-            with _autocast(self.device, c.amp):
-                logits = net(x)
-            loss, parts = dance_loss(logits, y, net, c.losses, self.log.step, previous)
-            (loss / c.samples).backward()
+        for sample in range(c.samples):
+            # with many processes, gradients are averaged once, in the backward pass of the last sample
+            local = sample < c.samples - 1 and self.processes.distributed
+            with self.forward.no_sync() if local else contextlib.nullcontext():
+                with _autocast(self.device, c.amp):
+                    logits = self.forward(x)
+                loss, parts = dance_loss(logits, y, net, c.losses, self.log.step, previous)
+                (loss / c.samples).backward()
             for g, m in net.last_masks().items():
                 previous.setdefault(g, []).append(m)
             totals["loss"] = totals.get("loss", 0.0) + float(loss.detach()) / c.samples
@@ -344,6 +366,10 @@ class DanceTrainer:
         return graph, finetune(module, data, steps, self.config, self.device, self.progress)
 
     # -- checkpoints --------------------------------------------------------------------------------
+    def _save(self, path: str | Path, start: float) -> None:
+        """``save`` in process 0; the others wait for it."""
+        self.processes.main_only(lambda: self.save(path, start))
+
     def save(self, path: str | Path, start: float | None = None) -> None:
         tensors: dict[str, torch.Tensor] = {f"net.{k}": v for k, v in self.net.state_dict().items()}
         opt_meta = {

@@ -1,4 +1,4 @@
-"""DARTS-family searches in two gloo processes, for ``test_distributed.py``, which starts this file
+"""DARTS-family searches and DANCE training in two gloo processes, for ``test_distributed.py``, which starts this file
 under torchrun: process 0 writes each run's parameters and logged losses to the folder named by the
 first argument, for the test to compare with single-process runs on the same data.
 
@@ -57,18 +57,49 @@ def result(search: SupernetSearch) -> dict[str, torch.Tensor]:
     return out
 
 
+def dance_for(stage1: int, stage2: int, procs: Processes | None = None):
+    """DANCE on ResNet-18 at width 4 (8 x 8 images), gates at half the channels."""
+    from nasir.api import compile_file
+    from nasir.dance.gated import GatedNetwork
+    from nasir.dance.train import DanceConfig, DanceTrainer
+    from nasir.passmanager import PassManager
+
+    graph = PassManager.parse("dance-gates{budget=0.5}").run(compile_file("std/resnet18.nas", width=4))
+    config = DanceConfig(stage1_steps=stage1, stage2_steps=stage2, batch_size=8, samples=2, cutout=4)
+    return DanceTrainer(GatedNetwork(graph, seed=0), config, progress=False, processes=procs)
+
+
+def dance_result(trainer) -> dict[str, torch.Tensor]:
+    out = {name: p.detach().clone() for name, p in trainer.net.named_parameters()}
+    out["log.losses"] = torch.tensor([h["loss"] for h in trainer.log.history], dtype=torch.float64)
+    return out
+
+
 def main(out: Path) -> None:
     torch.set_num_threads(1)
     with processes("cpu") as procs:
-        assert procs.world == 2, procs
-        for case in CASES:
-            search = search_for(case, 1, procs)
-            search.run(*data(), progress=False)
-            procs.main_only(lambda s=search, c=case: save_file(result(s), out / f"{c}.safetensors"))
-        search_for("darts1", 1, procs).run(*data(), checkpoint=out / "two.safetensors", progress=False)
-        search = search_for("darts1", 2, procs)
-        search.run(*data(), checkpoint=out / "one.safetensors", resume=True, progress=False)
-        procs.main_only(lambda: save_file(result(search), out / "resumed_by_two.safetensors"))
+        runs(out, procs)  # in a function: its DDP modules are gone before the process group goes
+
+
+def runs(out: Path, procs: Processes) -> None:
+    assert procs.world == 2, procs
+    for case in CASES:
+        search = search_for(case, 1, procs)
+        search.run(*data(), progress=False)
+        procs.main_only(lambda s=search, c=case: save_file(result(s), out / f"{c}.safetensors"))
+    search_for("darts1", 1, procs).run(*data(), checkpoint=out / "two.safetensors", progress=False)
+    search = search_for("darts1", 2, procs)
+    search.run(*data(), checkpoint=out / "one.safetensors", resume=True, progress=False)
+    procs.main_only(lambda: save_file(result(search), out / "resumed_by_two.safetensors"))
+    trainer = dance_for(1, 0, procs)
+    trainer.train(data()[0])
+    procs.main_only(lambda: save_file(dance_result(trainer), out / "dance1.safetensors"))
+    trainer = dance_for(0, 2, procs)  # stage 2: T = 2 samples, gradients averaged after the last
+    trainer.train(data()[0])
+    for p in trainer.net.parameters():  # every process ends with the same network
+        first = p.detach().clone()
+        torch.distributed.broadcast(first, src=0)
+        assert torch.equal(first, p.detach()), "the processes' networks differ after DANCE stage 2"
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -26,42 +28,54 @@ from nasir.diagnostics import NasirError
 from nasir.distributed import Processes
 
 from ..cli.test_search_methods import CELL
-from ._ddp_run import CASES, data, result, search_for
+from ._ddp_run import CASES, dance_for, dance_result, data, result, search_for
 
 WORLD = 2
 
 
 def launch(argv: list[str], world: int = WORLD, timeout: float = 600) -> list[subprocess.CompletedProcess]:
     """Run ``python argv`` in ``world`` processes with the environment torchrun gives its workers
-    (torchrun's own agent would only add its start-up time); returns their results by rank."""
+    (torchrun's own agent would only add its start-up time); returns their results by rank. As
+    torchrun does, a process that fails stops the others (which would wait for it forever)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WORLD_SIZE": str(world), "LOCAL_WORLD_SIZE": str(world),
            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-    procs = [subprocess.Popen([sys.executable, *argv], env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(world)]
-    try:
-        outputs = [p.communicate(timeout=timeout) for p in procs]
-        return [subprocess.CompletedProcess(p.args, p.returncode, *out) for p, out in zip(procs, outputs)]
-    finally:
-        for p in procs:
-            p.kill()
+    with tempfile.TemporaryDirectory() as logs:
+        files = [(open(f"{logs}/{r}.out", "w+"), open(f"{logs}/{r}.err", "w+")) for r in range(world)]
+        procs = [subprocess.Popen([sys.executable, *argv], env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+                                  stdout=out, stderr=err, text=True) for r, (out, err) in enumerate(files)]
+        try:
+            deadline = time.monotonic() + timeout
+            while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+                if any(p.poll() not in (None, 0) for p in procs):
+                    break
+                time.sleep(0.1)
+        finally:
+            for p in procs:
+                p.kill()
+                p.wait()
+        results = []
+        for p, (out, err) in zip(procs, files):
+            out.seek(0), err.seek(0)
+            results.append(subprocess.CompletedProcess(p.args, p.returncode, out.read(), err.read()))
+            out.close(), err.close()
+        return results
 
 
-def per_process_batch_norm(search, groups: int = WORLD):
-    """``search`` with every BatchNorm normalizing each of ``groups`` equal row groups on its own, as
+def per_process_batch_norm(module: nn.Module, groups: int = WORLD) -> None:
+    """Make every BatchNorm of ``module`` normalize each of ``groups`` equal row groups on its own, as
     ``groups`` processes do with their shares of a batch."""
-    for m in search.model.modules():
+    for m in module.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.forward = lambda x, norm=m.forward: torch.cat([norm(part) for part in x.chunk(groups)])
-    return search
 
 
 def _run(case: str, steps: int, checkpoint: Path | None = None, resume: bool = False, grouped: bool = True):
     search = search_for(case, steps)
     if grouped:
-        per_process_batch_norm(search)
+        per_process_batch_norm(search.model)
     search.run(*data(), checkpoint=checkpoint, resume=resume, progress=False)
     return result(search)
 
@@ -93,6 +107,14 @@ def test_a_step_of_two_processes_equals_one_process_on_the_whole_batch(two_proce
     and second order (its unrolled gradients averaged explicitly), GDAS (a sampled path: unused
     parameters in DDP)."""
     _assert_same(load_file(two_processes / f"{case}.safetensors"), _run(case, 1))
+
+
+def test_a_dance_stage_1_step_of_two_processes_equals_one_process_on_the_whole_batch(two_processes, single_thread):
+    """DANCE's first stage (gates open; the two processes also agree after stage 2, checked in them)."""
+    trainer = dance_for(1, 0)
+    per_process_batch_norm(trainer.net)
+    trainer.train(data()[0])
+    _assert_same(load_file(two_processes / "dance1.safetensors"), dance_result(trainer))
 
 
 def test_the_comparison_sees_batch_norm_groups(two_processes, single_thread):
