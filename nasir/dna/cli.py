@@ -179,10 +179,20 @@ def cmd_partition(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from nasir.distributed import processes
+
+    with processes(args.device) as procs:  # one, or every process torchrun started (nasir.distributed)
+        return _train(args, procs)
+
+
+def _train(args: argparse.Namespace, procs) -> int:
+    """``nasir dna train``; under torchrun process 0 trains the teacher and caches its features, the
+    others read them from the work directory, and every process distills its share of the blocks
+    (``nasir.dna.distill.rank_share``) on its own device."""
     import torch
 
     from nasir.cli_options import next_step
-    from nasir.dna.distill import DistillConfig, train_blocks
+    from nasir.dna.distill import DistillConfig, block_checkpoint, read_block_checkpoint, train_blocks
     from nasir.dna.pipeline import get_teacher
     from nasir.dna.teacher import TeacherBlocks, cached_features
 
@@ -192,11 +202,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     spec, images, labels, test = _data(args.data, graph)
     images, labels = _first_images(images, labels, args.images, args.batch_size)
     workdir.mkdir(parents=True, exist_ok=True)
-    teacher = get_teacher(workdir, graph, images, labels, test, args.teacher_steps, args.device,
-                          batch_size=min(64, images.shape[0]), checkpoint_every=args.checkpoint_every,
-                          checkpoint_minutes=args.checkpoint_minutes)
-    tb = TeacherBlocks(teacher, teacher.boundaries)
-    feats = cached_features(tb, images, workdir / "features.safetensors", device=args.device, data=spec)
+    device = str(procs.device)
+
+    def teacher_features() -> list[torch.Tensor]:
+        teacher = get_teacher(workdir, graph, images, labels, test, args.teacher_steps, device,
+                              batch_size=min(64, images.shape[0]), checkpoint_every=args.checkpoint_every,
+                              checkpoint_minutes=args.checkpoint_minutes)
+        tb = TeacherBlocks(teacher, teacher.boundaries)
+        return cached_features(tb, images, workdir / "features.safetensors", device=device, data=spec)
+
+    feats = teacher_features() if procs.main else None
+    procs.barrier()
+    feats = feats if feats is not None else teacher_features()  # process 0's files
     torch.manual_seed(args.seed)
     space, names = _space_for(graph, workdir)
     config = DistillConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, loss=args.loss,
@@ -206,13 +223,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     args.interrupted_hint = (f"next: nasir {shlex.join(rerun)}  # the same command: finished blocks are kept, "
                              "unfinished ones continue from their last checkpoint")
     logs = train_blocks(list(space.blocks), feats, config, workdir / "blocks", workers=args.workers,
-                        device=args.device, progress=True)
+                        device=device, progress=procs.main)
+    procs.barrier()  # every block is trained: process 0 reports the others' from their checkpoints
+    mine = {log.block for log in logs}
+    for k in range(len(space.blocks) if procs.main else 0):
+        if k not in mine:
+            losses = read_block_checkpoint(block_checkpoint(workdir / "blocks", k))[1].losses
+            print(f"{names[k]}: {space.blocks[k].size} paths, final loss "
+                  f"{f'{losses[-1]:.4f}' if losses else 'unknown'} (trained by another process)")
     for log in logs:
         last = f"{log.losses[-1]:.4f}" if log.losses else "unknown"
         done_before = log.resumed_from == config.steps
         print(f"{names[log.block]}: {space.blocks[log.block].size} paths, final loss {last}"
               + (" (already trained)" if done_before else f", resumed at step {log.resumed_from}" if log.resumed_from else ""))
-    print(f"trained {len(logs)} blocks in {time.perf_counter() - start:.1f} s; checkpoints in {workdir / 'blocks'}")
+    others = f" here, {len(space.blocks) - len(logs)} in the other processes" if procs.distributed else ""
+    print(f"trained {len(logs)} blocks{others} in {time.perf_counter() - start:.1f} s; checkpoints in {workdir / 'blocks'}")
     next_step(["dna", "rate", *_space_words(args), "--workdir", args.workdir])
     return 0
 

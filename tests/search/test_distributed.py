@@ -152,3 +152,21 @@ def test_torchrun_search_prints_and_writes_once_and_one_process_resumes(tmp_path
     assert ck.is_file() and arch.is_file() and len(ck.with_suffix(".jsonl").read_text().splitlines()) == 1
     assert main([*argv, "--steps", "2", "--resume"]) == 0
     assert "resumed from" in capsys.readouterr().out
+
+
+def test_torchrun_dna_train_shares_the_blocks_and_equals_one_process(tmp_path, single_thread):
+    """``torchrun --nproc_per_node 2 nasir dna train``: process 0 trains the teacher and caches its
+    features, each process distills its share of the blocks; the blocks equal a single process's."""
+    from safetensors.torch import load_file as read
+
+    space = str(Path(__file__).parents[1] / "dna" / "tiny_dna.nas")
+    argv = ["dna", "train", space, "--teacher-steps", "2", "--steps", "3", "--batch-size", "8", "--images", "48"]
+    first, second = launch(["-m", "nasir.cli", *argv, "--workdir", str(tmp_path / "two")])
+    assert first.returncode == second.returncode == 0, first.stderr[-3000:] + second.stderr[-3000:]
+    assert "trained by another process" in first.stdout and second.stdout == ""
+    assert main([*argv, "--workdir", str(tmp_path / "one")]) == 0
+    for block in ("block1.safetensors", "block2.safetensors"):
+        two, one = read(tmp_path / "two" / "blocks" / block), read(tmp_path / "one" / "blocks" / block)
+        assert two.keys() == one.keys()
+        for name in one:
+            assert torch.equal(two[name], one[name]), (block, name)
