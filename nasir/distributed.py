@@ -101,17 +101,17 @@ class Processes:
             t.copy_(flat[offset:offset + t.numel()].view_as(t))
             offset += t.numel()
 
-    def mean(self, values: Sequence[float]) -> list[float]:
-        """The mean of each of ``values`` over the processes (what a single process logs)."""
+    def total(self, values: Sequence[float]) -> list[float]:
+        """The sum of each of ``values`` over the processes (sharded evaluation)."""
         if not self.distributed:
             return list(values)
         t = torch.tensor(values, dtype=torch.float64, device=self._collective_device())
-        self.average([t])
+        dist.all_reduce(t)
         return t.tolist()
 
-    def total(self, values: Sequence[float]) -> list[float]:
-        """The sum of each of ``values`` over the processes (sharded evaluation)."""
-        return [v * self.world for v in self.mean(values)]
+    def mean(self, values: Sequence[float]) -> list[float]:
+        """The mean of each of ``values`` over the processes (what a single process logs)."""
+        return [v / self.world for v in self.total(values)]
 
     def sync_buffers(self, module: nn.Module) -> None:
         """Give every process process 0's buffers (BatchNorm running statistics) before an evaluation."""

@@ -196,7 +196,7 @@ class SupernetSearch:
         #: what the steps call: the module (in DistributedDataParallel with many processes; a sampled
         #: path leaves the other candidates' parameters unused), or its compiled form (same parameters)
         shared = wrap(model, self.processes, find_unused_parameters=defaults.mode == "sampled")
-        self.forward = shared if not config.compile else compile_step(shared, config.compile, self.device)
+        self.forward = shared if not config.compile else compile_step(model, config.compile, self.device, shared)
 
     # -- schedules ------------------------------------------------------------------------------
     def epoch(self) -> int:
@@ -428,16 +428,18 @@ def _entropy(alpha: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp).sum()
 
 
-def compile_step(model: NasirModule, backend: str, device: torch.device):
-    """``model`` under ``torch.compile`` (forward, and the backward AOTAutograd derives from it).
+def compile_step(model: NasirModule, backend: str, device: torch.device, shared: torch.nn.Module | None = None):
+    """``model`` under ``torch.compile`` (forward, and the backward AOTAutograd derives from it); with
+    many processes ``shared``, the model in DistributedDataParallel, is what is compiled.
 
     A supernet lowering has no data-dependent host sync (tests/search/test_compile.py checks it), so
     on CUDA with Inductor it also runs as CUDA graphs; sampled lowerings read the sampled index on
     the host every forward and compile in the default mode. GDAS changes its temperature every step,
-    which would recompile every step: it is refused.
+    which would recompile every step: it is refused. In DistributedDataParallel CUDA graphs are left
+    out: the gradient all-reduce runs between the compiled pieces.
     """
     if isinstance(getattr(model, "sampler", None), GumbelSampler):
         raise NasirError("--compile does not support GDAS (its temperature changes every step)",
                          hint="use --method darts or spos with --compile")
-    graphs = backend == "inductor" and device.type == "cuda" and model.ir_mode == "supernet"
-    return torch.compile(model, backend=backend, mode="reduce-overhead" if graphs else None)
+    graphs = backend == "inductor" and device.type == "cuda" and model.ir_mode == "supernet" and shared in (None, model)
+    return torch.compile(shared or model, backend=backend, mode="reduce-overhead" if graphs else None)
