@@ -95,3 +95,15 @@ def test_darts_split_and_set_checks():
         ImageSet(torch.zeros(2, 3, 4, 4, dtype=torch.uint8), torch.zeros(2, dtype=torch.int64))
     with pytest.raises(NasirError, match="labels"):
         ImageSet(torch.zeros(2, 3, 4, 4), torch.zeros(3, dtype=torch.int64))
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_process_share_is_its_rows_of_the_whole_augmented_batch(workers):
+    """``part`` (a process's rows of a global batch, ``nasir.distributed``): the same images, crops,
+    flips and cutout squares as those rows of the single-process batch."""
+    data, aug = _set(24), Augmentation(cutout=4)
+    whole = list(itertools.islice(stream(data, 8, 7, aug, skip=2), 3))
+    for part in (slice(0, 4), slice(4, 8)):
+        mine = list(itertools.islice(stream(data, 8, 7, aug, skip=2, workers=workers, part=part), 3))
+        for (x, y), (wx, wy) in zip(mine, whole):
+            assert torch.equal(x, wx[part]) and torch.equal(y, wy[part])
