@@ -129,6 +129,28 @@ def test_carry_weights_carries_the_running_statistics_of_shared_batchnorms():
     assert_equivalent(g, out, x_shape=(2, 3, 8, 8), steps=3)
 
 
+def test_carry_weights_carries_the_merged_kernels_of_a_layer_named_arch():
+    """A choice named ``arch`` lowers to ``arch_`` (the module's ``arch`` holds the architecture
+    parameters), but its IR paths start with ``arch.`` too: ``carry_weights`` took its merged kernels
+    for architecture parameters and left them re-initialized (long run, generated space 655)."""
+    g = parse_string("""
+    network n() {
+        input x: [2, 7, 5]
+        arch = one_of {
+            pool: avg_pool(3, 1, count_include_pad = false)
+            conv3: conv(2, 3)
+            conv1: conv(2, 1)
+        }(x)
+        output arch
+    }""")
+    out, pm = run_pipeline(g, "reparam")
+    assert pm.exact
+    mapping = carry_weights(lower(g, seed=0), lower(out, seed=1), out)
+    assert mapping["arch_.merged.conv.kernels.conv1"] == "arch_.conv1.conv.weight"
+    assert mapping["arch.arch_"] == "arch.arch_"
+    assert_equivalent(g, out, x_shape=(2, 2, 7, 5))
+
+
 def test_carry_weights_refuses_a_module_without_origin():
     g = parse_string(SHARED_BN)
     other = parse_string(SHARED_BN.replace("conv(4, 1)", "conv(4, 1) -> bn(affine = false)"))

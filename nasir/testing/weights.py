@@ -106,7 +106,7 @@ def _weight_origins(before: nn.Module, after: nn.Module, after_graph: Graph) -> 
     out: dict[str, str] = {}
     for name in after.state_dict():
         key = _ir_name(after, name)
-        if key.startswith("arch."):
+        if name.startswith("arch."):  # the module's architecture parameters (a layer named arch is ``arch_``)
             if key in old_names:
                 out[name] = old_names[key]
             continue
