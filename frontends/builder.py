@@ -103,6 +103,10 @@ class GraphBuilder(RegionBuilder):
     def output(self, value: str) -> None:
         self.emitter.output(value, len(self.region.outputs))
 
+    def aux_output(self, value: str) -> None:
+        """An auxiliary output (the DSL's ``aux_output``): returned beside the output in training mode only."""
+        self.emitter.aux_output(value)
+
     def build(self) -> Graph:
         verify(self.graph)
         return self.graph

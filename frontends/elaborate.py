@@ -262,6 +262,17 @@ class Elaborator:
                 self.ev.emitter.output(value.node, i, self.ev.loc(expr))
             body.outputs.append(value)
 
+    def _s_aux_output_stmt(self, st: Tree, env: Env, body: _Body) -> None:
+        expr = st.children[0]
+        value = self.ev.eval(expr, env)
+        if not isinstance(value, Tensor):
+            raise self.ev.err(expr, f"`aux_output` needs a tensor, got {describe(value)}",
+                              "apply the auxiliary head to a feature map, e.g. `aux_output head(cells[4])`")
+        if not body.network:
+            raise self.ev.err(st, "`aux_output` belongs in a network, not in a cell",
+                              "return the feature map from the cell and apply the head in the network")
+        self.ev.emitter.aux_output(value.node, self.ev.loc(expr))
+
     def _s_block_stmt(self, st: Tree, env: Env, body: _Body) -> None:
         name_tree, *stmts = st.children
         name = self.ev.eval(name_tree, env)

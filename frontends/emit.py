@@ -97,6 +97,12 @@ class Emitter:
                           loc=loc)
         return self._put(self.region, node).name
 
+    def aux_output(self, value: str, loc: SourceLoc | None = None) -> str:
+        """The auxiliary output; it names the module that holds the auxiliary head once lowered."""
+        node = OutputNode(name=self.fresh("auxiliary_head"), inputs=[value], index=len(self.region.aux_outputs),
+                          role="aux", loc=loc)
+        return self._put(self.region, node).name
+
     def op(self, attrs: OpAttrs, value: str, base: str = "", loc: SourceLoc | None = None,
            width: ValueChoice | None = None) -> str:
         """An op node; ``width`` (whole, different values) makes its ``width_attr`` a width choice."""

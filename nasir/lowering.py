@@ -45,6 +45,7 @@ from nasir.ir.nodes import (
     ChoiceNode,
     ConcatNode,
     GateNode,
+    InputNode,
     MergedConvNode,
     OpNode,
     OutputNode,
@@ -52,13 +53,14 @@ from nasir.ir.nodes import (
     SumNode,
 )
 from nasir.ir.ops import OpAttrs, TorchCall
-from nasir.ir.rewrite import used_arch
+from nasir.ir.rewrite import aux_head, used_arch
 from nasir.ir.verify import infer_shapes
 from nasir.ir.width import WidthAnalysis, WidthUse, check_widths, fix_widths
 from nasir.merged_runtime import emit_merge_banks, merged_choice
 from nasir.module_names import install, module_name, module_path, module_paths
 from nasir.runtime import (
     SLICED_MODULES,
+    AuxHead,
     ChannelGate,
     ChoiceModule,
     Sampler,
@@ -282,7 +284,10 @@ class _Lowerer:
             self.edge_vectors[group] = _fn(g, torch.softmax, (beta, -1), name=f"e_{key}")
         if self.mode == "supernet":  # kernels of depthwise -> pointwise merged convs, built in batches
             self.prepared = emit_merge_banks(g, root, self.graph, self.paths, vectors)
-        outs = self.region(g, root, self.graph.body, "", "", env, vectors)
+        head = aux_head(self.graph.body)
+        outs = self.region(g, root, self.graph.body, "", "", env, vectors, skip=frozenset(head))
+        if head:
+            outs = [self.auxiliary(g, root, head, outs[0], env, vectors)]
         g.output(outs[0] if len(outs) == 1 else tuple(outs))
         for node in reversed(list(g.nodes)):
             if node in self.zeros and not node.users:
@@ -299,13 +304,14 @@ class _Lowerer:
 
     # -- regions ------------------------------------------------------------------------------
     def region(self, g: fx.Graph, root: nn.Module, region: Region, ir_prefix: str, root_path: str,
-               env: dict[str, fx.Node], vectors: dict[str, fx.Node]) -> list[fx.Node]:
-        """Emit ``region``'s nodes into ``g``. ``ir_prefix`` + a node's name is its IR path; module
-        targets are its module path (``self.paths``) relative to ``root``, which sits at ``root_path``."""
+               env: dict[str, fx.Node], vectors: dict[str, fx.Node], skip: frozenset[str] = frozenset()) -> list[fx.Node]:
+        """Emit ``region``'s nodes into ``g``, but those in ``skip`` (the auxiliary head, lowered on its own).
+        ``ir_prefix`` + a node's name is its IR path; module targets are its module path (``self.paths``)
+        relative to ``root``, which sits at ``root_path``."""
         outs: list[fx.Node] = []
         masked: dict[str, fx.Node] = {}  # supernet mode: values read by consumers of width choices, masked
         for node in region.nodes:
-            if node.kind == "input":
+            if node.kind == "input" or node.name in skip:
                 continue
             args = [env[i] for i in node.inputs]
             ir_path = ir_prefix + node.name
@@ -463,6 +469,24 @@ class _Lowerer:
         for k, t in enumerate(terms[1:]):
             acc = _fn(g, operator.add, (acc, t), name=name if k == len(terms) - 2 else None)
         return acc
+
+    def auxiliary(self, g: fx.Graph, root: nn.Module, head: list[str], logits: fx.Node, env: dict[str, fx.Node],
+                  vectors: dict[str, fx.Node]) -> fx.Node:
+        """The network's result when it has an auxiliary head (the top-level nodes ``head``, its output
+        last in order): an ``AuxHead`` at the auxiliary output's path, given the logits and the values
+        the head reads, whose ``head`` is the head's nodes lowered as one sub-module (``module_paths``
+        put their modules there); it returns ``AuxOutput(logits, aux_logits)`` in training mode only."""
+        body = self.graph.body
+        inside = set(head)
+        reads = list(dict.fromkeys(i for name in head for i in body[name].inputs if i not in inside))
+        region = Region(nodes=[InputNode(name=name, index=k, shape=body[name].shape) for k, name in enumerate(reads)]
+                        + [body[name] for name in head])
+        target = self.paths[body.aux_outputs[0].name]
+        arch_args = sorted(used_arch(region))
+        module = AuxHead(self.sub_module(region, arch_args, "", f"{target}.head."))
+        install(root, target, module, body.aux_outputs[0].loc)
+        args = (logits, *(env[name] for name in reads), *(vectors[a] for a in arch_args))
+        return g.create_node("call_module", target, args, name=_ident(target))
 
     def sub_module(self, region: Region, arch_args: list[str], ir_prefix: str, root_path: str) -> fx.GraphModule:
         """Lower a candidate region to its own GraphModule taking (inputs..., arch vectors...), to sit at ``root_path``."""

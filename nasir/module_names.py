@@ -32,6 +32,7 @@ from torch import nn
 from nasir.diagnostics import NasirError, SourceLoc
 from nasir.ir.graph import Graph
 from nasir.ir.nodes import MergedConvNode, Node, Region, sub_regions
+from nasir.ir.rewrite import aux_head
 
 #: Attributes ``lower`` sets on every ``NasirModule``, next to its methods and submodules.
 LOWERED_ATTRIBUTES = ("arch", "arch_names", "edge_arch", "edge_names", "sampler", "ir_mode", "ir_paths",
@@ -108,13 +109,19 @@ def module_paths(graph: Graph) -> dict[str, str]:
     A ``merged_conv``'s kernels are entries too (``y.kernels.a``, ``y.pointwise.a``): they are
     ``ParameterDict`` keys, named by ``module_name`` like everything else. Every lowering mode uses
     these paths, so supernet, sampled and fixed lowerings of a graph agree on their state-dict keys.
+    The nodes of an auxiliary head (``nasir.ir.rewrite.aux_head``) live in the ``AuxHead`` module at
+    the auxiliary output's path, in its ``head`` (``auxiliary_head.head.aux_logits.conv``).
     """
     out: dict[str, str] = {}
+    aux = graph.body.aux_outputs
+    head = set(aux_head(graph.body)) - {aux[0].name} if aux else set()
+    head_prefix = f"{module_path(aux[0].name)}.head." if aux else ""
 
     def visit(region: Region, ir_prefix: str, prefix: str) -> None:
         paths = _region_paths(region)
         for node in region.nodes:
-            ir_path, path = ir_prefix + node.name, prefix + paths[node.name]
+            inside_head = region is graph.body and node.name in head
+            ir_path, path = ir_prefix + node.name, (head_prefix if inside_head else prefix) + paths[node.name]
             out[ir_path] = path
             if isinstance(node, MergedConvNode):
                 for holder in ("kernels", "pointwise", "biases"):

@@ -43,6 +43,24 @@ class AuxOutput(NamedTuple):
     aux_logits: torch.Tensor
 
 
+class AuxHead(nn.Module):
+    """The auxiliary head of a lowered network (the nodes only an ``aux_output`` needs), in ``head``.
+
+    The network's graph ends in this module, given the logits and the feature maps the head reads:
+    in training mode it runs the head and returns ``AuxOutput(logits, aux_logits)``; in eval mode it
+    returns the logits and the head computes nothing (DARTS' NetworkCIFAR runs its head only in
+    training), so an exported network has one output."""
+
+    def __init__(self, head: nn.Module):
+        super().__init__()
+        self.head = head
+
+    def forward(self, logits: torch.Tensor, *features: torch.Tensor) -> torch.Tensor | AuxOutput:
+        if not self.training:
+            return logits
+        return AuxOutput(logits, self.head(*features))
+
+
 class DropPath(nn.Module):
     """Drop a whole path per sample with probability ``drop_prob`` in training, scaling kept samples by
     ``1 / (1 - drop_prob)`` (DARTS' ``drop_path``). The probability is set from outside as training goes

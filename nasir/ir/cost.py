@@ -14,7 +14,7 @@ from nasir.diagnostics import NasirError
 from nasir.ir.graph import Graph
 from nasir.ir.merge_forms import forward_macs
 from nasir.ir.nodes import BlockNode, ChoiceNode, MergedConvNode, Node, OpNode, Region
-from nasir.ir.rewrite import width_ops
+from nasir.ir.rewrite import aux_head, width_ops
 from nasir.ir.width import WidthAnalysis, fix_widths, has_widths
 
 
@@ -75,6 +75,16 @@ def region_cost(region: Region) -> Cost:
 
 def graph_cost(graph: Graph) -> Cost:
     return region_cost(graph.body)
+
+
+def aux_head_cost(graph: Graph) -> Cost:
+    """Cost of the auxiliary head (``nasir.ir.rewrite.aux_head``), all its candidates counted: it runs
+    in training only, and papers leave it out of the parameters they report (DARTS' 3.3M)."""
+    body = graph.body
+    total = Cost()
+    for name in aux_head(body):
+        total = total + node_cost(body[name], body)
+    return total
 
 
 def candidate_costs(node: ChoiceNode) -> list[Cost]:

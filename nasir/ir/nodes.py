@@ -47,6 +47,10 @@ class InputNode(NodeBase):
 class OutputNode(NodeBase):
     kind: Literal["output"] = "output"
     index: int = Field(default=0, ge=0)
+    #: ``"aux"``: an auxiliary output (DARTS' auxiliary head, ``aux_output`` in the DSL), which the
+    #: lowered network returns beside its output in training mode only (``nasir.runtime.AuxOutput``)
+    #: and does not compute in eval mode; ``None``: an output of the network.
+    role: Literal["aux"] | None = None
 
 
 class WidthChoice(BaseModel):
@@ -226,7 +230,13 @@ class Region(BaseModel):
 
     @property
     def outputs(self) -> list[OutputNode]:
-        return sorted((n for n in self.nodes if n.kind == "output"), key=lambda n: n.index)
+        """The outputs the region (the network, in eval mode) returns, by index; not the auxiliary ones."""
+        return sorted((n for n in self.nodes if n.kind == "output" and n.role is None), key=lambda n: n.index)
+
+    @property
+    def aux_outputs(self) -> list[OutputNode]:
+        """The auxiliary outputs (``OutputNode.role``), by index."""
+        return sorted((n for n in self.nodes if n.kind == "output" and n.role == "aux"), key=lambda n: n.index)
 
     # -- mutation (passes call ``touch`` after editing ``nodes`` in place) -------------------
     def touch(self) -> None:

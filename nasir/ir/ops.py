@@ -486,6 +486,24 @@ class FactorizedReduce(OpAttrs):
         return TorchCall("nasir.runtime.FactorizedReduce", (shape[0], self.out_channels, self.affine))
 
 
+class DropPath(OpAttrs):
+    """DARTS' drop path: in training, zeroes the whole output of a sample with a probability the
+    trainer sets (``nasir.runtime.set_drop_path``, raised each epoch) and scales the kept ones by
+    ``1 / (1 - p)``; the identity in evaluation. The DARTS evaluation cell puts one after every
+    operation that is not the identity."""
+
+    op: Literal["drop_path"] = "drop_path"
+    parameter_free: ClassVar[bool] = True
+    #: The identity in evaluation and on its input, nothing for statistics and sharing to count.
+    computes_nothing: ClassVar[bool] = True
+    never_shared: ClassVar[bool] = True
+    channelwise: ClassVar[bool] = True
+    zero_preserving: ClassVar[bool] = True
+
+    def torch_call(self, shape: Shape) -> TorchCall:
+        return TorchCall("nasir.runtime.DropPath")
+
+
 class ChannelSlice(OpAttrs):
     """Channels ``start`` .. ``stop - 1`` of a feature map (or of flat features): a view, no copy.
 
@@ -551,7 +569,7 @@ class ChannelShuffle(OpAttrs):
 #: Every primitive, once: the IR's discriminated union and the DSL's name table are built from it.
 OP_CLASSES: tuple[type[OpAttrs], ...] = (
     Conv, DWConv, Linear, BatchNorm, ReLU, ReLU6, Sigmoid, Identity, Zero, MaxPool, AvgPool, GlobalAvgPool, Flatten,
-    FactorizedReduce, ChannelSlice, ChannelShuffle,
+    FactorizedReduce, DropPath, ChannelSlice, ChannelShuffle,
 )
 
 #: ``Conv | DWConv | ...``, discriminated by ``op``.

@@ -10,6 +10,7 @@ from nasir.ir.nodes import (
     InputNode,
     MergedConvNode,
     OpNode,
+    OutputNode,
     Region,
     SumNode,
 )
@@ -56,6 +57,8 @@ def _region(region: Region, lines: list[str], ind: str) -> None:
             lines.append(f"{ind}%{n.name} = gate group={n.group}({args}) : {_shape(n.shape)}")
         elif isinstance(n, SumNode) and n.edge_weights is not None:
             lines.append(f"{ind}%{n.name} = sum edges=%{n.edge_weights}({args}) : {_shape(n.shape)}{tags}")
+        elif isinstance(n, OutputNode) and n.role is not None:
+            lines.append(f"{ind}%{n.name} = output {n.role}({args}) : {_shape(n.shape)}")
         elif isinstance(n, BlockNode):
             lines.append(f"{ind}%{n.name} = block({args}) : {_shape(n.shape)} {{")
             _region(n.body, lines, ind + "  ")

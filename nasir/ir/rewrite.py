@@ -2,7 +2,8 @@
 
 * names: ``fresh_name`` / ``FreshNames`` (the one naming rule, see ``nasir.ir.names``);
 * traversal: ``walk`` (every node with its dotted path), ``all_regions``, ``weighted_nodes``,
-  ``width_ops`` and ``used_arch`` (which architecture parameters a region refers to), ``live_nodes``;
+  ``width_ops`` and ``used_arch`` (which architecture parameters a region refers to), ``live_nodes``,
+  ``aux_head`` (the nodes only auxiliary outputs need);
 * edits: ``insert_before``, ``insert_after``, ``replace_node``, ``replace_uses``, ``remove``,
   ``inline_region``;
 * ``run_to_fixpoint``: repeat a rewriting step until it changes nothing.
@@ -19,9 +20,9 @@ from nasir.ir.names import FreshNames, fresh_name
 from nasir.ir.nodes import ArchWeighted, Node, NodeBase, OpNode, Region, sub_regions
 
 __all__ = [
-    "FixpointError", "FreshNames", "all_regions", "fresh_name", "inline_region", "insert_after", "insert_before",
-    "live_nodes", "remove", "replace_node", "replace_uses", "run_to_fixpoint", "used_arch", "walk", "weighted_nodes",
-    "width_ops",
+    "FixpointError", "FreshNames", "all_regions", "aux_head", "fresh_name", "inline_region", "insert_after",
+    "insert_before", "live_nodes", "remove", "replace_node", "replace_uses", "run_to_fixpoint", "used_arch", "walk",
+    "weighted_nodes", "width_ops",
 ]
 
 
@@ -87,9 +88,26 @@ def live_nodes(region: Region) -> set[str]:
 
     g = region.digraph()
     live: set[str] = {n.name for n in region.nodes if n.kind in ("input", "output")}
-    for out in region.outputs:
+    for out in region.outputs + region.aux_outputs:
         live |= nx.ancestors(g, out.name)
     return live
+
+
+def aux_head(region: Region) -> list[str]:
+    """Names of the nodes of ``region`` that only its auxiliary outputs depend on, in order, those
+    outputs included: the auxiliary head, which a lowered network runs in training mode only."""
+    import networkx as nx
+
+    if not region.aux_outputs:
+        return []
+    g = region.digraph()
+    main: set[str] = {n.name for n in region.inputs}
+    for out in region.outputs:
+        main |= nx.ancestors(g, out.name) | {out.name}
+    aux: set[str] = set()
+    for out in region.aux_outputs:
+        aux |= nx.ancestors(g, out.name) | {out.name}
+    return [n.name for n in region.nodes if n.name in aux - main]
 
 
 # -- edits -------------------------------------------------------------------------------------

@@ -168,6 +168,22 @@ def _verify_region(graph: Graph, region: Region, top: bool) -> None:
         if isinstance(node, BlockNode):
             _verify_region(graph, node.body, top=False)
         seen.add(node.name)
+    _verify_aux(region, top)
+
+
+def _verify_aux(region: Region, top: bool) -> None:
+    """An auxiliary output is the network's (a region nested in a choice or block returns one value),
+    there is at most one, and beside the one output that ``AuxOutput`` pairs it with."""
+    aux = region.aux_outputs
+    if not aux:
+        return
+    if not top:
+        raise _fail(aux[0], "an auxiliary output belongs to the network's top level, not to a nested region")
+    if len(aux) > 1:
+        raise _fail(aux[1], "a network has at most one auxiliary output")
+    if len(region.outputs) != 1:
+        raise _fail(aux[0], f"a network with an auxiliary output has exactly one output, not {len(region.outputs)}",
+                    "training returns the pair (logits, aux_logits)")
 
 
 def _verify_attrs(node: OpNode) -> None:
