@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from nasir.ir.cost import candidate_costs, graph_cost, width_costs
+from nasir.ir.cost import aux_head_cost, candidate_costs, graph_cost, width_costs
 from nasir.ir.graph import Graph, log10_size
 from nasir.ir.merge_forms import DEVICE_KINDS, choose_form
 from nasir.ir.nodes import ArchWeighted, BlockNode, ChoiceNode, MergedConvNode, OpNode, Region
@@ -61,6 +61,10 @@ def summary(graph: Graph, max_choices: int | None = None) -> str:
         f"{sum(1 for _ in graph.walk())} nodes, {len(graph.arch)} architecture parameters",
         f"  {size_line(graph)}",
     ]
+    if graph.body.aux_outputs:
+        head = aux_head_cost(graph)
+        lines.insert(3, f"  auxiliary head (training only, in the totals): {head.params:,} params, "
+                        f"{_si(head.flops)} FLOPs (MACs)")
     forms = {path: _forms(node, region) for path, node, region in graph.walk() if isinstance(node, MergedConvNode)}
     if forms:
         lines.append(f"  merged convs: {len(forms)}; forms by device kind (recorded, or the cost model's pick when "

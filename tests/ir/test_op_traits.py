@@ -33,6 +33,7 @@ SAMPLES = [
     ("global_avg_pool", {}, [4, 9, 9]),
     ("flatten", {}, [4, 9, 9]),
     ("factorized_reduce", {"out_channels": 8}, [4, 8, 8]),  # even: its shifted branch needs it
+    ("drop_path", {}, [4, 9, 9]),
     ("channel_slice", {"start": 1, "stop": 3}, [4, 9, 9]),
     ("channel_slice", {"stop": 2}, [6]),
     ("channel_shuffle", {"groups": 2}, [4, 9, 9]),
@@ -103,14 +104,15 @@ def test_trait_sets_are_the_former_string_sets():
     assert _ops_where(conv_like=True) == {"conv", "dwconv", "factorized_reduce", "linear"}
     # (and the channel views of the partial-channel pass, which came later)
     views = {"channel_slice", "channel_shuffle"}
-    assert _ops_where(computes_nothing=True) == {"identity", "zero", "flatten"} | views
+    # (and drop path, issue 11: the identity in evaluation)
+    assert _ops_where(computes_nothing=True) == {"identity", "zero", "flatten", "drop_path"} | views
     assert _ops_where(parameter_free=True) == {"relu", "relu6", "sigmoid", "identity", "zero", "max_pool", "avg_pool",
-                                               "global_avg_pool", "flatten"} | views
+                                               "global_avg_pool", "flatten", "drop_path"} | views
     # passes/_topo_match.py _NEVER and LINEAR_FREE (sharing a trailing op after a mixture is exact)
-    assert _ops_where(never_shared=True) == {"identity", "zero"} | views
+    assert _ops_where(never_shared=True) == {"identity", "zero", "drop_path"} | views
     assert _ops_where(linear=True, parameter_free=True, never_shared=False) == {"avg_pool", "global_avg_pool", "flatten"}
     # nasir/dance/channels.py: ZERO_BREAKING, and the ops whose layout passes through (dwconv, ZERO_PRESERVING, ZERO_BREAKING)
-    zero_preserving = {"relu", "relu6", "max_pool", "avg_pool", "global_avg_pool", "zero", "identity"}
+    zero_preserving = {"relu", "relu6", "max_pool", "avg_pool", "global_avg_pool", "zero", "identity", "drop_path"}
     assert _ops_where(channelwise=True, zero_preserving=False) == {"bn", "sigmoid"}
     assert _ops_where(channelwise=True) == {"dwconv"} | zero_preserving | {"bn", "sigmoid"}
 
