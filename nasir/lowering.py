@@ -402,6 +402,13 @@ class _Lowerer:
         widths = self.widths.archs_under(ir_prefix) if self.widths is not None else set()
         return sorted(used_arch(root) | widths)
 
+    def _widths_read(self, names: set[str]) -> set[str]:
+        """Width parameters that the ops of the top-level nodes ``names`` (and of their regions) follow."""
+        if self.widths is None:
+            return set()
+        return {arch for path, use in self.widths.uses.items()
+                if path in names or any(path.startswith(f"{n}.") for n in names) for arch in use.archs}
+
     def choice(self, g: fx.Graph, root: nn.Module, node: ChoiceNode, region: Region, ir_path: str, root_path: str,
                name: str, args: list[fx.Node], vectors: dict[str, fx.Node]) -> fx.Node:
         if self.mode == "fixed":
@@ -482,7 +489,7 @@ class _Lowerer:
         region = Region(nodes=[InputNode(name=name, index=k, shape=body[name].shape) for k, name in enumerate(reads)]
                         + [body[name] for name in head])
         target = self.paths[body.aux_outputs[0].name]
-        arch_args = sorted(used_arch(region))
+        arch_args = sorted(used_arch(region) | self._widths_read(inside))
         module = AuxHead(self.sub_module(region, arch_args, "", f"{target}.head."))
         install(root, target, module, body.aux_outputs[0].loc)
         args = (logits, *(env[name] for name in reads), *(vectors[a] for a in arch_args))

@@ -65,6 +65,30 @@ def test_every_mode_returns_the_pair_in_training_and_the_logits_in_eval(mode):
     assert any(isinstance(m, DropPath) for m in module.modules())
 
 
+WIDTHS = """
+network widths(C = 4) {
+    input x: [3, 8, 8]
+    h = (conv(one_of [2, 4], 3) -> bn -> relu)(x)
+    side = (conv(8, 1) -> relu -> global_avg_pool)(h)
+    aux_output (linear(5))(side)
+    output (global_avg_pool -> linear(5))(h)
+}
+"""
+
+
+def test_a_head_that_follows_a_width_choice_in_every_mode():
+    graph = parse_string(WIDTHS)
+    x = torch.randn(2, 3, 8, 8)
+    supernet = lower(graph, "supernet", seed=0)
+    for module in (supernet, lower(graph, "sampled", seed=0)):
+        assert module.train()(x).aux_logits.shape == (2, 5)
+    fixed = lower(graph, "fixed", arch={"h.conv": "w2"}, seed=1)
+    fixed.load_state_dict(fixed.sliced_state_dict(supernet.state_dict()))  # the head's weights too, by path
+    head = "auxiliary_head.head.side.conv.weight"
+    assert fixed.state_dict()[head].shape == (8, 2, 1, 1)
+    assert torch.equal(fixed.state_dict()[head], supernet.state_dict()[head][:, :2])
+
+
 def test_the_head_trains_with_the_network():
     module = lower(parse_string(SPACE), "fixed", arch={"y": "a"}, seed=0).train()
     out = module(torch.randn(4, 3, 8, 8))

@@ -292,15 +292,17 @@ def test_the_search_form_is_unchanged_by_the_evaluation_parameters():
 
 
 def test_export_sees_one_output():
-    from nasir.exporting import export_program
+    """What ``nasir export`` writes: the plain network (after fix-arch) keeps the head, and its
+    ``torch.export`` program, traced in eval mode, has the logits as its one output."""
+    from nasir.exporting import export_program, fixed_network, plain_network
 
-    graph, ours, _ = _pair()
-    module = ours.float().eval()
-    x = torch.randn(2, 3, 32, 32)
-    program = export_program(module, (x,))
+    graph = parse_file(std_path("darts"), **SMALL_SPACE)
+    _, plain = plain_network(graph, SMALL, fixed_network(graph, SMALL))
+    x = torch.randn(3, 3, 32, 32)
+    assert isinstance(plain.train()(x), AuxOutput)
+    program = export_program(plain.eval(), (x,))
     out = program.module()(x)
-    assert isinstance(out, torch.Tensor)
-    torch.testing.assert_close(out, module(x))
-    assert isinstance(module.train()(x), AuxOutput)
+    assert isinstance(out, torch.Tensor) and out.shape == (3, 10)
+    torch.testing.assert_close(out, plain(x))
     head = [n for n in program.graph.nodes if "auxiliary" in n.name]  # its weights, lifted to inputs
     assert head and not any(n.users for n in head)
