@@ -151,6 +151,31 @@ def test_carry_weights_carries_the_merged_kernels_of_a_layer_named_arch():
     assert_equivalent(g, out, x_shape=(2, 2, 7, 5))
 
 
+def test_carry_weights_gives_a_hoisted_batchnorm_of_a_nested_choice_the_members_statistics():
+    """PMS hoists the leading max_pool -> bn of the nested choice ``choice`` as ``choice.bn``; its
+    path ``e.nest.choice.bn`` also reads as the nest candidate's own ``bn`` with ``choice`` inserted,
+    and ``carry_weights`` took that trailing BatchNorm's statistics (long run, generated space 1341)."""
+    g = parse_string("""
+    network n() {
+        input x: [2, 9, 6]
+        e = one_of {
+            nest: one_of {
+                a: max_pool(3, 1) -> bn(affine = false)
+                b: max_pool(3, 1) -> bn(affine = false) -> relu
+            } -> bn(affine = false)
+            dw3: dwconv(3, 1, dilation = 2)
+        }(x)
+        output e
+    }""")
+    out, pm = run_pipeline(g, "pms{approximate=false}")
+    assert pm.exact
+    filecheck(edge_text(out, "e"), "%choice.bn = bn(affine=false)(%choice.max_pool)")
+    mapping = carry_weights(lower(g, seed=0), lower(out, seed=1), out)
+    assert mapping["e.nest.choice.bn.running_mean"] == "e.nest.choice.a.bn.running_mean"
+    assert mapping["e.nest.bn.running_mean"] == "e.nest.bn.running_mean"
+    assert_equivalent(g, out, x_shape=(2, 2, 9, 6), steps=2)
+
+
 def test_carry_weights_refuses_a_module_without_origin():
     g = parse_string(SHARED_BN)
     other = parse_string(SHARED_BN.replace("conv(4, 1)", "conv(4, 1) -> bn(affine = false)"))

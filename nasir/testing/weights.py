@@ -78,6 +78,16 @@ def _shared_origin(path: str, node: Node, region: Region, old_modules: list[str]
     return _member_origin(prefix, groups[0], node.name, old_modules) if groups else None
 
 
+def _hoisted(node: Node, region: Region) -> bool:
+    """Whether ``node`` is a module PMS or FMS hoisted next to a choice (``<choice>.<name>``).
+
+    Asked before the subsequence rule: the hoisted ``choice.bn`` of a nested choice named ``choice``
+    reads as a descendant of the enclosing candidate (``e.nest`` + ``choice`` + ``bn``) and would
+    take that candidate's own trailing ``bn`` instead of the first member's.
+    """
+    return any(node.name.startswith(f"{g.name}.") for g in region.nodes if _member_names(g))
+
+
 def _member_origin(prefix: str, group: Node, name: str, old_modules: list[str]) -> str | None:
     """Module ``name`` of the first member of ``group`` that ``before`` has (a fixed lowering has
     the chosen one only). A member that is itself a group (a later rewrite) is searched in turn."""
@@ -124,7 +134,11 @@ def _weight_origins(before: nn.Module, after: nn.Module, after_graph: Graph) -> 
                 raise ValueError(f"no original module for kernel {key!r} (was {src!r})")
             out[name] = old_names[f"{old}.{'bias' if kind == 'biases' else 'weight'}"]
             continue
-        old = _origin_of(module, old_modules)
+        old = module if module in old_modules else None
+        if old is None and module in nodes and _hoisted(*nodes[module]):
+            old = _shared_origin(module, *nodes[module], old_modules)
+        if old is None:
+            old = _origin_of(module, old_modules)
         if old is None and module in nodes:
             old = _shared_origin(module, *nodes[module], old_modules)
         if old is None or f"{old}.{leaf}" not in old_names:
