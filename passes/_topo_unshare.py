@@ -106,19 +106,19 @@ def _members(node: ChoiceNode, body: Region, approximate: bool) -> list[tuple[st
     x = body.inputs[0]
     members = []
     for k, cover in enumerate(choices[0].covers):
+        own = [n.candidates[next(i for i, c in enumerate(n.covers) if sorted(c) == sorted(cover))].body for n in choices]
         parts: list[tuple[Region, bool]] = []
         ops: list[OpNode] = []
         for n in chain:
             if isinstance(n, ChoiceNode):
                 if ops:
-                    parts.append((_op_region(ops, x), False))
+                    parts.append((_op_region(ops, x, own), False))
                     ops = []
-                at = next(i for i, c in enumerate(n.covers) if sorted(c) == sorted(cover))
-                parts.append((n.candidates[at].body, True))
+                parts.append((own[choices.index(n)], True))
             else:
                 ops.append(n)
         if ops:
-            parts.append((_op_region(ops, x), False))
+            parts.append((_op_region(ops, x, own), False))
         members.append((choices[0].candidates[k].name, join(parts), list(cover)))
     return members
 
@@ -177,31 +177,39 @@ _STRUCTURAL_CHOICE = re.compile(r"(mix|first|second)(_\d+)?")
 
 
 def _local_copy(op: OpNode, node: ChoiceNode, body: Region) -> OpNode:
-    """A hoisted op under the name it had in the candidates (``<choice>.relu`` -> ``relu``), for ``body``.
-
-    An op hoisted twice (out of FMS' inner ``second``, then out of the choice that holds it) is
-    named ``<choice>.second.relu``; once the group that held ``second`` is expanded, ``body`` has no
-    ``second`` and the op goes back as ``relu``, so that undoing and redoing give the same names.
-    """
+    """A hoisted op under the name it had in the candidates (``<choice>.relu`` -> ``relu``), for ``body``."""
     copy = op.model_copy(deep=True)
-    name = op.name[len(node.name) + 1:]
-    while "." in name:
-        scope, rest = name.split(".", 1)
-        if not _STRUCTURAL_CHOICE.fullmatch(scope) or scope in body:
-            break
-        name = rest
-    copy.name = name
+    copy.name = _own_name(op.name[len(node.name) + 1:], [body])
     return copy
 
 
+def _own_name(name: str, bodies: list[Region]) -> str:
+    """``name`` without the scopes of structural choices that none of ``bodies`` has any more.
+
+    An op hoisted out of FMS' inner ``second`` is named ``second.relu``; hoisted again, or shared by
+    a later PMS group, it keeps that name. Once the group that held ``second`` is expanded the
+    members have no ``second``, and the op goes back as ``relu``: undoing and redoing then give the
+    same names, so ``topo-simplify`` is idempotent.
+    """
+    while "." in name:
+        scope, rest = name.split(".", 1)
+        if not _STRUCTURAL_CHOICE.fullmatch(scope) or any(scope in body for body in bodies):
+            break
+        name = rest
+    return name
+
+
 # -- building bodies -----------------------------------------------------------------------------
-def _op_region(ops: list[OpNode], like: Node) -> Region:
-    """A body computing ``ops`` in sequence on an input shaped like ``like``."""
+def _op_region(ops: list[OpNode], like: Node, own: list[Region] | None = None) -> Region:
+    """A body computing ``ops`` in sequence on an input shaped like ``like`` (shared ops of a group
+    going back to members made of the ``own`` bodies: see ``_own_name``)."""
     body = Region()
     body.add(InputNode(name="x", shape=list(like.shape) if like.shape else None))
     cur = "x"
     for op in ops:
         copy = op.model_copy(deep=True)
+        if own is not None:
+            copy.name = _own_name(op.name, own)
         copy.inputs = [cur]
         cur = body.add(copy).name
     body.add(OutputNode(name="out", inputs=[cur], shape=body[cur].shape))

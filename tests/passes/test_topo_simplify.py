@@ -145,6 +145,33 @@ def test_a_module_hoisted_twice_gets_its_name_back_when_undone(topo):
     assert not pm.records[-1].result.changed and print_graph(twice) == print_graph(once)
 
 
+def test_a_shared_module_named_after_an_expanded_choice_gets_its_name_back(topo):
+    """The trailing BN of sep3/sep5 is hoisted out of FMS' ``second`` (``second.bn_1``), then PMS
+    shares it with the nest candidate's BN under that name. Undoing the PMS group used to give every
+    member ``second.bn_1``, although none has a ``second`` any more (generated space 730)."""
+    g = parse_string("""
+    network n() {
+        input x: [4, 6, 6]
+        e = one_of {
+            sep3: relu -> dwconv(3) -> conv(4, 1) -> bn(affine = false) -> relu -> dwconv(3, dilation = 2) -> conv(4, 1) -> bn(affine = false)
+            pair3: dwconv(3) -> conv(4, 1)
+            cbr1: conv(4, 1) -> bn(affine = false) -> relu -> conv(4, 1) -> bn(affine = false)
+            conv1: conv(4, 1)
+            sep5: relu -> dwconv(5, dilation = 2) -> conv(4, 1) -> bn(affine = false) -> relu -> dwconv(5, dilation = 2) -> conv(4, 1) -> bn(affine = false)
+            nest: one_of {
+                dil3: relu -> dwconv(3) -> conv(4, 1) -> bn(affine = false)
+                rcb5: relu -> conv(4, 5) -> bn(affine = false)
+                act: conv(4, 5) -> relu
+            } -> bn(affine = false)
+        }(x)
+        output e
+    }""")  # noqa: E501 (the candidates are the generated space's, on one line each)
+    once, _ = topo.run(g, "topo-simplify")
+    topo.filecheck(print_graph(once), "%second.bn_1 = bn(affine=false)(%mix)")
+    twice, pm = topo.run(once, "topo-simplify")
+    assert not pm.records[-1].result.changed and print_graph(twice) == print_graph(once)
+
+
 def test_exact_mode_is_exact_float64(topo):
     before, after, _, pm = topo.compare(_darts(), "topo-simplify{approximate=false},reparam")
     assert pm.exact
