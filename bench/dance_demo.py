@@ -1,6 +1,6 @@
 """DANCE demo: accuracy vs kept parameters, DANCE against score-only pruning and random selection.
 
-The paper's Fig. 3 comparison on the bundled TinyShapes data: one ResNet-18 (std/resnet18.nas)
+The paper's Fig. 3 comparison on bundled data (TinyShapes by default, ``--data`` as elsewhere): one ResNet-18 (std/resnet18.nas)
 gets DANCE gates (dance-gates pass), is trained through stages 1 and 2 once (stage 2 with a random
 global budget per batch from --train-range, so one supernet serves every budget), and then, for
 every budget, each method picks channels from the *same* supernet at the *same* per-group counts:
@@ -38,7 +38,7 @@ from nasir.api import compile_file  # noqa: E402
 from nasir.dance.baselines import masks_for  # noqa: E402
 from nasir.dance.gated import GatedNetwork, count_parameters  # noqa: E402
 from nasir.dance.train import DanceConfig, DanceTrainer, accuracy, finetune, recalibrate_bn  # noqa: E402
-from nasir.data.tinyshapes import load_tiny  # noqa: E402
+from nasir.data import DEFAULT, load_data  # noqa: E402
 from nasir.ir.stats import graph_stats  # noqa: E402
 from nasir.passmanager import PassManager  # noqa: E402
 
@@ -56,6 +56,8 @@ def main() -> int:
     ap.add_argument("--budgets", default="0.5,0.6,0.7,0.8,0.9")
     ap.add_argument("--methods", default="dance,score,random,magnitude")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--data", default=DEFAULT, help="what --data names elsewhere, at 32x32 (default: %(default)s)")
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     ap.add_argument("--out", help="write results as JSON here")
     ap.add_argument("--quick", action="store_true", help="tiny CPU smoke run")
     args = ap.parse_args()
@@ -63,17 +65,21 @@ def main() -> int:
         args.width, args.stage1, args.stage2, args.finetune, args.batch_size = 8, 4, 3, 2, 16
         args.budgets = "0.5,0.9"
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     lo, hi = (float(v) for v in args.train_range.split(","))
-    graph = PassManager.parse("dance-gates{budget=0.5}").run(compile_file("std/resnet18.nas", width=args.width))
+    data = load_data(args.data, 32)
+    train, test = data.train, data.test
+    space = compile_file("std/resnet18.nas", width=args.width, classes=data.classes)
+    graph = PassManager.parse("dance-gates{budget=0.5}").run(space)
     net = GatedNetwork(graph, seed=args.seed)
     config = DanceConfig(stage1_steps=args.stage1, stage2_steps=args.stage2, batch_size=args.batch_size,
                          samples=args.samples, budget_range=(lo, hi), seed=args.seed)
     trainer = DanceTrainer(net, config, device=device, progress=False)
-    train, test = load_tiny("train"), load_tiny("test")
 
     start = time.perf_counter()
     trainer.train(train)
@@ -81,7 +87,7 @@ def main() -> int:
     net.set_mode("off")
     full_params = count_parameters(net.backbone)
     full_flops = graph_stats(graph).flops
-    calib = train[0][:1024]
+    calib = train.normalized(1024)[0]
     recalibrate_bn(net, calib, device=device)  # stage 2 ran BN over sampled subnets; measure the full one fairly
     full_acc = accuracy(net, test, device=device)
     print(f"device {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else platform.processor() or 'cpu'}), "
@@ -94,7 +100,8 @@ def main() -> int:
     for budget in (float(b) for b in args.budgets.split(",")):
         for method in args.methods.split(","):
             t0 = time.perf_counter()
-            masks = masks_for(method, net, budget, data=train[0][:512], generator=torch.Generator().manual_seed(args.seed))
+            masks = masks_for(method, net, budget, data=train.normalized(512)[0],
+                              generator=torch.Generator().manual_seed(args.seed))
             pick_ms = (time.perf_counter() - t0) * 1e3
             small_graph, small = net.extract(masks)
             recalibrate_bn(small, calib, device=device)
