@@ -146,6 +146,14 @@ def _shared(ev: Evaluator, args: list[Any], kwargs: dict[str, Any], t: Tree) -> 
     return replace(args[0], shared=True, key=args[0].key)
 
 
+def _error(ev: Evaluator, args: list[Any], kwargs: dict[str, Any], t: Tree) -> Any:
+    """``error("message")``: stop compiling with ``message``, located at this call, e.g. in the branch
+    of an ``if ... then ... else`` that no valid parameter reaches (``else error("unknown stem " + stem)``)."""
+    if len(args) != 1 or kwargs or not isinstance(args[0], str):
+        raise ev.err(t, "error() takes one string: the message")
+    raise ev.err(t, args[0])
+
+
 BUILTINS: dict[str, BuiltinFunction] = {
     "sum": partial(_combine, "sum"),
     "concat": partial(_combine, "concat"),
@@ -158,4 +166,5 @@ BUILTINS: dict[str, BuiltinFunction] = {
     "str": _str,
     "choose": _choose,
     "shared": _shared,
+    "error": _error,
 }

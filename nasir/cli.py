@@ -17,14 +17,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nasir.cli_options import (
+    SGD_OPTIONS,
     Parser,
     checkpoint_options,
     device_option,
+    given_options,
     integer,
     next_step,
     number,
+    option_words,
     require_checkpoint_for_resume,
     space_arguments,
+    training_options,
 )
 from nasir.data import add_data_option, add_loader_options
 from nasir.diagnostics import NasirError
@@ -109,14 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pc-darts puts the partial-channel{k=4} pass first unless --passes has one")
     p.add_argument("--order", type=int, choices=(1, 2), default=1,
                    help="DARTS: 1 = first-order approximation, 2 = unrolled hypergradient (DARTS Eq. 7-8)")
-    length = p.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=integer(1), help="passes over the weight half of the data (default: the method's)")
-    length.add_argument("--steps", type=integer(1), help="run this many steps instead of epochs (smoke runs)")
-    p.add_argument("--batch-size", type=integer(1), help="default: the method's")
-    for flag, kind, what in _HYPERPARAMETERS:
-        p.add_argument(flag, type=kind, help=f"{what} (default: the method's)")
+    training_options(p, "method", "the weight half of the data", _HYPERPARAMETERS)
     p.add_argument("--beta", type=number(0), default=0.0, help="beta-DARTS regularization weight")
-    p.add_argument("--seed", type=int, default=0)
     device_option(p)
     add_data_option(p)
     add_loader_options(p)
@@ -161,24 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: ``nasir search`` options whose default is the method's published value: (flag, type, meaning).
 _HYPERPARAMETERS = (
-    ("--lr", number(above=0), "initial learning rate of the weights (SGD)"),
-    ("--lr-min", number(0), "final learning rate of the weights"),
-    ("--momentum", number(0, maximum=1), "SGD momentum"),
-    ("--weight-decay", number(0), "weight decay of the weights"),
+    *SGD_OPTIONS,
     ("--arch-lr", number(above=0), "learning rate of the architecture parameters (Adam)"),
     ("--arch-weight-decay", number(0), "weight decay of the architecture parameters"),
-    ("--grad-clip", number(0), "gradient-norm clip of the weights (0: none)"),
     ("--warmup-epochs", integer(0), "epochs of weight training before the architecture trains"),
     ("--tau-max", number(above=0), "GDAS: Gumbel temperature at the start"),
     ("--tau-min", number(above=0), "GDAS: ... at the end"),
-    ("--label-smoothing", number(0, maximum=1), "label smoothing of the training loss"),
 )
-
-
-def _given_hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
-    """The ``_HYPERPARAMETERS`` the user gave, by ``SearchConfig`` field name."""
-    names = [flag[2:].replace("-", "_") for flag, _, _ in _HYPERPARAMETERS]
-    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
 # -- commands -----------------------------------------------------------------------------------
@@ -314,7 +301,7 @@ def _search(args: argparse.Namespace, procs: Any) -> int:
     train, val = split_portion(data.train, args.train_portion)
     length = {"steps": args.steps, "epochs": 0} if args.steps else {"epochs": args.epochs or method.epochs}
     config = SearchConfig.for_method(
-        args.method, **length, **_given_hyperparameters(args), order=args.order,
+        args.method, **length, **given_options(args, _HYPERPARAMETERS), order=args.order,
         batch_size=args.batch_size or method.batch_size, beta=args.beta, seed=args.seed, data=data.spec,
         train_portion=args.train_portion, augment=data.crop_flip, cutout=args.cutout,
         save_every=args.checkpoint_every, save_minutes=args.checkpoint_minutes, compile=args.compile)
@@ -397,9 +384,7 @@ def _search_command(args: argparse.Namespace) -> list[str]:
     words += ["--method", args.method, "--order", str(args.order)]
     words += ["--steps", str(args.steps)] if args.steps else ["--epochs", str(args.epochs)] if args.epochs else []
     words += ["--batch-size", str(args.batch_size)] if args.batch_size else []
-    for flag, _, _ in _HYPERPARAMETERS:
-        value = getattr(args, flag[2:].replace("-", "_"))
-        words += [flag, repr(value)] if value is not None else []
+    words += option_words(args, _HYPERPARAMETERS)
     words += ["--beta", repr(args.beta), "--seed", str(args.seed), "--device", args.device, "--data", args.data,
               "--cutout", str(args.cutout), "--train-portion", repr(args.train_portion), "--workers", str(args.workers)]
     words += ["--log", args.log] if args.log else []

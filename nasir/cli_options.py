@@ -133,3 +133,46 @@ class Parser(argparse.ArgumentParser):
             if isinstance(arg, str) and arg.startswith("--") and arg.partition("=")[1] and arg.partition("=")[2] == "--":
                 self.error(f"argument {arg.partition('=')[0]}: expected a value, got '--'")
         return super().parse_known_args(args, namespace)
+
+
+#: ``nasir search`` and ``nasir train`` options of the weights' optimizer (``nasir.sgd.SGDSettings``),
+#: whose default is the method's or the recipe's: (flag, type, meaning).
+SGD_OPTIONS = (
+    ("--lr", number(above=0), "initial learning rate of the weights (SGD)"),
+    ("--lr-min", number(0), "final learning rate of the weights"),
+    ("--momentum", number(0, maximum=1), "SGD momentum"),
+    ("--weight-decay", number(0), "weight decay of the weights"),
+    ("--grad-clip", number(0), "gradient-norm clip of the weights (0: none)"),
+    ("--label-smoothing", number(0, maximum=1), "label smoothing of the training loss"),
+)
+
+Options = Sequence[tuple[str, Callable[[str], object], str]]
+
+
+def training_options(p: argparse.ArgumentParser, source: str, epochs: str, options: Options) -> None:
+    """The run's length (``--epochs`` or ``--steps``), ``--batch-size``, ``options`` (``SGD_OPTIONS``
+    and the command's own, each defaulting to ``source``'s value: the method's, the recipe's) and
+    ``--seed``. ``epochs``: what an epoch passes over."""
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=integer(1), help=f"passes over {epochs} (default: the {source}'s)")
+    length.add_argument("--steps", type=integer(1), help="run this many steps instead of epochs (smoke runs)")
+    p.add_argument("--batch-size", type=integer(1), help=f"the global batch, shared by the processes under "
+                                                         f"torchrun (default: the {source}'s)")
+    for flag, kind, what in options:
+        p.add_argument(flag, type=kind, help=f"{what} (default: the {source}'s)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def given_options(args: argparse.Namespace, options: Options) -> dict[str, object]:
+    """The ``options`` the user gave, by configuration field name (``--lr-min`` -> ``lr_min``)."""
+    names = [flag[2:].replace("-", "_") for flag, _, _ in options]
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def option_words(args: argparse.Namespace, options: Options) -> list[str]:
+    """The ``options`` the user gave as command-line words (for the ``next:`` command of a resume)."""
+    words: list[str] = []
+    for flag, _, _ in options:
+        value = getattr(args, flag[2:].replace("-", "_"))
+        words += [flag, repr(value)] if value is not None else []
+    return words

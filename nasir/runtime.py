@@ -54,28 +54,63 @@ class AuxHead(nn.Module):
     def __init__(self, head: nn.Module):
         super().__init__()
         self.head = head
+        #: whether training mode runs the head (``set_auxiliary_head``): a run whose loss leaves the
+        #: head out switches it off, so that no parameter goes without a gradient (which
+        #: DistributedDataParallel refuses) and no time is spent on it
+        self.active = True
 
     def forward(self, logits: torch.Tensor, *features: torch.Tensor) -> torch.Tensor | AuxOutput:
-        if not self.training:
+        if not self.training or not self.active:
             return logits
         return AuxOutput(logits, self.head(*features))
+
+
+def set_auxiliary_head(module: nn.Module, active: bool) -> int:
+    """Switch every ``AuxHead`` in ``module`` on or off (off: training mode returns the logits
+    alone); returns how many there are."""
+    heads = [m for m in module.modules() if isinstance(m, AuxHead)]
+    for head in heads:
+        head.active = active
+    return len(heads)
 
 
 class DropPath(nn.Module):
     """Drop a whole path per sample with probability ``drop_prob`` in training, scaling kept samples by
     ``1 / (1 - drop_prob)`` (DARTS' ``drop_path``). The probability is set from outside as training goes
-    on (DARTS raises it linearly with the epoch): see ``set_drop_path``. The identity in eval mode."""
+    on (DARTS raises it linearly with the epoch): see ``set_drop_path``. The identity in eval mode.
+
+    The probability lives in a tensor (a buffer outside the ``state_dict``), so a ``torch.compile``d
+    network keeps its graph when the probability changes; only switching drop path on or off
+    (``active``, a Python flag) compiles again. ``rows``: this process's rows of the global batch
+    (``rank, processes``, see ``nasir.distributed``): every process draws the mask of the whole
+    batch and keeps its rows, so N processes drop the samples one process would drop.
+    """
 
     def __init__(self, drop_prob: float = 0.0):
         super().__init__()
-        self.drop_prob = drop_prob
+        self.register_buffer("probability", torch.tensor(float(drop_prob)), persistent=False)
+        self._drop_prob = float(drop_prob)  # as given (the buffer holds it in float32)
+        self.active = drop_prob > 0.0
+        self.rows = (0, 1)
+
+    @property
+    def drop_prob(self) -> float:
+        return self._drop_prob
+
+    @drop_prob.setter
+    def drop_prob(self, value: float) -> None:
+        self.probability.fill_(value)
+        self._drop_prob = float(value)
+        self.active = value > 0.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.drop_prob <= 0.0:
+        if not self.training or not self.active:
             return x
-        keep = 1.0 - self.drop_prob
-        mask = torch.empty((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device).bernoulli_(keep)
-        return x / keep * mask
+        keep = 1.0 - self.probability
+        rank, world = self.rows
+        n = x.shape[0]
+        draws = torch.rand((n * world,) + (1,) * (x.dim() - 1), device=x.device)[rank * n:(rank + 1) * n]
+        return x / keep.to(x.dtype) * (draws < keep).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"drop_prob={self.drop_prob}"
@@ -89,6 +124,14 @@ def set_drop_path(module: nn.Module, drop_prob: float) -> int:
     for path in paths:
         path.drop_prob = drop_prob
     return len(paths)
+
+
+def share_drop_path(module: nn.Module, rank: int, world: int) -> None:
+    """Make every ``DropPath`` in ``module`` keep rows ``rank`` of ``world`` equal shares of each
+    batch's mask (``DropPath.rows``)."""
+    for m in module.modules():
+        if isinstance(m, DropPath):
+            m.rows = (rank, world)
 
 
 class FactorizedReduce(nn.Module):

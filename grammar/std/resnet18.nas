@@ -14,7 +14,8 @@ network resnet18(stem = "cifar", classes = if stem == "imagenet" then 1000 else 
                  resolution = if stem == "imagenet" then 224 else 32) {
     input x: [3, resolution, resolution]
     h = if stem == "imagenet" then (conv(width, 7, 2) -> bn -> relu -> max_pool(3, 2))(x)
-        else (conv(width, 3) -> bn -> relu)(x)
+        else if stem == "cifar" then (conv(width, 3) -> bn -> relu)(x)
+        else error("unknown stem " + stem + ": cifar (3x3 conv, 32x32 inputs) or imagenet (7x7 conv and max pool, 224x224)")
     c_in = width
     for stage in 0 .. 4 {
         c = if stage == 0 then width else width * 2 ** stage

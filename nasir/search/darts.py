@@ -49,8 +49,6 @@ the log and the checkpoint.
 
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -58,19 +56,20 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from pydantic import Field
-from tqdm.auto import tqdm
 
 from nasir.checkpoint import CheckpointMeta, flatten_state, load_checkpoint_as, restore_optimizer, save_checkpoint
 from nasir.data.images import ImageSet, augmentation_for
-from nasir.data.loader import index_batches, stream
+from nasir.data.loader import stream
 from nasir.diagnostics import NasirError
 from nasir.distributed import Processes, wrap
+from nasir.epochs import EpochRun
 from nasir.lowering import NasirModule
-from nasir.runtime import GumbelSampler
-from nasir.save_schedule import CHECKPOINT_MINUTES, SaveSchedule
-from nasir.search.epoch_log import EpochLog, Record
+from nasir.runtime import AuxHead, DropPath, GumbelSampler
+from nasir.save_schedule import CHECKPOINT_MINUTES
+from nasir.search.epoch_log import Record
 from nasir.search.methods import METHODS as DEFAULTS
 from nasir.search.unrolled import unrolled_arch_gradients
+from nasir.sgd import SGDSettings
 
 METHODS = tuple(DEFAULTS)
 #: ``SearchConfig``'s defaults are DARTS' published settings, taken from one place.
@@ -78,7 +77,10 @@ _DARTS = DEFAULTS["darts"]
 
 
 @dataclass
-class SearchConfig:
+class SearchConfig(SGDSettings):
+    """A search: the method and its settings (the weights' SGD in ``SGDSettings``), the run's length,
+    data and machinery."""
+
     method: str = "darts"
     #: DARTS: 1 (first-order approximation) or 2 (unrolled hypergradient, Eq. 7-8)
     order: int = 1
@@ -86,20 +88,12 @@ class SearchConfig:
     #: > 0: the run is this many epochs (passes over the weight half) and ``steps`` is not used
     epochs: int = 0
     batch_size: int = 32
-    lr: float = _DARTS.lr
-    lr_min: float = _DARTS.lr_min
     #: "cosine": per epoch from ``lr`` to ``lr_min``; "linear": per step from ``lr`` to ``lr_min``
     schedule: str = _DARTS.schedule
-    momentum: float = _DARTS.momentum
-    nesterov: bool = _DARTS.nesterov
-    weight_decay: float = _DARTS.weight_decay
     arch_lr: float = _DARTS.arch_lr
     arch_weight_decay: float = _DARTS.arch_weight_decay
-    #: gradient-norm clipping of the weight step (0: none)
-    grad_clip: float = _DARTS.grad_clip
     #: epochs of weight training before the first architecture step (PC-DARTS: 15)
     warmup_epochs: int = _DARTS.warmup_epochs
-    label_smoothing: float = _DARTS.label_smoothing
     beta: float = 0.0
     tau_max: float = _DARTS.tau_max
     tau_min: float = _DARTS.tau_min
@@ -124,8 +118,6 @@ class SearchConfig:
         known = {f.name for f in fields(cls)}
         return cls(method=method, **{**{k: v for k, v in DEFAULTS[method].settings().items() if k in known}, **options})
 
-#: Configuration entries a resumed run may change.
-_NOT_COMPARED = ("steps", "epochs", "save_every", "save_minutes", "compile")
 
 
 class SearchCheckpoint(CheckpointMeta):
@@ -157,8 +149,10 @@ class SearchLog:
     resumed_from: int = 0
 
 
-class SupernetSearch:
+class SupernetSearch(EpochRun):
     """Alternating weight/architecture optimisation of a lowered supernet."""
+
+    accuracies_optional = True
 
     def __init__(self, model: NasirModule, config: SearchConfig, device: str | torch.device = "cpu", workers: int = 0,
                  processes: Processes | None = None):
@@ -174,21 +168,23 @@ class SupernetSearch:
                              f"second order is a DARTS method (darts, pc-darts), not {config.method}")
         if config.schedule not in ("cosine", "linear"):
             raise NasirError(f"unknown learning-rate schedule {config.schedule!r}", hint="cosine or linear")
-        if config.nesterov and config.momentum <= 0:
-            raise NasirError(f"{config.method} uses Nesterov momentum, which needs a momentum > 0, not {config.momentum:g}")
+        if any(isinstance(m, (AuxHead, DropPath)) for m in model.modules()):
+            raise NasirError("this space is an evaluation network (it has an auxiliary head or drop path: "
+                             "-D eval=true builds the evaluation network), and a search needs the search network",
+                             hint="search without -D eval=true, then train the architecture it finds in the "
+                                  "evaluation network: nasir train SPACE -D eval=true --arch ARCH")
+        config.check_momentum(config.method)
         self.processes = processes or Processes(torch.device(device))
         self.device = self.processes.device
         self.processes.check_batch(config.batch_size)
         self.model = model.to(self.device)
         self.config = config
         self.workers = workers  # DataLoader processes; the batches do not depend on it
-        self.w_opt = torch.optim.SGD(model.weight_parameters(), lr=config.lr, momentum=config.momentum,
-                                     weight_decay=config.weight_decay, nesterov=config.nesterov)
+        self.w_opt = config.optimizer(model.weight_parameters())
         self.a_opt = (torch.optim.Adam(model.arch_parameters(), lr=config.arch_lr, betas=(0.5, 0.999),
                                        weight_decay=config.arch_weight_decay)
                       if defaults.arch_step and model.arch_parameters() else None)
         self.log = SearchLog()
-        #: the run's length and its epoch length in steps (known once ``run`` sees the data)
         self.total_steps = config.steps
         self.steps_per_epoch = max(config.steps, 1)
         if config.method == "gdas":
@@ -199,18 +195,12 @@ class SupernetSearch:
         self.forward = shared if not config.compile else compile_step(model, config.compile, self.device, shared)
 
     # -- schedules ------------------------------------------------------------------------------
-    def epoch(self) -> int:
-        """The epoch the next step belongs to (from 0)."""
-        return self.log.step // self.steps_per_epoch
-
     def learning_rate(self) -> float:
         """The weights' learning rate of the next step (see the module docstring)."""
         cfg = self.config
         if cfg.schedule == "linear":
-            frac = self.log.step / max(self.total_steps, 1)
-        else:
-            frac = (1 - math.cos(math.pi * self.epoch() / max(math.ceil(self.total_steps / self.steps_per_epoch), 1))) / 2
-        return cfg.lr - (cfg.lr - cfg.lr_min) * frac
+            return cfg.lr - (cfg.lr - cfg.lr_min) * self.log.step / max(self.total_steps, 1)
+        return cfg.cosine(self.epoch(), self.epochs)
 
     def _apply_schedules(self) -> None:
         for group in self.w_opt.param_groups:
@@ -250,8 +240,7 @@ class SupernetSearch:
         self.w_opt.zero_grad(set_to_none=True)
         loss, logits = self._loss(train)
         loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.weight_parameters(), cfg.grad_clip)
+        cfg.clip(self.model.weight_parameters())
         self.w_opt.step()
         if self.a_opt is not None:
             for p in self.model.arch_parameters():  # weight grads must not leak into the next arch step
@@ -279,46 +268,9 @@ class SupernetSearch:
             p.grad = g
 
     # -- epochs ---------------------------------------------------------------------------------
-    @torch.no_grad()
-    def evaluate(self, data: ImageSet, limit: int | None = None) -> tuple[float, float]:
-        """Mean loss and accuracy of the model on the first ``limit`` (all) images of ``data`` (eval
-        mode, no augmentation; with many processes each evaluates every N-th batch with process 0's
-        BatchNorm statistics)."""
-        self.processes.sync_buffers(self.model)
-        self.model.eval()
-        total_loss, correct = 0.0, 0
-        n = len(data) if limit is None else min(limit, len(data))
-        share = range(self.processes.rank * self.config.batch_size, n, self.processes.world * self.config.batch_size)
-        try:
-            for start in share:
-                x, y = data.batch(torch.arange(start, min(start + self.config.batch_size, n)))
-                x, y = x.to(self.device), y.to(self.device)
-                logits = self.model(x)
-                total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
-                correct += int((logits.argmax(1) == y).sum())
-        finally:
-            self.model.train()
-        total_loss, correct = self.processes.total([total_loss, correct])
-        return total_loss / max(n, 1), round(correct) / max(n, 1)
-
     def _record(self, val: ImageSet, seconds: float) -> Record:
         """The record of the epoch the last step ended (see the module docstring)."""
-        step = self.log.step
-        epoch = (step - 1) // self.steps_per_epoch
-        first = epoch * self.steps_per_epoch
-        losses = self.log.losses[first:step]
-        accuracies = [a for a in self.log.accuracies[first:step] if a is not None]
-        partial = step % self.steps_per_epoch != 0
-        # a run that stops inside an epoch (a smoke run) is validated on as many images as it trained on
-        images = min(len(val), (step - first) * self.config.batch_size) if partial else len(val)
-        valid_loss, valid_acc = self.evaluate(val, images)
-        record: Record = {"epoch": epoch + 1, "step": step, "lr": self.w_opt.param_groups[0]["lr"],
-                          "train_loss": sum(losses) / len(losses),
-                          "train_acc": sum(accuracies) / len(accuracies) if accuracies else None,
-                          "valid_loss": valid_loss, "valid_acc": valid_acc, "valid_images": images,
-                          "time": round(seconds, 3)}
-        if partial:
-            record["partial"] = True
+        record = self._epoch_record(val, seconds, self.w_opt.param_groups[0]["lr"], "valid")
         alphas = [p for _, p in _alphas(self.model)]
         if alphas:
             record["arch_entropy"] = float(torch.stack([_entropy(a) for a in alphas]).mean())
@@ -334,48 +286,18 @@ class SupernetSearch:
         """Search until the run's length; ``log`` writes the epoch records as JSON lines (and TensorBoard)."""
         cfg = self.config
         train, val = ImageSet.of(train), ImageSet.of(val)
-        augmentation = augmentation_for(cfg.augment, cfg.cutout)
-        options = dict(augmentation=augmentation, workers=self.workers, pin_memory=self.device.type == "cuda",
-                       part=self.processes.rows(cfg.batch_size))
-        index_batches(len(train), cfg.batch_size, cfg.seed)  # is there one batch at all? (before anything loads)
-        self.steps_per_epoch = len(train) // cfg.batch_size
-        self.total_steps = cfg.epochs * self.steps_per_epoch if cfg.epochs else cfg.steps
-        if resume and checkpoint is not None and Path(checkpoint).exists():
-            self.load(checkpoint)
-            self.log.resumed_from = self.log.step
-            self.log.records = [r for r in self.log.records if not r.get("partial")]
+        options = dict(augmentation=augmentation_for(cfg.augment, cfg.cutout), workers=self.workers,
+                       pin_memory=self.device.type == "cuda", part=self.processes.rows(cfg.batch_size))
+        self._start(len(train), checkpoint, resume)
         train_it = stream(train, cfg.batch_size, cfg.seed, skip=self.log.step, **options)
         val_it = stream(val, cfg.batch_size, cfg.seed + 1, skip=self.log.step, **options)
-        epoch_log = EpochLog(log) if log is not None and self.processes.main else None
-        if epoch_log is not None:
-            epoch_log.write(self.log.records)
-        torch.manual_seed(cfg.seed)
-        start = time.perf_counter() - self.log.seconds
-        schedule = SaveSchedule(cfg.save_every, cfg.save_minutes, last_step=self.log.step)
-        try:
-            with tqdm(total=self.total_steps, initial=self.log.step, desc=f"{cfg.method} search", unit="step",
-                      disable=not progress or not self.processes.main, dynamic_ncols=True) as bar:
-                while self.log.step < self.total_steps:
-                    torch.manual_seed(cfg.seed * 100003 + self.log.step)  # per-step sampling noise
-                    self._apply_schedules()
-                    loss = self.step(next(train_it), next(val_it))
-                    bar.set_postfix(loss=f"{loss:.3f}", epoch=self.epoch() + 1 if self.log.step < self.total_steps
-                                    else self.epoch())
-                    bar.update(1)
-                    ends_epoch = self.log.step % self.steps_per_epoch == 0 or self.log.step == self.total_steps
-                    if ends_epoch:
-                        self.log.seconds = time.perf_counter() - start
-                        self.log.records.append(self._record(val, self.log.seconds))
-                    if checkpoint is not None and (schedule.due(self.log.step) or ends_epoch):
-                        self.log.seconds = time.perf_counter() - start
-                        self.processes.main_only(lambda: self.save(checkpoint))
-                        schedule.saved(self.log.step)
-                    if ends_epoch and epoch_log is not None:
-                        epoch_log.write(self.log.records, new=self.log.records[-1])
-        finally:
-            if epoch_log is not None:
-                epoch_log.close()
-        self.log.seconds = time.perf_counter() - start
+
+        def advance() -> float:
+            self._apply_schedules()
+            return self.step(next(train_it), next(val_it))
+
+        self._run_epochs(advance, lambda seconds: self._record(val, seconds), desc=f"{cfg.method} search",
+                         checkpoint=checkpoint, log=log, log_prefix="search", progress=progress)
         return self.log
 
     # -- checkpoints ----------------------------------------------------------------------------
@@ -392,29 +314,13 @@ class SupernetSearch:
     def load(self, path: str | Path) -> None:
         """Restore a checkpoint of this run; everything is checked before anything is changed."""
         tensors, meta = load_checkpoint_as(path, SearchCheckpoint, "supernet search")
-        ours, theirs = asdict(self.config), asdict(meta.config)
-        differ = [k for k in ours if k not in _NOT_COMPARED and ours[k] != theirs[k]]
-        if differ:
-            raise NasirError(f"{path}: checkpoint was made with {differ[0]}={theirs[differ[0]]!r}, "
-                             f"this run has {ours[differ[0]]!r}", hint="resume with the same options, or start afresh")
-        if meta.step > self.total_steps or len(meta.losses) != meta.step or len(meta.accuracies) not in (0, meta.step):
-            raise NasirError(f"{path}: checkpoint is at step {meta.step} with {len(meta.losses)} losses; "
-                             f"this run has {self.total_steps} steps", hint="raise --steps or --epochs, or start afresh")
+        self._check_checkpoint(path, meta)
         if (meta.a_opt is None) != (self.a_opt is None):
             raise NasirError(f"{path}: checkpoint {'lacks' if meta.a_opt is None else 'has'} an architecture optimizer")
-        state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-        try:
-            self.model.load_state_dict(state)
-        except RuntimeError as e:
-            raise NasirError(f"{path}: checkpoint does not match this supernet ({str(e).splitlines()[0]})") from None
+        self._restore(path, tensors, meta, "supernet")
         restore_optimizer(self.w_opt, meta.w_opt, tensors, str(path))
         if self.a_opt is not None:
             restore_optimizer(self.a_opt, meta.a_opt, tensors, str(path))
-        self.log.step = meta.step
-        self.log.losses = list(meta.losses)
-        self.log.accuracies = list(meta.accuracies) or [None] * meta.step
-        self.log.records = [dict(r) for r in meta.records]
-        self.log.seconds = meta.seconds
 
 
 def _alphas(model: NasirModule) -> list[tuple[str, torch.nn.Parameter]]:

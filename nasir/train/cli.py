@@ -16,20 +16,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nasir.cli_options import checkpoint_options, device_option, integer, next_step, number, require_checkpoint_for_resume
+from nasir.cli_options import (
+    SGD_OPTIONS,
+    checkpoint_options,
+    device_option,
+    given_options,
+    next_step,
+    number,
+    option_words,
+    require_checkpoint_for_resume,
+    training_options,
+)
 from nasir.data import add_data_option, add_loader_options
 
 #: ``nasir train`` options whose default is the recipe's value: (flag, type, meaning).
 HYPERPARAMETERS = (
-    ("--lr", number(above=0), "initial learning rate (SGD)"),
-    ("--lr-min", number(0), "final learning rate of the cosine schedule"),
-    ("--momentum", number(0, maximum=1), "SGD momentum"),
-    ("--weight-decay", number(0), "weight decay"),
-    ("--grad-clip", number(0), "gradient-norm clip (0: none)"),
+    *SGD_OPTIONS,
     ("--drop-path", number(0, maximum=0.99), "final drop-path probability, rising linearly from 0 (networks with "
                                              "drop path: the evaluation form of a space)"),
     ("--auxiliary-weight", number(0), "weight of the auxiliary head's loss (networks with one)"),
-    ("--label-smoothing", number(0, maximum=1), "label smoothing of the loss"),
 )
 
 
@@ -49,13 +54,7 @@ def add_train_parser(sub: Any) -> None:
                    help="the architecture: a file (nasir-arch JSON, DARTS genotype, NB201 string) or such text")
     p.add_argument("--recipe", choices=tuple(RECIPES), help="training settings (default: darts for the DARTS space, "
                                                              "nb201 for every other)")
-    length = p.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=integer(1), help="passes over the training set (default: the recipe's)")
-    length.add_argument("--steps", type=integer(1), help="run this many steps instead of epochs (smoke runs)")
-    p.add_argument("--batch-size", type=integer(1), help="default: the recipe's")
-    for flag, kind, what in HYPERPARAMETERS:
-        p.add_argument(flag, type=kind, help=f"{what} (default: the recipe's)")
-    p.add_argument("--seed", type=int, default=0)
+    training_options(p, "recipe", "the training set", HYPERPARAMETERS)
     device_option(p)
     add_data_option(p)
     add_loader_options(p, train_portion=False, cutout=None)
@@ -76,10 +75,11 @@ def add_train_parser(sub: Any) -> None:
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     """The ``TrainConfig`` fields the command line gave (the rest stay the recipe's)."""
-    names = [flag[2:].replace("-", "_") for flag, _, _ in HYPERPARAMETERS] + ["epochs", "steps", "batch_size", "cutout"]
-    options = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
-    return {**options, "seed": args.seed, "amp": args.amp or "", "channels_last": args.channels_last,
-            "compile": args.compile, "save_every": args.checkpoint_every, "save_minutes": args.checkpoint_minutes}
+    options = {name: getattr(args, name) for name in ("epochs", "steps", "batch_size", "cutout")
+               if getattr(args, name) is not None}
+    return {**options, **given_options(args, HYPERPARAMETERS), "seed": args.seed, "amp": args.amp or "",
+            "channels_last": args.channels_last, "compile": args.compile, "save_every": args.checkpoint_every,
+            "save_minutes": args.checkpoint_minutes}
 
 
 def train_command(args: argparse.Namespace) -> list[str]:
@@ -88,10 +88,10 @@ def train_command(args: argparse.Namespace) -> list[str]:
 
     words = ["train", *_space_words(args)] + (["--passes", args.passes] if args.passes else []) + ["--arch", args.arch]
     words += ["--recipe", args.recipe] if args.recipe else []
-    for flag in ("--epochs", "--steps", "--batch-size", *(f for f, _, _ in HYPERPARAMETERS), "--cutout", "--amp",
-                 "--log", "--output"):
+    for flag in ("--epochs", "--steps", "--batch-size", "--cutout", "--amp", "--log", "--output"):
         value = getattr(args, flag[2:].replace("-", "_"))
         words += [flag, str(value)] if value is not None else []
+    words += option_words(args, HYPERPARAMETERS)
     words += ["--seed", str(args.seed), "--device", args.device, "--data", args.data, "--workers", str(args.workers)]
     words += ["--channels-last"] if args.channels_last else []
     words += ["--compile", args.compile] if args.compile else []
@@ -99,6 +99,13 @@ def train_command(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from nasir.distributed import processes
+
+    with processes(args.device) as procs:  # one, or every process torchrun started (nasir.distributed)
+        return _train(args, procs)
+
+
+def _train(args: argparse.Namespace, procs: Any) -> int:
     import torch
 
     from nasir.cli import _load
@@ -125,7 +132,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     log_path = args.log or (default_log_path(args.checkpoint) if args.checkpoint else None)
     options = _options(args)
     print_settings(TrainConfig.for_recipe(recipe, **options))
-    done = train_network(graph, args.arch, data=args.data, recipe=recipe, device=args.device, workers=args.workers,
+    done = train_network(graph, args.arch, data=args.data, recipe=recipe, workers=args.workers, processes=procs,
                          checkpoint=args.checkpoint, resume=args.resume, log=log_path, output=args.output,
                          **options)
     cfg, log = done.config, done.log
@@ -135,7 +142,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"{log.step} steps in {log.seconds:.1f} s ({log.step / log.steps_per_epoch:.2f} epochs of "
           f"{log.steps_per_epoch} steps): loss {first:.3f} -> {last:.3f}" + (f"; per-epoch log: {log_path}" if log_path else ""))
     print(f"test accuracy {done.test_accuracy:.2%} (on {done.test_images} {cfg.data} images); "
-          f"{done.parameters:,} parameters, {_si(done.flops)} FLOPs (MACs) per image")
+          f"{done.parameters:,} parameters, {_si(done.flops)} FLOPs (MACs) per image"
+          + (f" (the auxiliary head, in training only: {done.aux_parameters:,} parameters, {_si(done.aux_flops)} "
+             "FLOPs more)" if done.aux_parameters else ""))
     if done.output is not None:
         print(f"trained network written to {done.output}")
         stem = done.output.with_suffix("")

@@ -101,3 +101,9 @@ def test_the_epoch_log_lies_beside_the_checkpoint(capsys, tmp_path, single_threa
     records = [json.loads(line) for line in (tmp_path / "run.jsonl").read_text().splitlines()]
     assert [(r["epoch"], r["step"], r["valid_images"]) for r in records] == [(1, 2, 1000)]
     assert f"per-epoch log: {tmp_path / 'run.jsonl'}" in out and "(1.00 epochs of 2 steps)" in out
+
+
+def test_searching_the_evaluation_network_is_refused_clearly(capsys, single_thread):
+    code, _, err = run(capsys, "search", "std/darts.nas", "-D", "eval=true", "-D", "C=2", "-D", "layers=3", "-D", "steps=1",
+                       "-D", "multiplier=1", "--steps", "1", "--batch-size", "8")
+    assert code == 2 and "-D eval=true builds the evaluation network" in err and "search needs the search network" in err

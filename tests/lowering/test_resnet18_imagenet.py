@@ -111,3 +111,9 @@ def test_mismatched_checkpoints_are_clear_errors_and_load_nothing():
     load_renamed(ours, partial, TORCHVISION_RESNET18, strict=False)  # the classifier keeps its own weights
     assert torch.equal(ours.state_dict()["logits.linear.weight"], before["logits.linear.weight"])
     assert torch.equal(ours.state_dict()["h.conv.weight"], state["conv1.weight"])
+
+
+def test_an_unknown_stem_is_a_located_error_not_the_cifar_stem():
+    with pytest.raises(NasirError, match="unknown stem imagnet: cifar .* or imagenet") as e:
+        parse_file(std_path("resnet18"), stem="imagnet", width=4)
+    assert e.value.loc is not None and e.value.loc.file.endswith("resnet18.nas")

@@ -1,9 +1,11 @@
-"""DARTS-family searches and DANCE training in two gloo processes, for ``test_distributed.py``, which starts this file
-under torchrun: process 0 writes each run's parameters and logged losses to the folder named by the
-first argument, for the test to compare with single-process runs on the same data.
+"""DARTS-family searches, ``nasir train``'s trainer and DANCE training in two gloo processes, for
+``test_distributed.py``, which starts this file under torchrun: process 0 writes each run's
+parameters and logged losses to the folder named by the first argument, for the test to compare
+with single-process runs on the same data.
 
-The folder must already hold ``one.safetensors``: a checkpoint one process saved at step 1, which the
-two processes resume here; they also save ``two.safetensors`` at step 1, for one process to resume.
+The folder must already hold ``one.safetensors`` and ``train_one.safetensors``: a search and a
+training checkpoint one process saved at step 1, which the two processes resume here; they also
+save ``two.safetensors`` at step 1, for one process to resume.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ from safetensors.torch import save_file
 from nasir.data.tinyshapes import load_tiny
 from nasir.distributed import Processes, processes
 from nasir.frontends.elaborate import parse_file, std_path
+from nasir.ir.arch import load_architecture
+from nasir.ir.genotype import DARTS_V2
 from nasir.lowering import lower
 from nasir.search.darts import SearchConfig, SupernetSearch
 from nasir.search.methods import METHODS
+from nasir.train.trainer import Trainer
 
 #: name -> (method, order): the runs compared step for step
 CASES = {"darts1": ("darts", 1), "darts2": ("darts", 2), "gdas": ("gdas", 1)}
@@ -54,6 +59,32 @@ def result(search: SupernetSearch) -> dict[str, torch.Tensor]:
     out = {name: p.detach().clone() for name, p in search.model.named_parameters()}
     out["log.losses"] = torch.tensor(search.log.losses, dtype=torch.float64)
     out["log.accuracies"] = torch.tensor(search.log.accuracies, dtype=torch.float64)
+    return out
+
+
+def train_data():
+    """One global batch of 32 x 32 images to train on (an epoch is one step), and one to test on."""
+    x, y = load_tiny("train")
+    return (x[:BATCH], y[:BATCH]), (x[BATCH:2 * BATCH], y[BATCH:2 * BATCH])
+
+
+def trainer_for(steps: int, procs: Processes | None = None) -> Trainer:
+    """``nasir train``'s trainer of DARTS_V2 in the evaluation network at width 4 (drop path, the
+    auxiliary head) with the DARTS recipe; drop path rises to 0.6 over two epochs: 0 in the first
+    step, 0.3 in the second."""
+    from nasir.train.trainer import TrainConfig
+
+    graph = parse_file(std_path("darts"), C=4, layers=3, eval=True)
+    model = lower(graph, "fixed", arch=load_architecture(DARTS_V2, graph).arch, seed=0)
+    config = TrainConfig.for_recipe("darts", steps=steps, batch_size=BATCH, drop_path=0.6, augment=True, cutout=8,
+                                    save_every=1)
+    return Trainer(model, config, network="darts_v2", processes=procs)
+
+
+def trainer_result(trainer: Trainer) -> dict[str, torch.Tensor]:
+    out = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
+    out["log.losses"] = torch.tensor(trainer.log.losses, dtype=torch.float64)
+    out["log.accuracies"] = torch.tensor(trainer.log.accuracies, dtype=torch.float64)
     return out
 
 
@@ -91,6 +122,12 @@ def runs(out: Path, procs: Processes) -> None:
     search = search_for("darts1", 2, procs)
     search.run(*data(), checkpoint=out / "one.safetensors", resume=True, progress=False)
     procs.main_only(lambda: save_file(result(search), out / "resumed_by_two.safetensors"))
+    trainer = trainer_for(2, procs)
+    trainer.run(*train_data(), progress=False)
+    procs.main_only(lambda: save_file(trainer_result(trainer), out / "train.safetensors"))
+    trainer = trainer_for(2, procs)
+    trainer.run(*train_data(), checkpoint=out / "train_one.safetensors", resume=True, progress=False)
+    procs.main_only(lambda: save_file(trainer_result(trainer), out / "train_resumed_by_two.safetensors"))
     trainer = dance_for(1, 0, procs)
     trainer.train(data()[0])
     procs.main_only(lambda: save_file(dance_result(trainer), out / "dance1.safetensors"))

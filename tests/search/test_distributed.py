@@ -1,5 +1,6 @@
 """Many processes, one command (``nasir.distributed``): a step of 2 gloo processes on 2 x 16 images
-equals a single-process step on the same 32 images, and a run resumes with another process count.
+equals a single-process step on the same 32 images (searches, ``nasir train``, DANCE), and a run
+resumes with another process count.
 
 BatchNorm: each process normalizes its 16 rows with their own statistics (DDP's default), so the
 single-process reference runs the same search with BatchNorms that normalize the two groups of 16
@@ -28,7 +29,7 @@ from nasir.diagnostics import NasirError
 from nasir.distributed import Processes
 
 from ..cli.test_search_methods import CELL
-from ._ddp_run import CASES, dance_for, dance_result, data, result, search_for
+from ._ddp_run import CASES, dance_for, dance_result, data, result, search_for, train_data, trainer_for, trainer_result
 
 WORLD = 2
 
@@ -80,6 +81,14 @@ def _run(case: str, steps: int, checkpoint: Path | None = None, resume: bool = F
     return result(search)
 
 
+def _train(steps: int, checkpoint: Path | None = None):
+    trainer = trainer_for(steps)
+    per_process_batch_norm(trainer.model)
+    trainer.run(*train_data(), checkpoint=checkpoint, progress=False)
+    assert trainer.drop_prob == 0.3 * (steps - 1)
+    return trainer_result(trainer)
+
+
 @pytest.fixture(scope="module")
 def two_processes(tmp_path_factory):
     """The folder where two torchrun processes left their results (``_ddp_run.py``)."""
@@ -88,6 +97,7 @@ def two_processes(tmp_path_factory):
     torch.set_num_threads(1)
     try:
         _run("darts1", 1, checkpoint=out / "one.safetensors")  # for the two processes to resume
+        _train(1, checkpoint=out / "train_one.safetensors")
         for done in launch([str(Path(__file__).with_name("_ddp_run.py")), str(out)]):
             assert done.returncode == 0, done.stderr[-3000:]
         yield out
@@ -115,6 +125,16 @@ def test_a_dance_stage_1_step_of_two_processes_equals_one_process_on_the_whole_b
     per_process_batch_norm(trainer.net)
     trainer.train(data()[0])
     _assert_same(load_file(two_processes / "dance1.safetensors"), dance_result(trainer))
+
+
+def test_train_steps_of_two_processes_equal_one_process_with_drop_path_and_the_auxiliary_loss(two_processes,
+                                                                                              single_thread):
+    """``nasir train`` (``Trainer``): two steps of the DARTS evaluation network, the second with drop
+    path (each process keeps its rows of the whole batch's mask), both with the auxiliary loss; and
+    two processes resume the step one process saved."""
+    straight = _train(2)
+    _assert_same(load_file(two_processes / "train.safetensors"), straight)
+    _assert_same(load_file(two_processes / "train_resumed_by_two.safetensors"), straight)
 
 
 def test_the_comparison_sees_batch_norm_groups(two_processes, single_thread):

@@ -5,21 +5,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
 
 from nasir.checkpoint import load_checkpoint
-from nasir.cli import main
 from nasir.frontends.elaborate import parse_string
 from nasir.lowering import lower
 from nasir.search import epoch_log
 from nasir.search.darts import SearchConfig, SupernetSearch
+from nasir.testing import assert_resumes_after_sigkill
 
 from .test_darts_search import TINY
 
@@ -98,20 +94,8 @@ def test_tensorboard_gets_every_numeric_entry_when_it_is_installed(tmp_path, mon
     assert not any(tag in ("search/arch", "search/epoch") for tag, _ in scalars)
 
 
-#: runs ``nasir search`` on one thread (as the test does: the same arithmetic) with every step slowed
-#: down, so that the kill lands mid-run
-SLOW_SEARCH = """import sys, time, torch
-torch.set_num_threads(1)
-from nasir.search import darts
-step = darts.SupernetSearch.step
-darts.SupernetSearch.step = lambda self, *batches: (time.sleep(0.2), step(self, *batches))[1]
-from nasir.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="SIGKILL is POSIX")
-def test_a_search_killed_with_sigkill_resumes_bit_for_bit(tmp_path, capsys, single_thread):
+def test_a_search_killed_with_sigkill_resumes_bit_for_bit(tmp_path, single_thread):
     pytest.importorskip("numpy")  # the CIFAR reader
     from ..data._formats import write_cifar
 
@@ -120,34 +104,9 @@ def test_a_search_killed_with_sigkill_resumes_bit_for_bit(tmp_path, capsys, sing
     space.write_text(TINY)
     args = ["search", str(space), "--data", f"cifar10:{tmp_path / 'cifar'}", "--epochs", "3", "--batch-size", "2",
             "--checkpoint-every", "1"]
-    straight, killed = tmp_path / "straight.safetensors", tmp_path / "killed.safetensors"
-    assert main([*args, "--checkpoint", str(straight)]) == 0
-    child = subprocess.Popen([sys.executable, "-c", SLOW_SEARCH, *args, "--checkpoint", str(killed)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and child.poll() is None:
-            if killed.exists() and load_checkpoint(killed)[1]["step"] >= 4:  # in the second epoch
-                break
-            time.sleep(0.02)
-        os.kill(child.pid, signal.SIGKILL)
-    finally:
-        child.wait()
-    assert child.returncode == -signal.SIGKILL
-    assert 4 <= load_checkpoint(killed)[1]["step"] < 9  # it died mid-run
-    assert main([*args, "--checkpoint", str(killed), "--resume"]) == 0
-    assert "resumed from" in capsys.readouterr().out
-    (a, meta_a), (b, meta_b) = load_checkpoint(straight), load_checkpoint(killed)
-    assert sorted(a) == sorted(b) and meta_a["step"] == meta_b["step"] == 9
-    for key in a:  # weights, alphas, BatchNorm statistics, both optimizers' states
-        assert torch.equal(a[key], b[key]), key
-    assert meta_a["losses"] == meta_b["losses"]
-
-    def epochs(path):
-        return [{k: v for k, v in json.loads(line).items() if k != "time"} for line in path.read_text().splitlines()]
-
-    assert epochs(straight.with_suffix(".jsonl")) == epochs(killed.with_suffix(".jsonl"))
-    assert [r["epoch"] for r in epochs(killed.with_suffix(".jsonl"))] == [1, 2, 3]
+    # killed in the second epoch; weights, alphas, BatchNorm statistics, both optimizers' states compared
+    assert_resumes_after_sigkill(args, tmp_path, slowed="nasir.search.darts:SupernetSearch.step", kill_at=4, steps=9,
+                                 epochs=3)
 
 
 def test_a_checkpoint_of_an_older_version_resumes_without_per_step_accuracies(tmp_path):

@@ -5,11 +5,7 @@ SIGKILL that resumes bit for bit."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
@@ -18,7 +14,10 @@ from nasir.api import compile_file
 from nasir.checkpoint import load_checkpoint
 from nasir.cli import main
 from nasir.exporting import load_fixed_network
+from nasir.ir.arch import load_architecture, resolve_arch
+from nasir.ir.cost import arch_cost, aux_head_cost
 from nasir.lowering import lower
+from nasir.testing import assert_resumes_after_sigkill
 from nasir.train.run import train_network
 
 DARTS = ["std/darts.nas", "-D", "C=4", "-D", "layers=1", "-D", "steps=2", "-D", "multiplier=2"]
@@ -67,11 +66,16 @@ def test_an_nb201_string_trains_with_the_nb201_recipe(tmp_path, capsys):
 
 
 def test_the_api_returns_the_trained_network_and_its_measurements(tmp_path):
-    graph = compile_file("std/darts.nas", C=4, layers=1, steps=2, multiplier=2)
+    """The parameters and FLOPs are the network's without its auxiliary head (the papers' count), the
+    head's apart."""
+    graph = compile_file("std/darts.nas", C=4, layers=3, steps=2, multiplier=2, eval=True)
     done = train_network(graph, GENOTYPE, steps=1, batch_size=8, recipe="nb201", progress=False,
                          output=tmp_path / "net.safetensors")
     assert done.config.recipe == "nb201" and done.log.step == 1 and done.test_images == 500
-    assert done.parameters == sum(p.numel() for p in load_fixed_network(done.output).parameters())
+    head = aux_head_cost(graph)
+    assert done.aux_parameters == head.params > 0 and done.aux_flops == head.flops > 0
+    assert done.parameters + done.aux_parameters == sum(p.numel() for p in load_fixed_network(done.output).parameters())
+    assert done.flops + done.aux_flops == arch_cost(graph, resolve_arch(graph, load_architecture(GENOTYPE, graph).arch)).flops
     assert done.flops > 0 and 0 <= done.test_accuracy <= 1
 
 
@@ -122,20 +126,8 @@ def test_a_trained_network_exports_as_it_is_and_takes_no_space_options(tmp_path,
     assert not (tmp_path / "n.pt2").exists() and not (tmp_path / "n.safetensors").exists()
 
 
-#: runs ``nasir train`` on one thread (as the test does: the same arithmetic) with every step slowed
-#: down, so that the kill lands mid-run
-SLOW_TRAIN = """import sys, time, torch
-torch.set_num_threads(1)
-from nasir.train import trainer
-step = trainer.Trainer.train_step
-trainer.Trainer.train_step = lambda self, batch: (time.sleep(0.2), step(self, batch))[1]
-from nasir.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="SIGKILL is POSIX")
-def test_a_training_killed_with_sigkill_resumes_bit_for_bit(tmp_path, capsys):
+def test_a_training_killed_with_sigkill_resumes_bit_for_bit(tmp_path):
     pytest.importorskip("numpy")  # the CIFAR reader
     from ..data._formats import write_cifar
 
@@ -146,32 +138,6 @@ def test_a_training_killed_with_sigkill_resumes_bit_for_bit(tmp_path, capsys):
     arch.write_text('{"y": "a"}')
     args = ["train", str(space), "--arch", str(arch), "--data", f"cifar10:{tmp_path / 'cifar'}", "--epochs", "3",
             "--batch-size", "2", "--cutout", "8", "--checkpoint-every", "1"]
-    straight, killed = tmp_path / "straight.safetensors", tmp_path / "killed.safetensors"
-    assert main([*args, "--checkpoint", str(straight)]) == 0
-    child = subprocess.Popen([sys.executable, "-c", SLOW_TRAIN, *args, "--checkpoint", str(killed)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and child.poll() is None:
-            if killed.exists() and load_checkpoint(killed)[1]["step"] >= 9:  # in the second epoch
-                break
-            time.sleep(0.02)
-        os.kill(child.pid, signal.SIGKILL)
-    finally:
-        child.wait()
-    assert child.returncode == -signal.SIGKILL
-    assert 9 <= load_checkpoint(killed)[1]["step"] < 21  # it died mid-run
-    capsys.readouterr()
-    assert main([*args, "--checkpoint", str(killed), "--resume"]) == 0
-    assert "resumed from" in capsys.readouterr().out
-    (a, meta_a), (b, meta_b) = load_checkpoint(straight), load_checkpoint(killed)
-    assert sorted(a) == sorted(b) and meta_a["step"] == meta_b["step"] == 21
-    for key in a:  # weights, BatchNorm statistics, the optimizer's momentum
-        assert torch.equal(a[key], b[key]), key
-    assert meta_a["losses"] == meta_b["losses"] and meta_a["accuracies"] == meta_b["accuracies"]
-
-    def epochs(path):
-        return [{k: v for k, v in json.loads(line).items() if k != "time"} for line in path.read_text().splitlines()]
-
-    assert epochs(straight.with_suffix(".jsonl")) == epochs(killed.with_suffix(".jsonl"))
-    assert [r["epoch"] for r in epochs(killed.with_suffix(".jsonl"))] == [1, 2, 3]
+    # killed in the second epoch; weights, BatchNorm statistics and the optimizer's momentum compared
+    assert_resumes_after_sigkill(args, tmp_path, slowed="nasir.train.trainer:Trainer.train_step", kill_at=9,
+                                 steps=21, epochs=3)
