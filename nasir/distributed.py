@@ -1,6 +1,6 @@
 """Many processes, one command: data-parallel training under ``torchrun``.
 
-``torchrun --nproc_per_node N nasir search ...`` (and ``nasir dance train``, ``nasir dna train``)
+``torchrun --nproc_per_node N nasir search ...`` (and ``nasir train``, ``nasir dance train``, ``nasir dna train``)
 starts N copies of the command; each finds its place in the environment torchrun sets (``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``). ``processes(device)`` joins the
 process group (NCCL with the process's own GPU, ``cuda:LOCAL_RANK``, when the device is CUDA; gloo

@@ -44,7 +44,8 @@ weights are parameters of the module) are averaged over the processes in each of
 passes of a DARTS step; the second-order step computes its gradients with ``torch.autograd.grad``
 on the unwrapped module and averages each of them (``Processes.average``) before using it. Losses,
 accuracies and evaluations are means over all processes; process 0 alone shows progress and writes
-the log and the checkpoint.
+the log and the checkpoint. The epoch loop, the records' common entries and the evaluation are
+``nasir.epochs``, shared with ``nasir train``.
 """
 
 from __future__ import annotations

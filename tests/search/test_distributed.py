@@ -174,6 +174,24 @@ def test_torchrun_search_prints_and_writes_once_and_one_process_resumes(tmp_path
     assert "resumed from" in capsys.readouterr().out
 
 
+def test_torchrun_train_prints_and_writes_once_and_one_process_resumes(tmp_path, capsys, single_thread):
+    """``torchrun --nproc_per_node 2 nasir train ...``: process 0 alone prints and writes the
+    checkpoint, the log and the trained network; one process then resumes the checkpoint."""
+    from ..train.test_train_cli import TINY
+
+    space, arch = tmp_path / "tiny.nas", tmp_path / "arch.json"
+    space.write_text(TINY)
+    arch.write_text('{"y": "a"}')
+    ck, net = tmp_path / "run.safetensors", tmp_path / "net.safetensors"
+    argv = ["train", str(space), "--arch", str(arch), "--batch-size", "8", "--checkpoint", str(ck)]
+    first, second = launch(["-m", "nasir.cli", *argv, "--steps", "1", "-o", str(net)])
+    assert first.returncode == second.returncode == 0, first.stderr[-3000:] + second.stderr[-3000:]
+    assert "1 steps in" in first.stdout and "trained network written to" in first.stdout and second.stdout == ""
+    assert ck.is_file() and net.is_file() and len(ck.with_suffix(".jsonl").read_text().splitlines()) == 1
+    assert main([*argv, "--steps", "2", "--resume"]) == 0
+    assert "resumed from" in capsys.readouterr().out
+
+
 def test_torchrun_dna_train_shares_the_blocks_and_equals_one_process(tmp_path, single_thread):
     """``torchrun --nproc_per_node 2 nasir dna train``: process 0 trains the teacher and caches its
     features, each process distills its share of the blocks; the blocks equal a single process's."""
