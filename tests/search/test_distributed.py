@@ -157,39 +157,38 @@ def test_the_global_batch_is_shared_evenly():
         Processes(torch.device("cpu"), rank=0, world=4).rows(30)
 
 
-def test_torchrun_search_prints_and_writes_once_and_one_process_resumes(tmp_path, capsys, single_thread):
-    """``torchrun --nproc_per_node 2 nasir search ...`` (PC-DARTS: edge weights are DDP parameters
-    too): process 0 alone prints and writes the checkpoint, the log and the architecture; one
-    process then resumes the checkpoint."""
-    space = tmp_path / "cell.nas"
-    space.write_text(CELL)
-    ck, arch = tmp_path / "run.safetensors", tmp_path / "arch.json"
-    argv = ["search", str(space), "--method", "pc-darts", "--warmup-epochs", "0", "--batch-size", "8",
-            "--checkpoint", str(ck)]
-    first, second = launch(["-m", "nasir.cli", *argv, "--steps", "1", "--arch-out", str(arch)])
+def _two_write_once_and_one_resumes(argv: list[str], output: list[str], capsys) -> None:
+    """``nasir ARGV --steps 1 OUTPUT`` in two processes: process 0 alone prints and writes the
+    checkpoint (``--checkpoint`` in ``argv``), its log and the output (``OUTPUT``: flag and file);
+    then one process resumes the checkpoint to step 2."""
+    first, second = launch(["-m", "nasir.cli", *argv, "--steps", "1", *output])
     assert first.returncode == second.returncode == 0, first.stderr[-3000:] + second.stderr[-3000:]
     assert "1 steps in" in first.stdout and "written to" in first.stdout and second.stdout == ""
-    assert ck.is_file() and arch.is_file() and len(ck.with_suffix(".jsonl").read_text().splitlines()) == 1
+    ck = Path(argv[argv.index("--checkpoint") + 1])
+    assert ck.is_file() and Path(output[1]).is_file() and len(ck.with_suffix(".jsonl").read_text().splitlines()) == 1
     assert main([*argv, "--steps", "2", "--resume"]) == 0
     assert "resumed from" in capsys.readouterr().out
 
 
+def test_torchrun_search_prints_and_writes_once_and_one_process_resumes(tmp_path, capsys, single_thread):
+    """``torchrun --nproc_per_node 2 nasir search ...`` (PC-DARTS: edge weights are DDP parameters
+    too), writing the architecture."""
+    space = tmp_path / "cell.nas"
+    space.write_text(CELL)
+    argv = ["search", str(space), "--method", "pc-darts", "--warmup-epochs", "0", "--batch-size", "8",
+            "--checkpoint", str(tmp_path / "run.safetensors")]
+    _two_write_once_and_one_resumes(argv, ["--arch-out", str(tmp_path / "arch.json")], capsys)
+
+
 def test_torchrun_train_prints_and_writes_once_and_one_process_resumes(tmp_path, capsys, single_thread):
-    """``torchrun --nproc_per_node 2 nasir train ...``: process 0 alone prints and writes the
-    checkpoint, the log and the trained network; one process then resumes the checkpoint."""
+    """``torchrun --nproc_per_node 2 nasir train ...``, writing the trained network."""
     from ..train.test_train_cli import TINY
 
     space, arch = tmp_path / "tiny.nas", tmp_path / "arch.json"
     space.write_text(TINY)
     arch.write_text('{"y": "a"}')
-    ck, net = tmp_path / "run.safetensors", tmp_path / "net.safetensors"
-    argv = ["train", str(space), "--arch", str(arch), "--batch-size", "8", "--checkpoint", str(ck)]
-    first, second = launch(["-m", "nasir.cli", *argv, "--steps", "1", "-o", str(net)])
-    assert first.returncode == second.returncode == 0, first.stderr[-3000:] + second.stderr[-3000:]
-    assert "1 steps in" in first.stdout and "trained network written to" in first.stdout and second.stdout == ""
-    assert ck.is_file() and net.is_file() and len(ck.with_suffix(".jsonl").read_text().splitlines()) == 1
-    assert main([*argv, "--steps", "2", "--resume"]) == 0
-    assert "resumed from" in capsys.readouterr().out
+    argv = ["train", str(space), "--arch", str(arch), "--batch-size", "8", "--checkpoint", str(tmp_path / "run.safetensors")]
+    _two_write_once_and_one_resumes(argv, ["-o", str(tmp_path / "net.safetensors")], capsys)
 
 
 def test_torchrun_dna_train_shares_the_blocks_and_equals_one_process(tmp_path, single_thread):
