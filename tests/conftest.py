@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -13,18 +15,16 @@ def _seed():
     torch.manual_seed(0)
 
 
-@pytest.fixture
-def single_thread():
-    """Run torch on one intra-op thread for the test, restoring the setting afterwards.
+def pytest_configure(config):
+    """One intra-op thread for the whole suite, and for the processes its tests start.
 
-    Tiny tensors gain nothing from intra-op threads, and on a busy 2-core box OpenMP's spinning
-    workers made tiny convolutions tens of times slower (a 0.4 s float64 gradcheck took 17-28 s).
-    Folders of such tests request it from an autouse fixture in their conftest.
+    The suite's tensors are tiny, so intra-op threads gain nothing, and with ``-n 2`` on a 2-core
+    machine every extra thread only contends: OpenMP's spinning workers made tiny convolutions tens
+    of times slower (a 0.4 s float64 gradcheck took 17-28 s; a search test 42.7 s instead of 0.7 s).
+    Tests that need another count set it themselves and restore it.
     """
-    before = torch.get_num_threads()
+    os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

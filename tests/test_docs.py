@@ -54,7 +54,7 @@ PYTHON = _blocks(MANUAL + [ROOT / "README.md"], "python")
 
 
 @pytest.mark.parametrize("where, text", PYTHON, ids=[w for w, _ in PYTHON])
-def test_python_example_runs(where: str, text: str, single_thread):
+def test_python_example_runs(where: str, text: str):
     exec(compile(text, where, "exec"), {"__name__": "__doc_example__"})
 
 

@@ -47,11 +47,6 @@ SPACES = {
 TOPONAS = "topo-simplify,reparam{kernel_norm=true}"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(single_thread):
-    """Tiny tensors: one intra-op thread (see ``single_thread`` in tests/conftest.py)."""
-
-
 @functools.cache
 def _space(name: str) -> Graph:
     return parse_file(std_path(name), **SPACES[name])

@@ -88,11 +88,6 @@ BRUTE_FORCE_LIMIT = 4_000
 STEPS = 2
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(single_thread):
-    """Tiny tensors: one intra-op thread (see ``single_thread`` in tests/conftest.py)."""
-
-
 def _rotating(items: list, seed: int) -> list:
     """All of ``items`` in the long run, else the one this seed's turn falls on."""
     return items if LONG else [items[seed % len(items)]]

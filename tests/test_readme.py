@@ -124,7 +124,7 @@ def _missing(text: str) -> str | None:
 def _run_block(steps: list[Step], folder: Path) -> dict[Step, Outcome]:
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     # tiny tensors gain nothing from intra-op threads, and on a busy 2-core box OpenMP's waiting
-    # threads made these runs up to 10x slower (the single_thread fixture of tests/conftest.py)
+    # threads made these runs up to 10x slower (see pytest_configure in tests/conftest.py)
     env.setdefault("OMP_NUM_THREADS", "1")
     folder.mkdir(parents=True, exist_ok=True)
     outcomes: dict[Step, Outcome] = {}

@@ -19,11 +19,6 @@ graph @n {
 }"""
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(single_thread):
-    """Tiny tensors only: one thread (see ``single_thread`` in tests/conftest.py)."""
-
-
 # -- filecheck -------------------------------------------------------------------------------------
 def test_filecheck_matches_substrings_in_order():
     filecheck(TEXT, """

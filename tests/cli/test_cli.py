@@ -194,7 +194,7 @@ def test_bad_output_locations_fail_before_any_work(capsys, tmp_path, monkeypatch
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
-def test_search_writes_a_named_architecture_that_compile_reads(capsys, tmp_path, single_thread):
+def test_search_writes_a_named_architecture_that_compile_reads(capsys, tmp_path):
     arch = tmp_path / "arch.json"
     code, _, _ = run(capsys, "search", *SMALL_DARTS, "--steps", "1", "--batch-size", "8", "--arch-out", str(arch))
     doc = json.loads(arch.read_text())

@@ -53,7 +53,7 @@ def test_help_lists_every_methods_published_defaults(capsys):
     assert "0.025->0.001 cosine" in text and "arch from epoch 15" in text and "tau 10->0.1" in text
 
 
-def test_options_not_given_take_the_methods_values(capsys, tmp_path, single_thread):
+def test_options_not_given_take_the_methods_values(capsys, tmp_path):
     arch = tmp_path / "arch.json"
     code, out, err = run(capsys, "search", _space(tmp_path, TINY), "--steps", "1", "--arch-out", arch)
     assert code == 0, err
@@ -64,7 +64,7 @@ def test_options_not_given_take_the_methods_values(capsys, tmp_path, single_thre
     assert code == 0 and json.loads(arch.read_text())["options"]["batch_size"] == 8
 
 
-def test_pc_darts_searches_partial_channels_and_builds_the_plain_network(capsys, tmp_path, single_thread):
+def test_pc_darts_searches_partial_channels_and_builds_the_plain_network(capsys, tmp_path):
     space, arch = _space(tmp_path, CELL), tmp_path / "arch.json"
     code, out, err = run(capsys, "search", space, "--method", "pc-darts", "--steps", "2", "--batch-size", "4",
                          "--arch-out", arch)
@@ -80,7 +80,7 @@ def test_pc_darts_searches_partial_channels_and_builds_the_plain_network(capsys,
     assert code == 0 and "channel_shuffle" not in out and "narrow" not in out
 
 
-def test_second_order_darts_on_the_command_line(capsys, tmp_path, single_thread):
+def test_second_order_darts_on_the_command_line(capsys, tmp_path):
     code, out, err = run(capsys, "search", _space(tmp_path, TINY), "--order", "2", "--steps", "2", "--batch-size", "4")
     assert code == 0 and "2 steps" in out, err
     code, _, err = run(capsys, "search", _space(tmp_path, TINY), "--method", "gdas", "--order", "2", "--steps", "1")
@@ -93,7 +93,7 @@ def test_epochs_or_steps_not_both(capsys, tmp_path):
     assert e.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
 
 
-def test_the_epoch_log_lies_beside_the_checkpoint(capsys, tmp_path, single_thread):
+def test_the_epoch_log_lies_beside_the_checkpoint(capsys, tmp_path):
     ck = tmp_path / "run.safetensors"
     code, out, err = run(capsys, "search", _space(tmp_path, TINY), "--epochs", "1", "--batch-size", "500",
                          "--checkpoint", ck)
@@ -103,7 +103,7 @@ def test_the_epoch_log_lies_beside_the_checkpoint(capsys, tmp_path, single_threa
     assert f"per-epoch log: {tmp_path / 'run.jsonl'}" in out and "(1.00 epochs of 2 steps)" in out
 
 
-def test_searching_the_evaluation_network_is_refused_clearly(capsys, single_thread):
+def test_searching_the_evaluation_network_is_refused_clearly(capsys):
     code, _, err = run(capsys, "search", "std/darts.nas", "-D", "eval=true", "-D", "C=2", "-D", "layers=3", "-D", "steps=1",
                        "-D", "multiplier=1", "--steps", "1", "--batch-size", "8")
     assert code == 2 and "-D eval=true builds the evaluation network" in err and "search needs the search network" in err

@@ -25,11 +25,6 @@ def tiny_block(c_in: int, c_out: int, stride: int, name: str) -> Block:
     return Block([cell(2, 6), cell(3, 4)], name=name)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(single_thread):
-    """Every test here uses tiny tensors: one thread (see ``single_thread`` in tests/conftest.py)."""
-
-
 @pytest.fixture
 def tiny_space() -> ChainSpace:
     torch.manual_seed(0)

@@ -33,8 +33,6 @@ from nasir.ir.graph import Graph
 
 from ._harness import bounded, examples, exercise
 
-pytestmark = pytest.mark.usefixtures("single_thread")  # tiny tensors: threads only contend (tests/conftest.py)
-
 SPACES = {
     "nb201": ("std/nb201.nas", {"C": 4, "N": 1}),
     "darts": ("std/darts.nas", {"C": 4, "layers": 2, "steps": 2, "multiplier": 2}),

@@ -25,11 +25,6 @@ CHAIN = """network n() {
 """
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(single_thread):
-    yield
-
-
 def test_lowered_layers_and_costs():
     g = parse_string(CHAIN)
     model = lower(g, "fixed", arch={})

@@ -29,11 +29,6 @@ network aux_net(C = 4) {
 """
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(single_thread):
-    yield
-
-
 def test_ir_json_printer_and_costs():
     graph = parse_string(SPACE)
     (aux,) = graph.body.aux_outputs

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
 import torch
 from torch import nn
 
@@ -216,11 +215,6 @@ def _pair(auxiliary: bool = True):
     ours = lower(graph, "fixed", SMALL, seed=0).double()
     ours.load_state_dict(renamed_state_dict(reference.state_dict(), names(reference, genotype)))
     return graph, ours, reference
-
-
-@pytest.fixture(autouse=True)
-def _one_thread(single_thread):
-    yield
 
 
 def test_same_parameters_and_outputs_as_network_cifar_in_eval_mode():

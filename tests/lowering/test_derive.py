@@ -15,11 +15,6 @@ from nasir.lowering import lower
 from nasir.runtime import FixedSampler
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(single_thread):
-    """Small tensors: one thread (see ``single_thread`` in tests/conftest.py)."""
-
-
 @pytest.fixture(scope="module")
 def darts():
     return parse_file(std_path("darts"), C=4, layers=3)

@@ -47,11 +47,6 @@ SIZES = {"dense": 7, "dw": 4, "sep": 4}
 ARCHS = [{name: i % n for name, n in SIZES.items()} for i in range(max(SIZES.values()))]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(single_thread):
-    """Tiny tensors: one intra-op thread (see ``single_thread`` in tests/conftest.py)."""
-
-
 @pytest.fixture(scope="module")
 def space():
     return parse_string(SPACE)

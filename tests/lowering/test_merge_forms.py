@@ -32,11 +32,6 @@ network n() {{
 FORMS = ("dense", "grouped", "separate")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(single_thread):
-    """Tiny float64 tensors: one thread."""
-
-
 @pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("stride", [1, 2])
 def test_every_form_is_exact(form, stride):

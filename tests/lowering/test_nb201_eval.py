@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
 import torch
 from torch import nn
 
@@ -118,11 +117,6 @@ def names(reference: TinyNetwork, genotype, n: int) -> dict[str, str]:
                     f"cells.{k}.layers.{layer}.op.2": f"cells{cell}.n{i}_{j}.{op}.bn"}
         cell += 1
     return out
-
-
-@pytest.fixture(autouse=True)
-def _one_thread(single_thread):
-    yield
 
 
 def test_same_parameters_and_outputs_as_the_topology_network():

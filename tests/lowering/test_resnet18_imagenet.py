@@ -56,11 +56,6 @@ class ResNet18(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(single_thread):
-    yield
-
-
 def test_imagenet_form_has_torchvisions_size_and_names():
     graph = parse_file(std_path("resnet18"), stem="imagenet")
     assert graph.params["classes"] == 1000 and graph.body.inputs[0].shape == [3, 224, 224]

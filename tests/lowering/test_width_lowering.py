@@ -46,11 +46,6 @@ WIDTHS = ([4, 8, 12], [6, 10])
 ARCHS = [{"y.conv": i, "h.linear": j} for i, j in itertools.product(range(3), range(2))]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(single_thread):
-    """Tiny tensors: one intra-op thread."""
-
-
 @pytest.fixture(scope="module")
 def space():
     return parse_string(SPACE)

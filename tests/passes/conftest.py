@@ -9,11 +9,6 @@ import pytest
 from nasir.testing import compare, edge_text, filecheck, one_hot_alpha, run_pipeline
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(single_thread):
-    """Every test here uses tiny tensors: one thread (see ``single_thread`` in tests/conftest.py)."""
-
-
 @pytest.fixture
 def topo():
     """The ``nasir.testing`` helpers these tests use, as one namespace."""

@@ -65,7 +65,7 @@ def _unshuffle(out: torch.Tensor, k: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("mode", ["supernet", "sampled"])
-def test_only_the_first_channels_reach_the_candidates_and_the_rest_pass_shuffled(mode, single_thread):
+def test_only_the_first_channels_reach_the_candidates_and_the_rest_pass_shuffled(mode):
     model = lower(_partial(parse_string(ONE_EDGE)), mode, seed=0)
     if mode == "sampled":
         model.set_sampler(FixedSampler({"y": 0}))  # the conv path
@@ -84,7 +84,7 @@ def test_only_the_first_channels_reach_the_candidates_and_the_rest_pass_shuffled
     assert not torch.equal(_unshuffle(model(changed), 4)[:, :2], cat[:, :2])
 
 
-def test_darts_cells_get_edge_weights_whose_gradients_flow(single_thread):
+def test_darts_cells_get_edge_weights_whose_gradients_flow():
     graph = _partial(_darts())
     model = lower(graph, "supernet", seed=0)
     names = [n for n, _ in model.named_arch_parameters()]
@@ -133,7 +133,7 @@ def test_choices_that_cannot_be_split_stay_whole_with_a_note():
         _partial(parse_string(ONE_EDGE), "k=1")
 
 
-def test_the_topo_passes_run_on_the_reduced_choices(single_thread):
+def test_the_topo_passes_run_on_the_reduced_choices():
     pipeline = "partial-channel{k=2},topo-simplify,reparam{kernel_norm=true}"
     graph = PassManager.parse(pipeline).run(parse_file(std_path("darts"), C=4, layers=3, steps=2, multiplier=2))
     for mode in ("supernet", "sampled"):

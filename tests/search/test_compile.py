@@ -32,11 +32,6 @@ PIPELINE = "topo-simplify,reparam{kernel_norm=true}"
 HOST_SYNCS = {"_local_scalar_dense", "nonzero", "is_nonzero", "equal", "item", "tolist"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(single_thread):
-    """Tiny tensors: one thread."""
-
-
 class _Syncs(TorchDispatchMode):
     def __init__(self):
         super().__init__()

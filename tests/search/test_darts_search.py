@@ -48,7 +48,7 @@ TINY = """network tiny() {
 """
 
 
-def test_resume_with_augmented_photos_gives_the_same_result(tmp_path, single_thread):
+def test_resume_with_augmented_photos_gives_the_same_result(tmp_path):
     """uint8 images with crop, flip and cutout: each batch's augmentation is replayed exactly."""
     from nasir.data.images import CIFAR10_NORMALIZATION, ImageSet, split_portion
     from nasir.frontends.elaborate import parse_string

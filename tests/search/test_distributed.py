@@ -112,14 +112,14 @@ def _assert_same(got: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_a_step_of_two_processes_equals_one_process_on_the_whole_batch(two_processes, case, single_thread):
+def test_a_step_of_two_processes_equals_one_process_on_the_whole_batch(two_processes, case):
     """Weights, architecture parameters and the logged loss and accuracy after one step: DARTS first
     and second order (its unrolled gradients averaged explicitly), GDAS (a sampled path: unused
     parameters in DDP)."""
     _assert_same(load_file(two_processes / f"{case}.safetensors"), _run(case, 1))
 
 
-def test_a_dance_stage_1_step_of_two_processes_equals_one_process_on_the_whole_batch(two_processes, single_thread):
+def test_a_dance_stage_1_step_of_two_processes_equals_one_process_on_the_whole_batch(two_processes):
     """DANCE's first stage (gates open; the two processes also agree after stage 2, checked in them)."""
     trainer = dance_for(1, 0)
     per_process_batch_norm(trainer.net)
@@ -127,8 +127,7 @@ def test_a_dance_stage_1_step_of_two_processes_equals_one_process_on_the_whole_b
     _assert_same(load_file(two_processes / "dance1.safetensors"), dance_result(trainer))
 
 
-def test_train_steps_of_two_processes_equal_one_process_with_drop_path_and_the_auxiliary_loss(two_processes,
-                                                                                              single_thread):
+def test_train_steps_of_two_processes_equal_one_process_with_drop_path_and_the_auxiliary_loss(two_processes):
     """``nasir train`` (``Trainer``): two steps of the DARTS evaluation network, the second with drop
     path (each process keeps its rows of the whole batch's mask), both with the auxiliary loss; and
     two processes resume the step one process saved."""
@@ -137,13 +136,13 @@ def test_train_steps_of_two_processes_equal_one_process_with_drop_path_and_the_a
     _assert_same(load_file(two_processes / "train_resumed_by_two.safetensors"), straight)
 
 
-def test_the_comparison_sees_batch_norm_groups(two_processes, single_thread):
+def test_the_comparison_sees_batch_norm_groups(two_processes):
     got = load_file(two_processes / "darts1.safetensors")
     plain = _run("darts1", 1, grouped=False)
     assert any(not torch.allclose(got[name], plain[name], rtol=1e-5, atol=1e-6) for name in plain)
 
 
-def test_two_processes_resume_what_one_saved_and_one_resumes_what_two_saved(two_processes, tmp_path, single_thread):
+def test_two_processes_resume_what_one_saved_and_one_resumes_what_two_saved(two_processes, tmp_path):
     straight = _run("darts1", 2)
     _assert_same(load_file(two_processes / "resumed_by_two.safetensors"), straight)
     checkpoint = tmp_path / "two.safetensors"
@@ -170,7 +169,7 @@ def _two_write_once_and_one_resumes(argv: list[str], output: list[str], capsys) 
     assert "resumed from" in capsys.readouterr().out
 
 
-def test_torchrun_search_prints_and_writes_once_and_one_process_resumes(tmp_path, capsys, single_thread):
+def test_torchrun_search_prints_and_writes_once_and_one_process_resumes(tmp_path, capsys):
     """``torchrun --nproc_per_node 2 nasir search ...`` (PC-DARTS: edge weights are DDP parameters
     too), writing the architecture."""
     space = tmp_path / "cell.nas"
@@ -180,7 +179,7 @@ def test_torchrun_search_prints_and_writes_once_and_one_process_resumes(tmp_path
     _two_write_once_and_one_resumes(argv, ["--arch-out", str(tmp_path / "arch.json")], capsys)
 
 
-def test_torchrun_train_prints_and_writes_once_and_one_process_resumes(tmp_path, capsys, single_thread):
+def test_torchrun_train_prints_and_writes_once_and_one_process_resumes(tmp_path, capsys):
     """``torchrun --nproc_per_node 2 nasir train ...``, writing the trained network."""
     from ..train.test_train_cli import TINY
 
@@ -191,7 +190,7 @@ def test_torchrun_train_prints_and_writes_once_and_one_process_resumes(tmp_path,
     _two_write_once_and_one_resumes(argv, ["-o", str(tmp_path / "net.safetensors")], capsys)
 
 
-def test_torchrun_dna_train_shares_the_blocks_and_equals_one_process(tmp_path, single_thread):
+def test_torchrun_dna_train_shares_the_blocks_and_equals_one_process(tmp_path):
     """``torchrun --nproc_per_node 2 nasir dna train``: process 0 trains the teacher and caches its
     features, each process distills its share of the blocks; the blocks equal a single process's."""
     from safetensors.torch import load_file as read

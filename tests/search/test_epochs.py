@@ -31,7 +31,7 @@ def _search(**options):
     return SupernetSearch(model, SearchConfig(batch_size=4, **options))
 
 
-def test_an_epoch_is_a_pass_over_the_weight_half_and_each_is_logged(tmp_path, single_thread):
+def test_an_epoch_is_a_pass_over_the_weight_half_and_each_is_logged(tmp_path):
     search = _search(epochs=3, lr=0.1, lr_min=0.01)
     log = search.run(*_data(), log=tmp_path / "run.jsonl", progress=False)
     assert search.steps_per_epoch == 4 and log.step == 12
@@ -95,7 +95,7 @@ def test_tensorboard_gets_every_numeric_entry_when_it_is_installed(tmp_path, mon
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="SIGKILL is POSIX")
-def test_a_search_killed_with_sigkill_resumes_bit_for_bit(tmp_path, single_thread):
+def test_a_search_killed_with_sigkill_resumes_bit_for_bit(tmp_path):
     pytest.importorskip("numpy")  # the CIFAR reader
     from ..data._formats import write_cifar
 
