@@ -10,7 +10,7 @@ one path), and what evaluation networks need in training: drop path and the auxi
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -65,13 +65,19 @@ class AuxHead(nn.Module):
         return AuxOutput(logits, self.head(*features))
 
 
+def _set_on_every(module: nn.Module, kind: type[nn.Module], **values: Any) -> int:
+    """Set the attributes ``values`` on every submodule of ``module`` that is a ``kind``; returns how many."""
+    found = [m for m in module.modules() if isinstance(m, kind)]
+    for m in found:
+        for name, value in values.items():
+            setattr(m, name, value)
+    return len(found)
+
+
 def set_auxiliary_head(module: nn.Module, active: bool) -> int:
     """Switch every ``AuxHead`` in ``module`` on or off (off: training mode returns the logits
     alone); returns how many there are."""
-    heads = [m for m in module.modules() if isinstance(m, AuxHead)]
-    for head in heads:
-        head.active = active
-    return len(heads)
+    return _set_on_every(module, AuxHead, active=active)
 
 
 class DropPath(nn.Module):
@@ -120,18 +126,13 @@ def set_drop_path(module: nn.Module, drop_prob: float) -> int:
     """Set the probability of every ``DropPath`` in ``module``; returns how many there are."""
     if not 0.0 <= drop_prob < 1.0:
         raise ValueError(f"drop path probability must be in [0, 1), got {drop_prob}")
-    paths = [m for m in module.modules() if isinstance(m, DropPath)]
-    for path in paths:
-        path.drop_prob = drop_prob
-    return len(paths)
+    return _set_on_every(module, DropPath, drop_prob=drop_prob)
 
 
 def share_drop_path(module: nn.Module, rank: int, world: int) -> None:
     """Make every ``DropPath`` in ``module`` keep rows ``rank`` of ``world`` equal shares of each
     batch's mask (``DropPath.rows``)."""
-    for m in module.modules():
-        if isinstance(m, DropPath):
-            m.rows = (rank, world)
+    _set_on_every(module, DropPath, rows=(rank, world))
 
 
 class FactorizedReduce(nn.Module):

@@ -234,12 +234,7 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
     """One real checkpoint of every driver, each part way through its run."""
     root = tmp_path_factory.mktemp("checkpoints")
     out = {name: root / f"{name}.safetensors" for name in ("search", "dance", "dna-block", "dna-teacher")}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        _make_checkpoints(out)
-    finally:
-        torch.set_num_threads(threads)
+    _make_checkpoints(out)
     return out
 
 

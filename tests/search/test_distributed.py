@@ -93,16 +93,11 @@ def _train(steps: int, checkpoint: Path | None = None):
 def two_processes(tmp_path_factory):
     """The folder where two torchrun processes left their results (``_ddp_run.py``)."""
     out = tmp_path_factory.mktemp("ddp")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        _run("darts1", 1, checkpoint=out / "one.safetensors")  # for the two processes to resume
-        _train(1, checkpoint=out / "train_one.safetensors")
-        for done in launch([str(Path(__file__).with_name("_ddp_run.py")), str(out)]):
-            assert done.returncode == 0, done.stderr[-3000:]
-        yield out
-    finally:
-        torch.set_num_threads(before)
+    _run("darts1", 1, checkpoint=out / "one.safetensors")  # for the two processes to resume
+    _train(1, checkpoint=out / "train_one.safetensors")
+    for done in launch([str(Path(__file__).with_name("_ddp_run.py")), str(out)]):
+        assert done.returncode == 0, done.stderr[-3000:]
+    return out
 
 
 def _assert_same(got: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
